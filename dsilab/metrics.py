@@ -1,0 +1,53 @@
+"""Scoring a `Run` against qrels with ir-measures, under the course's names (Hits@k = Success@k).
+
+Every retriever in the course, classic or learned, is scored by `evaluate`, so numbers compare.
+"""
+from __future__ import annotations
+
+import ir_measures
+
+from .core import DsilabError, Qrels, Run
+
+#: Course name -> ir-measures measure. Hits@k is "at least one relevant doc in the top k".
+MEASURES = {
+    "Hits@1": ir_measures.Success @ 1,
+    "Hits@5": ir_measures.Success @ 5,
+    "Hits@10": ir_measures.Success @ 10,
+    "MRR@10": ir_measures.RR @ 10,
+    "Recall@10": ir_measures.R @ 10,
+    "Recall@100": ir_measures.R @ 100,
+    "nDCG@10": ir_measures.nDCG @ 10,
+}
+DEFAULT = ("Hits@1", "Hits@5", "Hits@10", "MRR@10", "Recall@100", "nDCG@10")
+
+
+def _measures(names: tuple[str, ...] | list[str]) -> list:
+    unknown = [n for n in names if n not in MEASURES]
+    if unknown:
+        raise DsilabError(f"unknown metric(s) {unknown}; choose from {list(MEASURES)}.")
+    return [MEASURES[n] for n in names]
+
+
+def per_query(run: Run, qrels: Qrels, metrics: tuple[str, ...] | list[str] = DEFAULT) -> dict[str, dict[str, float]]:
+    """metric -> {qid: value} for every judged query; a query missing from the run scores 0."""
+    measures = _measures(metrics)
+    name_of = {repr(m): n for n, m in zip(metrics, measures)}
+    out: dict[str, dict[str, float]] = {n: {q: 0.0 for q in qrels} for n in metrics}
+    # Score by rank, not raw score: the Run's order is the ranking (ties stay in the Run's order).
+    scored: dict[str, dict[str, float]] = {}
+    for q, ranked in run.items():
+        if q in qrels:
+            ranks = scored.setdefault(q, {})
+            for i, (d, _) in enumerate(ranked):
+                ranks.setdefault(d, float(len(ranked) - i))
+    for m in ir_measures.iter_calc(measures, qrels, scored):
+        out[name_of[repr(m.measure)]][m.query_id] = float(m.value)
+    return out
+
+
+def evaluate(run: Run, qrels: Qrels, metrics: tuple[str, ...] | list[str] = DEFAULT) -> dict[str, float]:
+    """Mean of each metric over all judged queries (missing queries count as 0, never dropped)."""
+    if not qrels:
+        raise DsilabError("evaluate: the qrels are empty; pass the judgements of a split, e.g. collection.split('test')[1].")
+    table = per_query(run, qrels, metrics)
+    return {n: sum(v.values()) / len(qrels) for n, v in table.items()}

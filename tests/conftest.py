@@ -1,0 +1,43 @@
+"""Shared fixtures: offline by default, a private cache, and a tiny BEIR folder writer."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    if "DSILAB_CACHE" not in os.environ:
+        os.environ["DSILAB_CACHE"] = str(tmp_path_factory.mktemp("dsilab-cache"))
+
+
+def write_beir(root: Path, corpus, queries, qrels: dict[str, list[tuple[str, str, int]]]) -> Path:
+    """Write a BEIR folder from plain lists; corpus items are dicts or raw strings (for bad lines)."""
+    (root / "qrels").mkdir(parents=True, exist_ok=True)
+    with open(root / "corpus.jsonl", "w") as f:
+        for rec in corpus:
+            f.write((rec if isinstance(rec, str) else json.dumps(rec)) + "\n")
+    with open(root / "queries.jsonl", "w") as f:
+        for rec in queries:
+            f.write((rec if isinstance(rec, str) else json.dumps(rec)) + "\n")
+    for split, rows in qrels.items():
+        with open(root / "qrels" / f"{split}.tsv", "w") as f:
+            f.write("query-id\tcorpus-id\tscore\n")
+            for q, d, s in rows:
+                f.write(f"{q}\t{d}\t{s}\n")
+    return root
+
+
+@pytest.fixture
+def tiny_beir(tmp_path):
+    corpus = [
+        {"_id": "a", "title": "Volcanoes", "text": "Lava erupts from a volcano when magma rises."},
+        {"_id": "b", "title": "Rivers", "text": "A river carries water from mountains to the sea."},
+        {"_id": "c", "title": "Stars", "text": "Stars shine by fusing hydrogen into helium."},
+    ]
+    queries = [{"_id": "1", "text": "what comes out of a volcano"}, {"_id": "2", "text": "how do stars shine"}]
+    return write_beir(tmp_path / "tiny", corpus, queries, {"test": [("1", "a", 1), ("2", "c", 1)]})

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from dsilab import evaluate, load_collection
+from dsilab.baselines import BM25, Dense, tokenize
+from dsilab.embed import load_encoder
+
+
+def test_tokenize_drops_stopwords_and_case():
+    assert tokenize("The Volcano, and THE lava!") == ["volcano", "lava"]
+    assert tokenize("The end", stopwords=False) == ["the", "end"]
+
+
+def test_bm25_finds_the_obvious_doc(tiny_beir):
+    c = load_collection(tiny_beir)
+    run = BM25(c).search({"1": "volcano lava magma"}, k=3)
+    assert run["1"][0][0] == "a" and len(run["1"]) == 3
+
+
+def test_encoder_is_offline_normalised_and_cached():
+    enc = load_encoder()
+    a = enc.encode(["a river flows to the sea", "stars fuse hydrogen"])
+    assert a.shape == (2, 384) and a.dtype == np.float32
+    assert np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5)
+    b = enc.encode_cached(["a river flows to the sea", "stars fuse hydrogen"])
+    c = enc.encode_cached(["a river flows to the sea", "stars fuse hydrogen"])  # from disk
+    assert np.allclose(a, b, atol=1e-5) and np.array_equal(b, c)
+    assert enc.encode([]).shape == (0, 384)
+
+
+def test_dense_ranks_semantically(tiny_beir):
+    c = load_collection(tiny_beir)
+    run = Dense(c).search({"q": "how does the sun produce light"}, k=3)
+    assert run["q"][0][0] == "c"
+
+
+def test_unknown_hub_encoder_fails_fast(monkeypatch):
+    from dsilab import DsilabError
+    from dsilab.embed import Encoder
+
+    with pytest.raises(DsilabError, match="packaged MiniLM"):
+        Encoder("sentence-transformers/all-mpnet-base-v2")
+
+
+def test_baselines_are_strong_on_the_lab_collection():
+    """Not a timing test: a sanity floor that catches a broken loader, tokenizer or metric."""
+    c = load_collection("lab")
+    queries, qrels = c.split("test")
+    bm25 = evaluate(BM25(c).search(queries), qrels)
+    dense = evaluate(Dense(c).search(queries), qrels)
+    assert bm25["Hits@10"] > 0.6 and dense["Hits@10"] > 0.6
+    assert 0 < bm25["Hits@1"] <= bm25["Hits@10"] <= 1

@@ -1,0 +1,43 @@
+import math
+
+import pytest
+
+from dsilab import DsilabError, evaluate
+from dsilab.core import run_from_scores
+from dsilab.metrics import per_query
+
+QRELS = {"q1": {"d1": 1}, "q2": {"d2": 1, "d3": 1}, "q3": {"d9": 1}}
+RUN = {
+    "q1": [("d1", 0.9), ("d2", 0.5)],                 # relevant at rank 1
+    "q2": [("d4", 0.9), ("d5", 0.8), ("d3", 0.7)],    # first relevant at rank 3, one of two found
+    # q3 missing from the run: it must count as a miss, not vanish from the mean
+}
+
+
+def test_hand_checked_values():
+    m = evaluate(RUN, QRELS, ["Hits@1", "Hits@5", "MRR@10", "Recall@10", "nDCG@10"])
+    assert m["Hits@1"] == pytest.approx(1 / 3)
+    assert m["Hits@5"] == pytest.approx(2 / 3)
+    assert m["MRR@10"] == pytest.approx((1 + 1 / 3 + 0) / 3)
+    assert m["Recall@10"] == pytest.approx((1 + 0.5 + 0) / 3)
+    ndcg_q2 = (1 / math.log2(4)) / (1 + 1 / math.log2(3))
+    assert m["nDCG@10"] == pytest.approx((1 + ndcg_q2 + 0) / 3)
+
+
+def test_run_order_is_the_ranking_even_with_ties():
+    tied = {"q1": [("d2", 1.0), ("d1", 1.0)]}
+    assert per_query(tied, {"q1": {"d1": 1}}, ["MRR@10"])["MRR@10"]["q1"] == pytest.approx(0.5)
+
+
+def test_cutoffs_and_errors():
+    deep = {"q1": [(f"x{i}", 1.0 - i / 100) for i in range(10)] + [("d1", 0.0)]}
+    assert evaluate(deep, {"q1": {"d1": 1}}, ["Hits@10", "Recall@100"]) == {"Hits@10": 0.0, "Recall@100": 1.0}
+    with pytest.raises(DsilabError, match="unknown metric"):
+        evaluate(RUN, QRELS, ["P@3"])
+    with pytest.raises(DsilabError, match="qrels are empty"):
+        evaluate(RUN, {})
+
+
+def test_run_from_scores_orders_and_cuts():
+    run = run_from_scores(["a", "b"], ["x", "y", "z"], [[0.1, 0.9, 0.5], [3, 2, 1]], k=2)
+    assert run == {"a": [("y", 0.9), ("z", 0.5)], "b": [("x", 3.0), ("y", 2.0)]}
