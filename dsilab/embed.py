@@ -32,6 +32,9 @@ class Encoder:
 
     def __init__(self, name: str = DEFAULT_ENCODER, device: str | None = None):
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # weight-loading bars clutter notebooks and logs
 
         self.name = name
         if name == DEFAULT_ENCODER:
