@@ -1,4 +1,4 @@
-"""Every course notebook executes in FAST mode (papermill), and is committed without outputs."""
+"""Every course notebook executes in FAST mode with its exercise solutions (papermill), committed without outputs."""
 import json
 
 import pytest
@@ -11,7 +11,7 @@ NOTEBOOKS = list_notebooks()
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_fast(path, tmp_path):
-    result = run_notebook(path, tmp_path, fast=True)
+    result = run_notebook(path, tmp_path, fast=True, parameters={"SOLUTIONS": True})
     assert result.status == "ok", result.error
 
 
