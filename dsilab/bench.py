@@ -80,6 +80,87 @@ def bench_baselines(collection: Collection, split: str = "test", seed: int = 0) 
     }
 
 
+#: Sizes of `dsilab bench dsi`, small enough that the table trains on a 2-core CPU (see docs/benchmarks.md).
+DSI_BENCH = {
+    "minilm-seq2seq": {"arch": {"decoder_layers": 2}, "epochs": 10, "lr": 3e-3, "batch_size": 64},
+    "t5-scratch": {"arch": {"d_model": 192, "layers": 2, "decoder_layers": 2, "heads": 4, "d_ff": 768,
+                            "vocab_size": 3000}, "epochs": 10, "lr": 2e-3, "batch_size": 64},
+}
+#: (backbone, docid kind, pseudo-queries per doc) trained by default: supervised collections / zero-shot ones.
+DSI_VARIANTS = [(b, k, pq) for b in ("minilm-seq2seq",) for k in ("atomic", "naive", "semantic") for pq in (0, 2)] + [
+    ("t5-scratch", "semantic", 0), ("t5-scratch", "semantic", 2)]
+DSI_ZERO_SHOT = [("minilm-seq2seq", "atomic", 2), ("minilm-seq2seq", "semantic", 2)]
+
+
+def bench_dsi(collection: Collection, split: str = "test", seed: int = 0,
+              variants: list[tuple[str, str, int]] | None = None, doc_len: int = 32) -> dict[str, Any]:
+    """BM25, dense and DSI variants (backbone x docid kind x pseudo-queries per doc) on one split.
+
+    A collection with a "train" split trains on its real queries too; one without (e.g. CISI, test only)
+    is the zero-shot setting: indexing + pseudo-queries only. Also reports indexing memorisation
+    (doc text -> own docid, Hits@1), step time, CPU training time and peak memory per variant.
+    """
+    import torch
+
+    from .baselines import BM25, Dense
+    from .decode import search
+    from .docids import make_docids
+    from .models import build_model, clear_encoder_cache
+    from .tasks import TaskConfig, build_examples
+    from .train import TrainConfig, train
+
+    seed_everything(seed)
+    queries, qrels = collection.split(split)
+    zero_shot = "train" not in collection.splits
+    metrics = ("Hits@1", "Hits@5", "Hits@10", "MRR@10", "nDCG@10")
+    blank = {"memo Hits@1": "-", "steps": "-", "step_ms": "-", "train_s": "-", "peak_mb": "-"}
+    rows: dict[str, dict[str, Any]] = {}
+    for name, build in {"BM25": lambda: BM25(collection), "Dense (MiniLM)": lambda: Dense(collection)}.items():
+        run, cost = time_retriever(build, queries)
+        rows[name] = {**{k: round(v, 4) for k, v in evaluate(run, qrels, metrics).items()}, **blank,
+                      "ms_per_query": cost["ms_per_query"]}
+    variants = variants or (DSI_ZERO_SHOT if zero_shot else DSI_VARIANTS)
+    trees: dict[str, Any] = {}
+    for backbone, kind, pq in variants:
+        if kind not in trees:
+            trees[kind] = make_docids(collection, kind, k=10, c=100, seed=seed)
+        size = DSI_BENCH[backbone]
+        task = TaskConfig(doc_len=doc_len, query_split=None if zero_shot else "train", pseudo_per_doc=pq, seed=seed)
+        examples = build_examples(collection, trees[kind], task)
+        model = build_model(backbone, trees[kind], examples, seed=seed, **size["arch"])
+        cfg = TrainConfig(epochs=size["epochs"], lr=size["lr"], batch_size=size["batch_size"], seed=seed,
+                          warmup_steps=30, progress=False)
+        result = train(model, examples, cfg)
+        t0 = time.perf_counter()
+        run = search(model, queries, k=10)
+        ms = 1000 * (time.perf_counter() - t0) / max(len(queries), 1)
+        docs = {e.doc_id: e.source for e in examples if e.task == "index"}
+        memo = evaluate(search(model, docs, k=1), {d: {d: 1} for d in docs}, ("Hits@1",))["Hits@1"]
+        label = f"DSI {backbone} {kind}" + (f" +PQ{pq}" if pq else "")
+        rows[label] = {**{k: round(v, 4) for k, v in evaluate(run, qrels, metrics).items()},
+                       "memo Hits@1": round(memo, 4), "steps": result.steps,
+                       "step_ms": round(1000 * result.step_time_s), "train_s": round(result.train_seconds + result.cache_seconds),
+                       "peak_mb": result.peak_rss_mb, "ms_per_query": round(ms, 2)}
+        print(label, rows[label], flush=True)
+        del model
+    clear_encoder_cache()
+    return {
+        "benchmark": "dsi",
+        "collection": collection.name,
+        "split": split,
+        "n_docs": len(collection.docs),
+        "n_queries": len(queries),
+        "seed": seed,
+        "setting": "zero-shot (indexing + pseudo-queries)" if zero_shot else "supervised (indexing + train queries +/- pseudo-queries)",
+        "sizes": {b: DSI_BENCH[b] for b in {v[0] for v in variants}},
+        "doc_len_words": doc_len,
+        "torch_threads": torch.get_num_threads(),
+        "docid_trees": {k: t.stats() for k, t in trees.items()},
+        "environment": environment(),
+        "results": rows,
+    }
+
+
 def format_table(rows: dict[str, dict[str, Any]]) -> str:
     """A Markdown table, one row per method, one column per metric/cost."""
     cols = list(next(iter(rows.values())))
@@ -101,7 +182,8 @@ def write_result(result: dict[str, Any], out_dir: str | Path = "build/bench", do
         f"### {result['benchmark']} on {result['collection']} ({result['split']} split: "
         f"{result['n_queries']} queries, {result['n_docs']} docs)\n\n"
         f"{format_table(result['results'])}\n\n"
-        f"Command: `{env['command']}` · seed {result['seed']} · {env['machine']} · {env['date']} · "
+        + "".join(f"{note}\n\n" for note in result.get("notes", []))
+        + f"Command: `{env['command']}` · seed {result['seed']} · {env['machine']} · {env['date']} · "
         + ", ".join(f"{k} {v}" for k, v in env["versions"].items())
         + "\n"
     )
@@ -122,7 +204,135 @@ def update_doc_section(doc: Path, key: str, body: str) -> None:
     doc.write_text(text, encoding="utf-8")
 
 
-BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {"baselines": bench_baselines}
+def bench_ann(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:
+    """Soft tree and learned hashing vs flat / IVF / k-means tree / LSH: recall@10 against distance
+    computations per query, training time, ms/query, and the issue's two goals.
+
+    Vectors are MiniLM embeddings of `collection` (docs = database, train split = training queries).
+    `--collection synthetic` instead uses 100,000 x 384 clustered synthetic vectors
+    (`dsilab.ann.synthetic_vectors`; `DSILAB_ANN_N` sets another size), whose queries are
+    perturbed database vectors.
+    """
+    from .ann import lab_vectors, synthetic_vectors
+    from .ann.experiments import run_ann_benchmark
+
+    seed_everything(seed)
+    if collection.name.startswith("synthetic"):
+        vs = synthetic_vectors(n=int(os.environ.get("DSILAB_ANN_N", 100_000)), seed=seed)
+        name, split = vs.name, "synthetic queries"
+    else:
+        vs, name = lab_vectors(collection, split=split), collection.name
+    out = run_ann_benchmark(vs, seed=seed)
+    return {"benchmark": "ann", "collection": name, "split": split, "seed": seed, "environment": environment(), **out}
+
+
+#: `dsilab bench efficiency` (issue 6): the same DSI model (minilm-seq2seq, semantic docids) trained several ways.
+#: "full" unfreezes the pretrained encoder (lower lr, as usual for fine-tuning); LoRA/QLoRA adapt it with
+#: rank-8 adapters; the pruned rows are "full" with gradual magnitude pruning of every linear layer.
+EFFICIENCY_VARIANTS: dict[str, dict[str, Any]] = {
+    "frozen encoder (default)": {"adapter": "full", "arch": {"freeze_encoder": True}, "lr": 3e-3},
+    "full fine-tuning": {"adapter": "full", "arch": {"freeze_encoder": False}, "lr": 1e-3},
+    "LoRA r=8": {"adapter": "lora", "adapter_kwargs": {"r": 8, "alpha": 16}, "lr": 3e-3},
+    "QLoRA r=8 (NF4)": {"adapter": "qlora", "adapter_kwargs": {"r": 8, "alpha": 16, "double_quant": True}, "lr": 3e-3},
+    "pruned 50%": {"adapter": "full", "arch": {"freeze_encoder": False}, "lr": 1e-3, "prune": 0.5},
+    "pruned 80%": {"adapter": "full", "arch": {"freeze_encoder": False}, "lr": 1e-3, "prune": 0.8},
+}
+
+
+def efficiency_variant(collection: Collection, spec: dict[str, Any], split: str = "test", seed: int = 0,
+                       epochs: int = 10, batch_size: int = 64, docid_kind: str = "semantic", doc_len: int = 32,
+                       eval_queries: int | None = None, backbone: str = "minilm-seq2seq",
+                       return_model: bool = False) -> Any:
+    """Train one variant of EFFICIENCY_VARIANTS and measure it: parameters, memory, step time, Hits@1/10.
+
+    Returns the row (a dict), or (row, trained model) with `return_model=True`.
+    """
+    from .adapters import parameter_report
+    from .decode import search
+    from .docids import make_docids
+    from .models import build_model
+    from .pruning import MagnitudePruning
+    from .tasks import TaskConfig, build_examples
+    from .train import TrainConfig, train
+
+    seed_everything(seed)
+    tree = make_docids(collection, docid_kind, k=10, c=100, seed=seed)
+    examples = build_examples(collection, tree, TaskConfig(doc_len=doc_len, seed=seed))
+    model = build_model(backbone, tree, examples, adapter=spec["adapter"], seed=seed, decoder_layers=2,
+                        adapter_kwargs=spec.get("adapter_kwargs"), **spec.get("arch", {}))
+    params = parameter_report(model)
+    steps = epochs * -(-len(examples) // batch_size)
+    callbacks = []
+    if spec.get("prune"):  # prune from 10% to 70% of the run, update the threshold 20 times, recover after
+        callbacks.append(MagnitudePruning(target=spec["prune"], start=steps // 10, end=7 * steps // 10,
+                                          every=max(1, 6 * steps // 200)))
+    cfg = TrainConfig(epochs=epochs, lr=spec["lr"], batch_size=batch_size, warmup_steps=30, keep_best=False,
+                      progress=False, seed=seed)
+    result = train(model, examples, cfg, callbacks=callbacks)
+    queries, qrels = collection.split(split)
+    if eval_queries:
+        queries = {q: queries[q] for q in sorted(queries)[:eval_queries]}
+        qrels = {q: qrels[q] for q in queries if q in qrels}
+    t0 = time.perf_counter()
+    run = search(model, queries, k=10)
+    ms = 1000 * (time.perf_counter() - t0) / max(len(queries), 1)
+    metrics = evaluate(run, qrels, ("Hits@1", "Hits@10"))
+    # optimizer memory: AdamW keeps 2 fp32 moments per trainable weight, the gradient one more
+    state_mb = params["weights_mb"] + 3 * 4 * params["trainable"] / 2**20
+    row = {"trainable_M": round(params["trainable"] / 1e6, 3), "trainable_pct": params["trainable_pct"],
+            "weights_mb": params["weights_mb"], "train_state_mb": round(state_mb, 1), "peak_rss_mb": result.peak_rss_mb,
+            "step_ms": round(1000 * result.step_time_s), "train_s": round(result.train_seconds + result.cache_seconds),
+            "ms_per_query": round(ms, 1), "sparsity": round(callbacks[0].report()["total"]["sparsity"], 4) if callbacks else 0.0,
+            "lr": spec["lr"], **{k: round(v, 4) for k, v in metrics.items()}}
+    return (row, model) if return_model else row
+
+
+def bench_efficiency(collection: Collection, split: str = "test", seed: int = 0, epochs: int = 10,
+                     variants: list[str] | None = None) -> dict[str, Any]:
+    """Full vs LoRA vs QLoRA vs pruned DSI training on CPU; each variant in a fresh process (honest peak RSS)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    rows: dict[str, dict[str, Any]] = {}
+    for name in variants or list(EFFICIENCY_VARIANTS):
+        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+            rows[name] = pool.submit(efficiency_variant, collection, EFFICIENCY_VARIANTS[name], split, seed, epochs).result()
+        print(name, rows[name], flush=True)
+    queries, _ = collection.split(split)
+    return {
+        "benchmark": "efficiency",
+        "collection": collection.name,
+        "split": split,
+        "n_docs": len(collection.docs),
+        "n_queries": len(queries),
+        "seed": seed,
+        "setting": f"minilm-seq2seq (2-layer decoder), semantic docids k=10 c=100, {epochs} epochs, batch 64, "
+                   "AdamW; train_state_mb = weights + gradient + 2 AdamW moments of the trainable weights",
+        "variants": EFFICIENCY_VARIANTS,
+        "torch_threads": torch.get_num_threads(),
+        "environment": environment(),
+        "results": rows,
+    }
+
+
+def bench_augment(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:
+    """Augmentation ablation (none / stopwords / num2text / POS-MLM / all) with DSI over 3 seeds: see dsilab.augment.ablation."""
+    from .augment.ablation import bench_augment as ablation
+
+    return ablation(collection, split=split, seed=seed, environment=environment())
+
+
+def bench_dgi(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:
+    """DGI vs DSI-semantic and the ablations on Zipfian long-tail settings (the collection + synthetic), 3 seeds: see dsilab.dgi.bench."""
+    from .dgi.bench import bench_dgi as run
+
+    return {**run(collection, split=split, seed=seed), "environment": environment()}
+
+
+BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {"augment": bench_augment, "baselines": bench_baselines, "dsi": bench_dsi, "ann": bench_ann,
+                                                      "efficiency": bench_efficiency, "dgi": bench_dgi}
 
 
 def run_benchmark(name: str, collection: str = "lab", split: str = "test", seed: int = 0, out_dir: str = "build/bench") -> dict[str, Any]:

@@ -1,0 +1,161 @@
+"""What every ANN method shares: the `SearchResult` (a `Run` plus exact cost counts), exact top-k,
+recall@k against exact search, and reading a recall-vs-cost curve at a budget.
+
+Cost is counted in *distance computations per query*: one inner product between the query and a
+stored d-dimensional vector (a document, a centroid, or one hashing hyperplane). It is counted by
+the algorithm, not timed, so it is exact and machine independent.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..core import DsilabError, Qrels, Run
+
+
+@dataclass
+class SearchResult:
+    """A `Run` plus, per query, the exact number of distance computations the search needed.
+
+    Unpacks as `run, cost = index.search(...)`; `extra` holds secondary counts (e.g. Hamming
+    comparisons of a hash index, which are cheap bit operations and not distance computations).
+    """
+
+    run: Run
+    cost: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __iter__(self):
+        return iter((self.run, self.cost))
+
+    @property
+    def mean_cost(self) -> float:
+        """Distance computations per query, averaged over the queries."""
+        return float(np.mean(self.cost)) if len(self.cost) else 0.0
+
+
+def as_matrix(x: Any, name: str, dim: int | None = None) -> np.ndarray:
+    """Validate a 2-D float matrix (rows = vectors) at the boundary, with a message that says the fix."""
+    arr = np.asarray(x, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise DsilabError(f"{name} must be a 2-D array (one vector per row); got shape {arr.shape}.")
+    if arr.shape[0] == 0:
+        raise DsilabError(f"{name} is empty: pass at least one vector.")
+    if dim is not None and arr.shape[1] != dim:
+        raise DsilabError(
+            f"{name} has dimension {arr.shape[1]} but the index holds {dim}-dimensional vectors: "
+            "embed queries and database with the same encoder."
+        )
+    if not np.isfinite(arr).all():
+        raise DsilabError(f"{name} contains NaN or infinite values.")
+    return np.ascontiguousarray(arr)
+
+
+def check_ids(ids: Sequence[str] | None, n: int, prefix: str) -> list[str]:
+    """Ids for n vectors: the given ones (checked for length) or `prefix0 .. prefix{n-1}`."""
+    if ids is None:
+        return [f"{prefix}{i}" for i in range(n)]
+    ids = [str(i) for i in ids]
+    if len(ids) != n:
+        raise DsilabError(f"got {len(ids)} ids for {n} vectors: pass one id per row.")
+    return ids
+
+
+def exact_neighbours(queries: np.ndarray, database: np.ndarray, k: int = 10, chunk: int = 1024) -> np.ndarray:
+    """Indices of the exact top-k database vectors by inner product, best first.
+
+    torch's matmul + topk rather than numpy's argpartition: the same answer, about twice as fast on
+    a laptop CPU (deterministic for a given machine; exact float ties are vanishingly rare).
+    """
+    import torch
+
+    q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+    db = torch.from_numpy(np.ascontiguousarray(database, dtype=np.float32))
+    k = min(k, db.shape[0])
+    out = np.empty((q.shape[0], k), dtype=np.int64)
+    with torch.no_grad():
+        for s in range(0, q.shape[0], chunk):
+            out[s : s + chunk] = torch.topk(q[s : s + chunk] @ db.T, k, dim=1, sorted=True).indices.numpy()
+    return out
+
+
+def truth_from_indices(qids: Sequence[str], neighbours: np.ndarray, ids: Sequence[str]) -> dict[str, list[str]]:
+    """qid -> exact top-k ids, from the index matrix of `exact_neighbours`."""
+    return {q: [ids[j] for j in row] for q, row in zip(qids, neighbours)}
+
+
+def recall_at_k(run: Run, truth: dict[str, list[str]], k: int = 10) -> float:
+    """Mean fraction of each query's exact top-k found in the run's top-k (not a qrels metric)."""
+    if not truth:
+        raise DsilabError("recall_at_k: the exact neighbour lists are empty; compute them with exact_neighbours.")
+    total = 0.0
+    for q, exact in truth.items():
+        want = set(exact[:k])
+        got = {d for d, _ in run.get(q, [])[:k]}
+        total += len(want & got) / max(len(want), 1)
+    return total / len(truth)
+
+
+def score(result: SearchResult, truth: dict[str, list[str]], qrels: Qrels | None = None, k: int = 10) -> dict[str, float]:
+    """recall@k vs exact search, distance computations per query and, given qrels, Hits@10 and MRR@10."""
+    row = {f"recall@{k}": recall_at_k(result.run, truth, k), "distances/query": result.mean_cost}
+    if qrels:
+        from ..metrics import evaluate
+
+        row.update(evaluate(result.run, qrels, ("Hits@10", "MRR@10")))
+    return row
+
+
+def recall_at_budget(costs: Sequence[float], recalls: Sequence[float], budget: float) -> float:
+    """Recall of a curve at a cost budget, linearly interpolated between measured points.
+
+    Below the cheapest point the curve is not defined and NaN is returned; above the dearest
+    point the best measured recall holds (more budget can always be left unused).
+    """
+    c, r = _monotone(costs, recalls)
+    if budget < c[0]:
+        return float("nan")
+    return float(np.interp(budget, c, r))
+
+
+def budget_for_recall(costs: Sequence[float], recalls: Sequence[float], target: float) -> float:
+    """The smallest cost at which a curve reaches `target` recall (interpolated); NaN if it never does."""
+    c, r = _monotone(costs, recalls)
+    hit = np.nonzero(r >= target)[0]
+    if len(hit) == 0:
+        return float("nan")
+    i = hit[0]
+    if i == 0:
+        return float(c[0])
+    # between point i-1 (below target) and point i (at or above it)
+    t = (target - r[i - 1]) / (r[i] - r[i - 1])
+    return float(c[i - 1] + t * (c[i] - c[i - 1]))
+
+
+def _monotone(costs: Sequence[float], recalls: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Sort a curve by cost and take the running best recall (its Pareto frontier)."""
+    c = np.asarray(costs, dtype=float)
+    r = np.asarray(recalls, dtype=float)
+    if c.size == 0 or c.size != r.size:
+        raise DsilabError("a curve needs the same, non-zero number of costs and recalls.")
+    order = np.argsort(c, kind="stable")
+    return c[order], np.maximum.accumulate(r[order])
+
+
+@contextmanager
+def torch_threads(n: int = 1):
+    """Run torch on `n` threads inside the block: the ANN training steps are small batched ops
+    where thread synchronisation costs more than it saves (10x slower on a busy 2-core laptop)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

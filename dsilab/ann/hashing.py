@@ -1,0 +1,211 @@
+"""Binary codes for candidate generation: random-hyperplane LSH and a learned hash.
+
+Both map a vector to `bits` signs of linear functions, rank the whole database by Hamming
+distance (cheap bit operations, counted apart), and re-score the best `candidates` exactly.
+The learned hash trains its hyperplanes through a relaxation of sign(): tanh(slope * u) with a
+slope that grows during training (or a straight-through sign), so that a query's true
+neighbours get codes close to its own. At inference the codes are exactly +-1 (stored as bits).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..core import DsilabError, seed_everything
+from .evaluation import SearchResult, as_matrix, check_ids, torch_threads
+
+
+def pack_bits(signs: np.ndarray) -> np.ndarray:
+    """(n, bits) booleans (True = +1) -> one uint64 word per row (bits <= 64)."""
+    weights = np.left_shift(np.uint64(1), np.arange(signs.shape[1], dtype=np.uint64))
+    return (signs.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+
+
+def hamming_candidates(query_codes: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:
+    """Per query, the `n` database rows of smallest Hamming distance (ties: lower row first)."""
+    n = min(n, codes.shape[0])
+    out = np.empty((len(query_codes), n), dtype=np.int64)
+    rows = np.arange(codes.shape[0], dtype=np.int64)
+    for i, qc in enumerate(query_codes):
+        key = np.bitwise_count(codes ^ qc).astype(np.int64) * codes.shape[0] + rows  # distance, then row
+        top = np.argpartition(key, n - 1)[:n] if n < len(key) else rows
+        out[i] = top[np.argsort(key[top])]
+    return out
+
+
+class _HashIndex:
+    """Codes of the database under `signs(x)`; search = Hamming ranking + exact re-scoring."""
+
+    def __init__(self, database: np.ndarray, ids: Sequence[str] | None, bits: int):
+        if not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 64:
+            raise DsilabError(f"bits must be an integer from 1 to 64 (one machine word per code); got {bits!r}.")
+        self.database = as_matrix(database, "database")
+        self.ids = check_ids(ids, self.database.shape[0], "d")
+        self.dim, self.bits = self.database.shape[1], int(bits)
+
+    def signs(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - defined by subclasses
+        raise NotImplementedError
+
+    def codes(self, x: np.ndarray) -> np.ndarray:
+        """The +-1 codes of rows of `x` (float, exactly -1 or +1): what inference uses."""
+        return np.where(self.signs(as_matrix(x, "vectors", self.dim)), 1.0, -1.0).astype(np.float32)
+
+    def index(self) -> None:
+        """(Re)compute the packed codes of the database."""
+        self.packed = np.concatenate([pack_bits(self.signs(self.database[s : s + 65536]))
+                                      for s in range(0, self.database.shape[0], 65536)])
+
+    def search(self, queries: np.ndarray, qids: Sequence[str] | None = None, k: int = 10,
+               candidates: int = 100) -> SearchResult:
+        """Hamming-rank the database, re-score the best `candidates` exactly.
+
+        cost = `bits` (one d-dimensional product per hyperplane, to hash the query) + `candidates`;
+        `extra["hamming"]` counts the Hamming comparisons (n per query, a few bit operations each).
+        """
+        if candidates < 1:
+            raise DsilabError(f"candidates must be >= 1; got {candidates}.")
+        q = as_matrix(queries, "queries", self.dim)
+        qids = check_ids(qids, q.shape[0], "q")
+        cand = hamming_candidates(pack_bits(self.signs(q)), self.packed, candidates)
+        run = {}
+        for i, qid in enumerate(qids):
+            scores = self.database[cand[i]] @ q[i]
+            order = np.lexsort((cand[i], -scores))[:k]
+            run[qid] = [(self.ids[cand[i][j]], float(scores[j])) for j in order]
+        n_q = len(qids)
+        return SearchResult(run, np.full(n_q, self.bits + cand.shape[1], dtype=np.int64),
+                            {"hamming": np.full(n_q, self.database.shape[0], dtype=np.int64)})
+
+
+class LSH(_HashIndex):
+    """Random-hyperplane LSH (SimHash): bit i = [<x, r_i> > 0] with Gaussian r_i; angle-preserving
+    in expectation, blind to where the data actually lies."""
+
+    def __init__(self, database: np.ndarray, ids: Sequence[str] | None = None, bits: int = 32, seed: int = 0):
+        super().__init__(database, ids, bits)
+        self.planes = np.random.default_rng(seed).normal(size=(self.bits, self.dim)).astype(np.float32)
+        self.index()
+
+    def signs(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.planes.T > 0
+
+
+@dataclass(frozen=True)
+class HashConfig:
+    """Training settings of the learned hash."""
+
+    bits: int = 32
+    init: str = "pca"            # "pca": top principal axes, centred (better start); "lsh": LSH's hyperplanes
+    relaxation: str = "tanh"     # "tanh": tanh(slope * u); "ste": sign forward, tanh gradient backward
+    slope_start: float = 1.0     # the slope grows geometrically ...
+    slope_end: float = 20.0      # ... so the relaxed codes approach +-1
+    negatives: int = 1024        # random database rows each batch ranks the neighbours against
+    nats_per_bit: float = 1.0    # logit change per Hamming bit in the ranking loss
+    balance: float = 0.1         # weight of the bit-balance term (each bit +1 on half the data)
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 0.01
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.init not in ("lsh", "pca"):
+            raise DsilabError(f"init must be 'lsh' or 'pca'; got {self.init!r}.")
+        if self.relaxation not in ("tanh", "ste"):
+            raise DsilabError(f"relaxation must be 'tanh' or 'ste'; got {self.relaxation!r}.")
+        if self.slope_start <= 0 or self.slope_end <= 0:
+            raise DsilabError("slopes must be positive.")
+
+
+class LearnedHash(_HashIndex):
+    """Hyperplanes and offsets learned so that each training query's nearest neighbours fall
+    within a small Hamming radius; the ranking loss runs on relaxed (tanh) codes."""
+
+    def __init__(self, database: np.ndarray, ids: Sequence[str] | None = None, config: HashConfig | None = None,
+                 **overrides):
+        from dataclasses import replace
+
+        cfg = replace(config, **overrides) if config is not None else HashConfig(**overrides)
+        super().__init__(database, ids, cfg.bits)
+        self.config = cfg
+        if cfg.init == "lsh":
+            planes = LSH(self.database[:1], bits=cfg.bits, seed=cfg.seed).planes
+            offset = np.zeros(cfg.bits, dtype=np.float32)
+        else:
+            from sklearn.decomposition import PCA
+
+            if cfg.bits > min(self.database.shape):
+                raise DsilabError(f"init='pca' needs bits <= min(n, d) = {min(self.database.shape)}.")
+            pca = PCA(n_components=cfg.bits, random_state=cfg.seed).fit(self.database)
+            planes = (pca.components_ / np.sqrt(pca.explained_variance_)[:, None]).astype(np.float32)
+            offset = -(pca.mean_ @ planes.T).astype(np.float32)
+        self.planes, self.offset = planes, offset
+        self.history: list[dict[str, float]] = []
+        self.train_seconds = 0.0
+        self.index()
+
+    def signs(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.planes.T + self.offset > 0
+
+    def relaxed_codes(self, x: np.ndarray, slope: float) -> np.ndarray:
+        """tanh(slope * (W x + b)): the differentiable stand-in for the codes (for plots)."""
+        return np.tanh(slope * (as_matrix(x, "vectors", self.dim) @ self.planes.T + self.offset))
+
+    def fit(self, queries: np.ndarray, targets: np.ndarray, progress: bool = False) -> "LearnedHash":
+        """Train the hyperplanes: every target row (a true neighbour) of query i should out-rank
+        `negatives` random database rows by relaxed code similarity (a multi-positive softmax loss)."""
+        with torch_threads(1):
+            return self._fit(queries, targets, progress)
+
+    def _fit(self, queries, targets, progress):
+        import torch
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        q = torch.from_numpy(as_matrix(queries, "training queries", self.dim))
+        tgt = torch.as_tensor(np.asarray(targets, dtype=np.int64))
+        if tgt.ndim != 2 or tgt.shape[0] != q.shape[0]:
+            raise DsilabError("targets must be a (queries x neighbours) array of database rows, one row per query.")
+        db = torch.from_numpy(self.database)
+        seed_everything(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        w = torch.nn.Parameter(torch.from_numpy(self.planes.copy()))
+        b = torch.nn.Parameter(torch.from_numpy(self.offset.copy()))
+        opt = torch.optim.Adam([w, b], lr=cfg.lr)
+        scale = cfg.nats_per_bit / 2.0  # sim = <h_q, h_x> changes by 2 per flipped bit
+
+        def relax(u, slope):
+            soft = torch.tanh(slope * u)
+            return soft if cfg.relaxation == "tanh" else soft + (torch.sign(u) - soft).detach()
+
+        start = time.perf_counter()
+        for epoch in tqdm(range(cfg.epochs), desc="learned hash", disable=not progress):
+            slope = cfg.slope_start * (cfg.slope_end / cfg.slope_start) ** (epoch / max(cfg.epochs - 1, 1))
+            order = torch.randperm(len(q), generator=gen)
+            total = 0.0
+            for s in range(0, len(order), cfg.batch_size):
+                idx = order[s : s + cfg.batch_size]
+                neg = torch.randint(len(db), (cfg.negatives,), generator=gen)
+                hq = relax(q[idx] @ w.T + b, slope)                          # (B, bits)
+                hp = relax(db[tgt[idx]] @ w.T + b, slope)                     # (B, P, bits)
+                hn = relax(db[neg] @ w.T + b, slope)                          # (N, bits)
+                pos = scale * torch.einsum("bd,bpd->bp", hq, hp)              # (B, P)
+                negs = scale * hq @ hn.T                                      # (B, N)
+                clash = (tgt[idx][:, :, None] == neg[None, None, :]).any(1)   # a sampled row that is a neighbour
+                negs = negs.masked_fill(clash, -1e9)
+                # each neighbour against all negatives: -log e^pos / (e^pos + sum e^neg)
+                lse_neg = torch.logsumexp(negs, dim=1, keepdim=True)
+                loss = (torch.logaddexp(pos, lse_neg) - pos).mean()
+                loss = loss + cfg.balance * (hn.mean(0) ** 2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx) / len(q)
+            self.history.append({"epoch": epoch, "slope": slope, "loss": total})
+        self.planes = w.detach().numpy().copy()
+        self.offset = b.detach().numpy().copy()
+        self.train_seconds = time.perf_counter() - start
+        self.index()
+        return self
