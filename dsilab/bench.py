@@ -82,7 +82,9 @@ def bench_baselines(collection: Collection, split: str = "test", seed: int = 0) 
 
 #: Sizes of `dsilab bench dsi`, small enough that the table trains on a 2-core CPU (see docs/benchmarks.md).
 DSI_BENCH = {
-    "minilm-seq2seq": {"arch": {"decoder_layers": 2}, "epochs": 10, "lr": 3e-3, "batch_size": 64},
+    # measured: atomic, no pseudo-queries -> test Hits@1 0.695, memorisation 0.987 (doc_len 64); the same
+    # model at batch 64 / doc_len 32 / 10 epochs stayed at chance (the new decoder learns slowly at first).
+    "minilm-seq2seq": {"arch": {"decoder_layers": 2}, "epochs": 12, "lr": 3e-3, "batch_size": 128},
     "t5-scratch": {"arch": {"d_model": 192, "layers": 2, "decoder_layers": 2, "heads": 4, "d_ff": 768,
                             "vocab_size": 3000}, "epochs": 10, "lr": 2e-3, "batch_size": 64},
 }
@@ -93,7 +95,7 @@ DSI_ZERO_SHOT = [("minilm-seq2seq", "atomic", 2), ("minilm-seq2seq", "semantic",
 
 
 def bench_dsi(collection: Collection, split: str = "test", seed: int = 0,
-              variants: list[tuple[str, str, int]] | None = None, doc_len: int = 32) -> dict[str, Any]:
+              variants: list[tuple[str, str, int]] | None = None, doc_len: int = 64) -> dict[str, Any]:
     """BM25, dense and DSI variants (backbone x docid kind x pseudo-queries per doc) on one split.
 
     A collection with a "train" split trains on its real queries too; one without (e.g. CISI, test only)
@@ -326,9 +328,11 @@ def bench_augment(collection: Collection, split: str = "test", seed: int = 0) ->
 
 def bench_dgi(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:
     """DGI vs DSI-semantic and the ablations on Zipfian long-tail settings (the collection + synthetic), 3 seeds: see dsilab.dgi.bench."""
-    from .dgi.bench import bench_dgi as run
+    from .dgi.bench import bench_dgi as run, goal_section
 
-    return {**run(collection, split=split, seed=seed), "environment": environment()}
+    result = {**run(collection, split=split, seed=seed), "environment": environment()}
+    update_doc_section(BENCH_DOC, "dgi-goal", goal_section(result))
+    return result
 
 
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {"augment": bench_augment, "baselines": bench_baselines, "dsi": bench_dsi, "ann": bench_ann,

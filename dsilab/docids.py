@@ -1,0 +1,224 @@
+"""Document identifiers for DSI: atomic, naive string and semantic (recursive k-means) docids.
+
+A docid is a tuple of small integers (its *code*); a model reads and writes it as one token per
+digit (`DocidTree.tokens`). Three kinds, as in the DSI paper (Tay et al., 2022):
+
+* ``atomic``: one new token per document, ``(i,)`` -> ``["<a17>"]``; decoding is a single softmax.
+* ``naive``: the document's number written as digit tokens, 17 -> ``["<n1>", "<n7>"]``.
+* ``semantic``: recursive k-means over document embeddings: k clusters per level, recurse while a
+  cluster holds more than c documents, the position inside the final cluster is the last digit.
+  Documents that share a prefix are close in embedding space, so the decoder's first steps choose
+  a topic, the later steps a document.
+
+`DocidTree` is the bijection doc <-> code plus the tree view the course and the widgets need:
+
+>>> tree = make_docids(collection, "semantic", k=10, c=100)
+>>> tree.codes["d000"], tree.tokens("d000"), tree.doc((3, 1, 4))
+>>> tree.children(()) ; tree.docs_under((3,)) ; tree.stats()
+"""
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from .core import DsilabError
+from .data import Collection
+
+KINDS = ("atomic", "naive", "semantic")
+_TOKEN_PREFIX = {"atomic": "a", "naive": "n", "semantic": "s"}
+
+
+@dataclass(frozen=True)
+class DocidTree:
+    """A bijective map doc_id <-> code (tuple of ints) with tree views: children, sizes, depths."""
+
+    kind: str
+    codes: dict[str, tuple[int, ...]]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise DsilabError(f"unknown docid kind {self.kind!r}; choose one of {list(KINDS)}.")
+        if not self.codes:
+            raise DsilabError("a DocidTree needs at least one document; the collection is empty.")
+        seen: dict[tuple[int, ...], str] = {}
+        for doc_id, code in self.codes.items():
+            if not code or any((not isinstance(x, (int, np.integer))) or x < 0 for x in code):
+                raise DsilabError(f"docid of {doc_id!r} is {code!r}; a docid is a non-empty tuple of ints >= 0.")
+            code = tuple(int(x) for x in code)
+            if code in seen:
+                raise DsilabError(
+                    f"docid collision: {seen[code]!r} and {doc_id!r} both have docid {code}; every document "
+                    "needs its own docid (check for duplicate documents or use make_docids)."
+                )
+            seen[code] = doc_id
+        object.__setattr__(self, "codes", {d: tuple(int(x) for x in c) for d, c in self.codes.items()})
+
+    # -- the bijection --------------------------------------------------------------------------
+    @cached_property
+    def inverse(self) -> dict[tuple[int, ...], str]:
+        """code -> doc_id."""
+        return {c: d for d, c in self.codes.items()}
+
+    def doc(self, code: tuple[int, ...]) -> str:
+        """The doc_id of a code; DsilabError when no document has it."""
+        try:
+            return self.inverse[tuple(code)]
+        except KeyError:
+            raise DsilabError(f"no document has docid {tuple(code)} in this {self.kind} DocidTree.") from None
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    # -- tokens, as the model sees them -----------------------------------------------------------
+    def token(self, digit: int) -> str:
+        """The vocabulary token of one digit, e.g. ``<s3>`` for a semantic docid."""
+        return f"<{_TOKEN_PREFIX[self.kind]}{digit}>"
+
+    def tokens(self, doc_id: str) -> list[str]:
+        """The docid of a document as model tokens, one per digit."""
+        if doc_id not in self.codes:
+            raise DsilabError(f"document {doc_id!r} has no docid in this tree; build the tree from the same collection.")
+        return [self.token(x) for x in self.codes[doc_id]]
+
+    def text(self, doc_id: str) -> str:
+        """The docid as one string of tokens (what a tokenizer with `token_vocab` added reads)."""
+        return "".join(self.tokens(doc_id))
+
+    @cached_property
+    def token_vocab(self) -> list[str]:
+        """Every token any docid uses, sorted by digit: add these to the model's vocabulary."""
+        digits = sorted({x for c in self.codes.values() for x in c})
+        return [self.token(x) for x in digits]
+
+    @cached_property
+    def digit_of(self) -> dict[str, int]:
+        """Vocabulary token -> digit (inverse of `token`)."""
+        return {self.token(int(t[2:-1])): int(t[2:-1]) for t in self.token_vocab}
+
+    def parse(self, tokens: list[str]) -> str | None:
+        """The doc_id spelled by a token sequence, or None if it is not a valid docid."""
+        if not tokens or any(t not in self.digit_of for t in tokens):
+            return None
+        return self.inverse.get(tuple(self.digit_of[t] for t in tokens))
+
+    # -- tree views --------------------------------------------------------------------------------
+    def docs_under(self, prefix: tuple[int, ...] = ()) -> list[str]:
+        """Documents whose docid starts with `prefix` (all documents for the empty prefix)."""
+        p = tuple(prefix)
+        return [d for d, c in self.codes.items() if c[: len(p)] == p]
+
+    def children(self, prefix: tuple[int, ...] = ()) -> dict[int, int]:
+        """Next digit -> number of documents below it, for the node at `prefix` (empty for a full docid)."""
+        p = tuple(prefix)
+        counts = Counter(c[len(p)] for c in self.codes.values() if len(c) > len(p) and c[: len(p)] == p)
+        return dict(sorted(counts.items()))
+
+    def shared_prefix(self, a: str, b: str) -> int:
+        """How many leading docid tokens documents `a` and `b` share (for error analysis: near misses)."""
+        x, y = self.codes[a], self.codes[b]
+        return next((i for i, (p, q) in enumerate(zip(x, y)) if p != q), min(len(x), len(y)))
+
+    @cached_property
+    def depths(self) -> np.ndarray:
+        """Length of every docid, in `codes` order."""
+        return np.array([len(c) for c in self.codes.values()])
+
+    def level_sizes(self, level: int) -> list[int]:
+        """Sizes (documents below) of all nodes at one level: level 1 = the top clusters."""
+        return sorted(Counter(c[:level] for c in self.codes.values() if len(c) >= level).values(), reverse=True)
+
+    def stats(self) -> dict[str, Any]:
+        """Depth and branching statistics a reader wants first."""
+        internal = {c[:i] for c in self.codes.values() for i in range(len(c))}
+        fanout = [len(self.children(p)) for p in internal]
+        return {
+            "kind": self.kind,
+            "docs": len(self.codes),
+            "depth (min/mean/max)": f"{self.depths.min()}/{self.depths.mean():.2f}/{self.depths.max()}",
+            "nodes": len(internal),
+            "fan-out (mean/max)": f"{np.mean(fanout):.1f}/{max(fanout)}",
+            "distinct tokens": len(self.token_vocab),
+            **{k: v for k, v in self.params.items() if k in ("k", "c", "seed")},
+        }
+
+
+# -- builders --------------------------------------------------------------------------------------
+def _recursive_kmeans(emb: np.ndarray, idx: np.ndarray, prefix: tuple[int, ...], k: int, c: int, seed: int,
+                      out: dict[int, tuple[int, ...]]) -> None:
+    """The DSI paper's Algorithm 1: split into k clusters until a cluster holds at most c docs."""
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+
+    if len(idx) <= c:
+        for pos, i in enumerate(idx):
+            out[int(i)] = prefix + (pos,)
+        return
+    with warnings.catch_warnings():  # duplicates: handled just below
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        labels = KMeans(n_clusters=k, n_init=1, random_state=seed).fit_predict(emb[idx])
+    if np.bincount(labels, minlength=k).max() == len(idx):
+        # Identical embeddings cannot be separated: split in order so that recursion ends.
+        labels = np.arange(len(idx)) * k // len(idx)
+    for j in range(k):
+        members = idx[labels == j]
+        if len(members):
+            _recursive_kmeans(emb, members, prefix + (j,), k, c, seed, out)
+
+
+def make_docids(collection: Collection, kind: str = "semantic", k: int = 10, c: int = 100, seed: int = 0,
+                embeddings: np.ndarray | None = None) -> DocidTree:
+    """Build the docids of a collection; `semantic` embeds the documents with MiniLM unless given `embeddings`.
+
+    k: clusters per level (>= 2); c: most documents in a leaf cluster (>= 1). Deterministic per seed.
+    """
+    if kind not in KINDS:
+        raise DsilabError(f"unknown docid kind {kind!r}; choose one of {list(KINDS)}.")
+    doc_ids = collection.doc_ids
+    if not doc_ids:
+        raise DsilabError("cannot make docids for an empty collection: add documents first.")
+    if kind == "atomic":
+        return DocidTree("atomic", {d: (i,) for i, d in enumerate(doc_ids)})
+    if kind == "naive":
+        return DocidTree("naive", {d: tuple(int(ch) for ch in str(i)) for i, d in enumerate(doc_ids)})
+    if k < 2:
+        raise DsilabError(f"semantic docids need k >= 2 clusters per level, got k={k}.")
+    if c < 1:
+        raise DsilabError(f"semantic docids need c >= 1 documents per leaf cluster, got c={c}.")
+    if embeddings is None:
+        from .embed import load_encoder
+
+        embeddings = load_encoder().encode_cached(collection.contents)
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    if embeddings.ndim != 2 or embeddings.shape[0] != len(doc_ids):
+        raise DsilabError(f"embeddings must be a (n_docs={len(doc_ids)}, dim) matrix, got shape {embeddings.shape}.")
+    out: dict[int, tuple[int, ...]] = {}
+    _recursive_kmeans(embeddings, np.arange(len(doc_ids)), (), k, c, seed, out)
+    return DocidTree("semantic", {doc_ids[i]: out[i] for i in range(len(doc_ids))}, {"k": k, "c": c, "seed": seed})
+
+
+def prefix_similarity(tree: DocidTree, embeddings: np.ndarray) -> dict[int, float]:
+    """Mean cosine similarity of document pairs by the length of their shared docid prefix.
+
+    For semantic docids it rises with the shared prefix (the docid encodes meaning); for atomic
+    and naive docids it stays flat. `embeddings`: unit-norm rows in `tree.codes` order.
+    """
+    codes = list(tree.codes.values())
+    emb = np.asarray(embeddings, dtype=np.float32)
+    if emb.shape[0] != len(codes):
+        raise DsilabError(f"embeddings have {emb.shape[0]} rows for {len(codes)} docids; pass one row per document.")
+    depth = max(len(c) for c in codes)
+    grid = np.full((len(codes), depth), -1)
+    for i, c in enumerate(codes):
+        grid[i, : len(c)] = c
+    # shared[i, j] = number of leading tokens docids i and j have in common (vectorised: cumprod of equality)
+    same = (grid[:, None, :] == grid[None, :, :]) & (grid[:, None, :] >= 0)
+    shared = np.cumprod(same, axis=2).sum(axis=2)
+    upper = np.triu_indices(len(codes), k=1)
+    sim, shared = (emb @ emb.T)[upper], shared[upper]
+    return {int(n): float(sim[shared == n].mean()) for n in np.unique(shared)}

@@ -1,0 +1,331 @@
+"""DSI models: a seq2seq network, its tokenizer and the docids, behind `build_model(backbone, docids, examples)`.
+
+Backbones (`BACKBONES` lists the offline ones):
+
+* ``"t5-scratch"``: a small T5 built from a config, with a Unigram tokenizer trained on the training
+  examples (the `tokenizers` library). No download; learns everything from the collection.
+* ``"minilm-seq2seq"``: the packaged pretrained MiniLM (dsilab.embed.minilm_path(), a BERT) as the
+  encoder and a small new BERT decoder with cross-attention (transformers' EncoderDecoderModel);
+  the decoder's word embeddings start from MiniLM's. By default the encoder is frozen
+  (`freeze_encoder=True`): CPU-friendly, and the training loop then encodes every input only once.
+* any hub seq2seq name (``"t5-small"``, ``"t5-base"``, ``"google/flan-t5-base"``, ...) when the hub is
+  reachable (`require_hub` fails fast offline, naming the offline backbones).
+
+Docid tokens (`DocidTree.token_vocab`) are added to the tokenizer and the embeddings are resized, so a
+docid is one token per digit in both encoder input and decoder output. Maximum source/target lengths
+are measured on the examples (capped by the backbone's limit); longer inputs are truncated with a warning.
+
+Adapters: `build_model(..., adapter="full")` is plain fine-tuning; `register_adapter(name, fn)` lets
+another module (e.g. LoRA/QLoRA via peft) wrap `model.net` in place: ``fn(model, **adapter_kwargs) -> model``.
+
+`DSIModel` exposes what train/decode need: `batch(examples)` -> tensors, `loss(batch)`, `encode`,
+`next_token_logprobs`, `docid_sequences()`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .core import DsilabError, cache_dir, require_hub, seed_everything
+from .docids import DocidTree
+from .tasks import Example
+
+BACKBONES = ("t5-scratch", "minilm-seq2seq")
+
+#: (encoder_key, text) -> encoder states: shared by every model whose frozen encoder is the same pretrained
+#: network (e.g. the packaged MiniLM), so the lab's documents are encoded once per process, not per variant.
+_SHARED_ENCODINGS: dict[tuple[str, str], torch.Tensor] = {}
+
+
+def clear_encoder_cache() -> None:
+    """Forget the shared encoder states (free memory between collections)."""
+    _SHARED_ENCODINGS.clear()
+HUB_HINT = "t5-small, t5-base, google/flan-t5-base or any hub seq2seq model name"
+
+
+class DSIModel(nn.Module):
+    """A seq2seq `net` + tokenizer + docids: tokenises examples, computes the loss, scores next tokens."""
+
+    def __init__(self, net: nn.Module, tokenizer: Any, docids: DocidTree, backbone: str, max_source_len: int,
+                 max_target_len: int, start_id: int, eos_id: int, pad_id: int, model_limit: int):
+        super().__init__()
+        self.net, self.tokenizer, self.docids, self.backbone = net, tokenizer, docids, backbone
+        self.max_source_len, self.max_target_len, self.model_limit = max_source_len, max_target_len, model_limit
+        self.start_id, self.eos_id, self.pad_id = start_id, eos_id, pad_id
+        self.adapter = "full"
+        self.encoder_key: str | None = None  # set when the frozen encoder is a known pretrained one (shared cache)
+        self.base_vocab = len(tokenizer) - len(docids.token_vocab)
+        ids = tokenizer.convert_tokens_to_ids(docids.token_vocab)
+        self.docid_token_ids: dict[str, int] = dict(zip(docids.token_vocab, ids))
+
+    # -- what is trainable ------------------------------------------------------------------------------
+    @property
+    def encoder_frozen(self) -> bool:
+        """True when no encoder weight trains: then an input's encoding never changes and can be cached."""
+        return not any(p.requires_grad for p in self.net.get_encoder().parameters())
+
+    def train(self, mode: bool = True) -> "DSIModel":
+        super().train(mode)
+        if self.encoder_frozen:  # a frozen encoder stays deterministic (no dropout), so caching is exact
+            self.net.get_encoder().eval()
+        return self
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    # -- tokenisation -------------------------------------------------------------------------------------------
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def tokenize_sources(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Encoder inputs (ids + mask), truncated to `max_source_len` with a warning when anything is cut."""
+        rows = [self._ids(t)[: 10 * self.max_source_len] for t in texts]
+        too_long = sum(len(r) + 1 > self.max_source_len for r in rows)
+        if too_long:
+            warnings.warn(f"{too_long} input(s) longer than max_source_len={self.max_source_len} tokens were truncated.",
+                          stacklevel=2)
+        rows = [r[: self.max_source_len - 1] + [self.eos_id] for r in rows]
+        return _pad(rows, self.pad_id)
+
+    def docid_sequences(self) -> dict[str, list[int]]:
+        """doc_id -> decoder token ids of its docid, ending with EOS (what constrained decoding may emit)."""
+        tok = self.docid_token_ids
+        return {d: [tok[self.docids.token(x)] for x in code] + [self.eos_id] for d, code in self.docids.codes.items()}
+
+    def tokenize_targets(self, examples: list[Example]) -> torch.Tensor:
+        """Decoder labels (EOS-terminated, padded with -100 so that padding costs nothing)."""
+        seqs = self.docid_sequences()
+        rows = []
+        for e in examples:
+            if e.task == "docid2text":
+                rows.append(self._ids(e.target)[: self.max_target_len - 1] + [self.eos_id])
+            else:
+                rows.append(seqs[e.doc_id])
+        return _pad(rows, -100)["input_ids"]
+
+    def batch(self, examples: list[Example]) -> dict[str, torch.Tensor]:
+        """Examples -> input_ids, attention_mask, labels."""
+        return {**self.tokenize_sources([e.source for e in examples]), "labels": self.tokenize_targets(examples)}
+
+    # -- the network --------------------------------------------------------------------------------------------
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Encoder hidden states (batch, length, hidden)."""
+        return self.net.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    @torch.no_grad()
+    def encode_texts(self, texts: list[str], cache: dict[str, torch.Tensor] | None = None,
+                     batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded encoder states and mask for `texts`, memoised per text when the encoder is frozen.
+
+        The memo is `cache` (e.g. one training run's) or, for a known frozen pretrained encoder, the
+        process-wide one; inputs holding docid tokens (whose new embeddings differ per model) stay private.
+        """
+        frozen = self.encoder_frozen
+        device = next(self.parameters()).device
+        shared = frozen and self.encoder_key is not None
+        memo = cache if cache is not None else ({} if not frozen else None)
+        def get(t):
+            if shared and (self.encoder_key, t) in _SHARED_ENCODINGS:
+                return _SHARED_ENCODINGS[(self.encoder_key, t)]
+            return memo.get(t) if memo is not None else None
+        todo = [t for t in dict.fromkeys(texts) if get(t) is None] if frozen else list(dict.fromkeys(texts))
+        fresh: dict[str, torch.Tensor] = {}
+        was = self.training
+        self.eval()
+        for i in range(0, len(todo), batch_size):
+            chunk = sorted(todo, key=len)[i : i + batch_size]
+            enc = self.tokenize_sources(chunk)
+            hidden = self.encode(enc["input_ids"].to(device), enc["attention_mask"].to(device)).float()
+            for j, t in enumerate(chunk):
+                n = int(enc["attention_mask"][j].sum())
+                fresh[t] = hidden[j, :n].cpu()
+                if frozen:
+                    if shared and int(enc["input_ids"][j, :n].max()) < self.base_vocab:
+                        _SHARED_ENCODINGS[(self.encoder_key, t)] = fresh[t]
+                    elif memo is not None:
+                        memo[t] = fresh[t]
+        self.train(was)
+        states = [fresh[t] if t in fresh else get(t) for t in texts]
+        width = max(len(x) for x in states)
+        out = torch.zeros(len(texts), width, states[0].shape[-1])
+        mask = torch.zeros(len(texts), width, dtype=torch.long)
+        for i, x in enumerate(states):
+            out[i, : len(x)], mask[i, : len(x)] = x, 1
+        return out.to(device), mask.to(device)
+
+    def decode(self, hidden: torch.Tensor, attention_mask: torch.Tensor, decoder_input_ids: torch.Tensor) -> torch.Tensor:
+        """Decoder logits (batch, target length, vocab) given encoder states."""
+        from transformers.modeling_outputs import BaseModelOutput
+
+        out = self.net(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=attention_mask,
+                       decoder_input_ids=decoder_input_ids, use_cache=False)
+        return out.logits
+
+    def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: decoder input = start token + labels[:-1] (padding as pad_id)."""
+        start = torch.full_like(labels[:, :1], self.start_id)
+        dec = torch.cat([start, labels[:, :-1]], dim=1)
+        return dec.masked_fill(dec == -100, self.pad_id)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+                encoder_hidden: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean token cross-entropy of the labels; pass `encoder_hidden` to skip the encoder."""
+        hidden = self.encode(input_ids, attention_mask) if encoder_hidden is None else encoder_hidden
+        logits = self.decode(hidden, attention_mask, self.shift_right(labels))
+        return nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
+
+    @torch.no_grad()
+    def next_token_logprobs(self, hidden: torch.Tensor, attention_mask: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
+        """log p(next token | prefix) over the whole vocabulary; prefix starts with `start_id`."""
+        return torch.log_softmax(self.decode(hidden, attention_mask, prefix)[:, -1].float(), dim=-1)
+
+
+def _pad(rows: list[list[int]], value: int) -> dict[str, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), value, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+# -- adapters (issue 6 plugs LoRA/QLoRA in here) -----------------------------------------------------------
+ADAPTERS: dict[str, Callable[..., DSIModel]] = {"full": lambda model, **kw: model}
+
+
+def register_adapter(name: str, fn: Callable[..., DSIModel]) -> None:
+    """Make `build_model(..., adapter=name)` call `fn(model, **adapter_kwargs)` after the model is built."""
+    ADAPTERS[name] = fn
+
+
+# -- backbones ----------------------------------------------------------------------------------------------
+def _train_tokenizer(texts: list[str], vocab_size: int):
+    """A lower-cased Unigram tokenizer (as T5's SentencePiece) trained on `texts`, cached on disk by content."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    key = hashlib.sha256(json.dumps([vocab_size, texts]).encode()).hexdigest()[:20]
+    path = cache_dir("tokenizers") / f"unigram-{key}.json"
+    if path.is_file():
+        tok = Tokenizer.from_file(str(path))
+    else:
+        tok = Tokenizer(models.Unigram())
+        tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Metaspace()
+        trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"],
+                                          unk_token="<unk>", show_progress=False)
+        tok.train_from_iterator(texts, trainer)
+        tok.save(str(path))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+
+
+def _t5_scratch(texts: list[str], docids: DocidTree, vocab_size: int = 4000, d_model: int = 256, layers: int = 3,
+                decoder_layers: int = 2, heads: int = 4, d_ff: int = 1024, dropout: float = 0.1):
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tok = _train_tokenizer(texts, vocab_size)
+    tok.add_tokens(docids.token_vocab, special_tokens=True)
+    cfg = T5Config(vocab_size=len(tok), d_model=d_model, d_kv=d_model // heads, d_ff=d_ff, num_layers=layers,
+                   num_decoder_layers=decoder_layers, num_heads=heads, dropout_rate=dropout,
+                   pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                   decoder_start_token_id=tok.pad_token_id, tie_word_embeddings=True)
+    return T5ForConditionalGeneration(cfg), tok, tok.pad_token_id, tok.eos_token_id, 512
+
+
+def _minilm_seq2seq(texts: list[str], docids: DocidTree, decoder_layers: int = 2, heads: int = 6,
+                    d_ff: int = 1536, dropout: float = 0.1, freeze_encoder: bool = True):
+    from transformers import AutoTokenizer, BertConfig, BertLMHeadModel, BertModel, EncoderDecoderModel
+
+    from .embed import minilm_path
+
+    path = minilm_path()
+    tok = AutoTokenizer.from_pretrained(path)
+    encoder = BertModel.from_pretrained(path, add_pooling_layer=False)
+    pretrained_words = encoder.get_input_embeddings().weight.detach().clone()
+    tok.add_tokens(docids.token_vocab, special_tokens=True)
+    encoder.resize_token_embeddings(len(tok))
+    hidden = encoder.config.hidden_size
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=decoder_layers,
+                     num_attention_heads=heads, intermediate_size=d_ff, hidden_dropout_prob=dropout,
+                     attention_probs_dropout_prob=dropout, is_decoder=True, add_cross_attention=True,
+                     max_position_embeddings=512, pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+    decoder = BertLMHeadModel(cfg)
+    with torch.no_grad():  # start the decoder's words where MiniLM's are: text targets begin meaningful
+        decoder.get_input_embeddings().weight[: len(pretrained_words)] = pretrained_words
+    net = EncoderDecoderModel(encoder=encoder, decoder=decoder)
+    net.config.decoder_start_token_id, net.config.pad_token_id = tok.cls_token_id, tok.pad_token_id
+    if freeze_encoder:
+        for p in net.get_encoder().parameters():
+            p.requires_grad_(False)
+    return net, tok, tok.cls_token_id, tok.sep_token_id, encoder.config.max_position_embeddings
+
+
+def _hub(name: str, docids: DocidTree):
+    require_hub(f"backbone {name!r}", f"an offline backbone ({', '.join(repr(b) for b in BACKBONES)})")
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(name)
+    net = AutoModelForSeq2SeqLM.from_pretrained(name)
+    tok.add_tokens(docids.token_vocab, special_tokens=True)
+    net.resize_token_embeddings(len(tok))
+    start = net.config.decoder_start_token_id if net.config.decoder_start_token_id is not None else tok.pad_token_id
+    limit = getattr(tok, "model_max_length", 512)
+    return net, tok, start, tok.eos_token_id, min(limit, 4096) if limit else 512
+
+
+def _looks_like_hub(name: str) -> bool:
+    return "/" in name or name.split("-")[0] in {"t5", "bart", "mt5", "flan", "byt5", "long"}
+
+
+def build_model(backbone: str, docids: DocidTree, examples: list[Example], adapter: str = "full", seed: int = 0,
+                max_source_len: int | None = None, max_target_len: int | None = None,
+                adapter_kwargs: dict[str, Any] | None = None, **arch: Any) -> DSIModel:
+    """A DSI model for `docids`, sized on `examples` (lengths; the tokenizer of t5-scratch).
+
+    arch: backbone-specific sizes, e.g. d_model/layers/decoder_layers/vocab_size for t5-scratch,
+    decoder_layers/freeze_encoder for minilm-seq2seq. Deterministic per seed.
+    """
+    if not examples:
+        raise DsilabError("build_model needs the training examples (to size the model); got none.")
+    if adapter not in ADAPTERS:
+        from . import adapters  # noqa: F401  (registers "lora" and "qlora" on first use)
+    if adapter not in ADAPTERS:
+        raise DsilabError(f"unknown adapter {adapter!r}; available: {sorted(ADAPTERS)} "
+                          "(LoRA/QLoRA register themselves when their module is imported).")
+    seed_everything(seed)
+    texts = [e.source for e in examples] + [e.target for e in examples if e.task == "docid2text"]
+    try:
+        if backbone == "t5-scratch":
+            parts = _t5_scratch(list(dict.fromkeys(texts)), docids, **arch)
+        elif backbone == "minilm-seq2seq":
+            parts = _minilm_seq2seq(texts, docids, **arch)
+        elif _looks_like_hub(backbone):
+            parts = _hub(backbone, docids, **arch)
+        else:
+            raise DsilabError(f"unknown backbone {backbone!r}: use an offline one {list(BACKBONES)} or a hub "
+                              f"seq2seq name ({HUB_HINT}).")
+    except TypeError as e:
+        raise DsilabError(f"build_model({backbone!r}): bad size argument ({e}).") from None
+    net, tok, start, eos, limit = parts
+    # Lengths from the data: the longest source/target seen in training (+EOS), within the backbone's limit.
+    if max_source_len is None:
+        longest = max(len(tok(t, add_special_tokens=False)["input_ids"]) for t in dict.fromkeys(e.source for e in examples))
+        max_source_len = min(longest + 1, limit)
+    if max_target_len is None:
+        text_targets = [len(tok(e.target, add_special_tokens=False)["input_ids"]) for e in examples if e.task == "docid2text"]
+        max_target_len = min(max([int(docids.depths.max())] + text_targets) + 1, limit)
+    model = DSIModel(net, tok, docids, backbone, max_source_len, max_target_len, start, eos, tok.pad_token_id, limit)
+    if backbone == "minilm-seq2seq" and model.encoder_frozen:
+        model.encoder_key = "minilm-frozen"
+    model = ADAPTERS[adapter](model, **(adapter_kwargs or {}))
+    model.adapter = adapter
+    if adapter != "full":  # an adapter may change (e.g. quantise) the encoder: never share its states
+        model.encoder_key = None
+    return model

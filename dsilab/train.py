@@ -1,0 +1,351 @@
+"""One training loop for every DSI variant: plain PyTorch, readable top to bottom (in the spirit of nanoGPT).
+
+    result = train(model, examples, TrainConfig(epochs=30, lr=1e-3), dev=collection.split("dev"))
+
+What it does, in order: shuffle the examples with a per-epoch seed; cut micro-batches; forward with
+mixed precision (bf16/fp16 on GPU, bf16 on CPUs with bf16 units, else fp32); accumulate gradients;
+clip; AdamW step; linear warm-up then linear decay; every `eval_every` steps score dev queries with
+constrained beam search (Hits@1/10) and stop early after `patience` evaluations without gain; every
+`checkpoint_every` steps save model, optimizer, scheduler, RNG states and the data position, so that
+`resume=True` continues exactly where an interrupted run stopped (same batches, same final weights).
+
+Frozen encoder: when no encoder weight trains (`model.encoder_frozen`), each distinct input is encoded
+once and the cached states feed the decoder, which is exact (the frozen encoder runs without dropout)
+and makes the MiniLM backbone cheap on a CPU.
+
+Accelerate: the model and optimizer go through `accelerate.Accelerator`, so `accelerate launch` on
+several GPUs works unchanged; every process reads its own slice of each global batch.
+
+Callbacks (`Callback`): `on_train_begin`, `on_step_end` (after each optimizer step, e.g. to apply a
+pruning mask), `on_evaluate(metrics)`, `on_train_end`; each receives the `Trainer` (model, optimizer,
+config, step, ...). Metrics go to a JSONL log (`log_path`) and to `TrainResult.history`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import torch
+
+from .core import DsilabError, Qrels, seed_everything
+from .tasks import Example
+
+AMP = ("auto", "bf16", "fp16", "off")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything the loop needs; sizes are per process, `batch_size` is one micro-batch."""
+
+    epochs: int = 20
+    max_steps: int | None = None          # optimizer steps; overrides epochs when set
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    amp: str = "auto"
+    eval_every: int = 0                   # optimizer steps between dev evaluations (0: only at the end)
+    eval_queries: int = 200               # dev queries per evaluation (first n by qid)
+    patience: int = 0                     # evaluations without Hits@1 gain before stopping (0: never)
+    keep_best: bool = True                # restore the best dev weights at the end
+    checkpoint_every: int = 0             # optimizer steps between checkpoints (0: none)
+    checkpoint_dir: str | None = None
+    resume: bool = True                   # continue from checkpoint_dir/last.pt when it exists
+    log_path: str | None = None           # JSONL metrics log
+    log_every: int = 10
+    cache_encoder: bool = True            # encode each input once when the encoder is frozen
+    progress: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.amp not in AMP:
+            raise DsilabError(f"TrainConfig.amp={self.amp!r}; choose one of {list(AMP)}.")
+        if self.batch_size < 1 or self.grad_accum < 1 or self.epochs < 1:
+            raise DsilabError("TrainConfig: batch_size, grad_accum and epochs must be >= 1.")
+        if self.checkpoint_every and not self.checkpoint_dir:
+            raise DsilabError("TrainConfig.checkpoint_every needs checkpoint_dir (where to save).")
+
+
+class Callback:
+    """Hooks into the loop; override what you need (each gets the Trainer)."""
+
+    def on_train_begin(self, trainer: "Trainer") -> None: ...
+    def on_step_end(self, trainer: "Trainer") -> None: ...
+    def on_evaluate(self, trainer: "Trainer", metrics: dict[str, float]) -> None: ...
+    def on_train_end(self, trainer: "Trainer") -> None: ...
+
+
+@dataclass
+class TrainResult:
+    """What happened: metrics per evaluation, best dev score, cost."""
+
+    steps: int
+    epochs_done: float
+    best: dict[str, float]
+    history: list[dict[str, Any]]
+    train_seconds: float                  # wall time in forward/backward/step (no evaluation)
+    step_time_s: float                    # mean seconds per optimizer step
+    peak_rss_mb: float
+    stopped_early: bool
+    final_loss: float
+    cache_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """bf16/fp16 autocast where it helps: GPUs, and CPUs with bf16 units (AMX / AVX512-BF16)."""
+    if amp == "off":
+        return None
+    if amp == "fp16":
+        return torch.float16
+    if amp == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return torch.bfloat16 if ("amx_bf16" in flags or "avx512_bf16" in flags) else None
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """The loop's state, visible to callbacks: model, optimizer, scheduler, config, step, epoch, position."""
+
+    def __init__(self, model, examples: list[Example], cfg: TrainConfig, dev: tuple[dict[str, str], Qrels] | None,
+                 callbacks: list[Callback]):
+        from accelerate import Accelerator
+        from transformers import get_linear_schedule_with_warmup
+
+        if not examples:
+            raise DsilabError("train() got no examples: build them with dsilab.tasks.build_examples.")
+        self.cfg, self.examples, self.callbacks = cfg, examples, list(callbacks)
+        self.acc = Accelerator()
+        seed_everything(cfg.seed)
+        self.model = model
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise DsilabError("the model has no trainable parameters: unfreeze something or use another adapter.")
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                            {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+        self.model, self.optimizer = self.acc.prepare(self.model, self.optimizer)
+        self.world, self.rank = self.acc.num_processes, self.acc.process_index
+        self.micro_per_epoch = math.ceil(len(examples) / (cfg.batch_size * self.world))
+        self.steps_per_epoch = max(1, self.micro_per_epoch // cfg.grad_accum)
+        self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, min(cfg.warmup_steps, self.total_steps // 2),
+                                                         self.total_steps)
+        self.amp = _amp_dtype(cfg.amp, self.acc.device)
+        # fp16 needs loss scaling so that small gradients do not underflow; bf16 and fp32 do not.
+        self.scaler = torch.amp.GradScaler(self.acc.device.type) if self.amp == torch.float16 else None
+        self.dev = dev
+        self.step, self.epoch, self.micro = 0, 0, 0   # optimizer steps done; data position (epoch, micro-batch)
+        self.best: dict[str, float] = {}
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.bad_evals, self.history, self.stopped_early = 0, [], False
+        self.cache: dict[str, torch.Tensor] | None = None
+
+    @property
+    def net(self):
+        """The DSIModel without any distributed wrapper."""
+        return self.acc.unwrap_model(self.model)
+
+    # -- data ----------------------------------------------------------------------------------------------
+    def order(self, epoch: int) -> np.ndarray:
+        """The example order of one epoch: a permutation seeded by (seed, epoch), the same after a resume."""
+        return np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.examples))
+
+    def micro_batch(self, epoch: int, micro: int) -> list[Example]:
+        """This process's share of global micro-batch `micro` of `epoch`."""
+        size = self.cfg.batch_size * self.world
+        idx = self.order(epoch)[micro * size : (micro + 1) * size][self.rank :: self.world]
+        return [self.examples[i] for i in idx]
+
+    def tensors(self, batch: list[Example]) -> dict[str, torch.Tensor]:
+        """Tensors of a micro-batch; with a frozen encoder the (memoised) encoder states come along."""
+        out = {k: v.to(self.acc.device) for k, v in self.net.batch(batch).items()}
+        if self.cache is not None:
+            out["encoder_hidden"], mask = self.net.encode_texts([e.source for e in batch], self.cache)
+            out["encoder_hidden"] = out["encoder_hidden"][:, : out["input_ids"].shape[1]]
+        return out
+
+    # -- checkpoints -----------------------------------------------------------------------------------------
+    def save(self) -> Path:
+        path = Path(self.cfg.checkpoint_dir) / "last.pt"
+        if self.acc.is_main_process:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            state = {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                     "scheduler": self.scheduler.state_dict(), "rng": _rng_state(), "step": self.step,
+                     "epoch": self.epoch, "micro": self.micro, "best": self.best, "best_state": self.best_state,
+                     "bad_evals": self.bad_evals, "history": self.history, "config": asdict(self.cfg),
+                     "scaler": self.scaler.state_dict() if self.scaler else None}
+            tmp = path.with_suffix(".tmp")
+            torch.save(state, tmp)
+            tmp.replace(path)  # atomic: an interruption mid-save leaves the previous checkpoint intact
+        self.acc.wait_for_everyone()
+        return path
+
+    def load(self, path: Path) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        self.step, self.epoch, self.micro = state["step"], state["epoch"], state["micro"]
+        self.best, self.best_state, self.bad_evals = state["best"], state["best_state"], state["bad_evals"]
+        self.history = state["history"]
+        if self.scaler and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+
+    # -- evaluation --------------------------------------------------------------------------------------------
+    def evaluate(self) -> dict[str, float]:
+        """Hits@1/10 on (the first `eval_queries` of) the dev queries, by constrained beam search."""
+        from .decode import search
+        from .metrics import evaluate
+
+        queries, qrels = self.dev
+        qids = sorted(queries)[: self.cfg.eval_queries]
+        run = search(self.net, {q: queries[q] for q in qids}, k=10)
+        return evaluate(run, {q: qrels[q] for q in qids}, ("Hits@1", "Hits@10"))
+
+    def log(self, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        if self.cfg.log_path and self.acc.is_main_process:
+            with open(self.cfg.log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def maybe_evaluate(self, final: bool = False) -> None:
+        if self.dev is None:
+            return
+        metrics = self.evaluate()
+        self.log({"step": self.step, "epoch": round(self.epoch + self.micro / self.micro_per_epoch, 3), **metrics})
+        for cb in self.callbacks:
+            cb.on_evaluate(self, metrics)
+        if not self.best or metrics["Hits@1"] > self.best["Hits@1"]:
+            self.best, self.bad_evals = {"step": self.step, **metrics}, 0
+            if self.cfg.keep_best and not final:
+                self.best_state = {k: v.detach().clone().cpu() for k, v in self.net.state_dict().items()
+                                   if k in self._trainable_names()}
+        else:
+            self.bad_evals += 1
+
+    def _trainable_names(self) -> set[str]:
+        return {n for n, p in self.net.named_parameters() if p.requires_grad}
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        last = Path(cfg.checkpoint_dir) / "last.pt" if cfg.checkpoint_dir else None
+        if cfg.resume and last is not None and last.is_file():
+            self.load(last)
+        t_cache = time.perf_counter()
+        if cfg.cache_encoder and self.net.encoder_frozen:
+            self.cache = {}
+            self.net.encode_texts(sorted({e.source for e in self.examples}), self.cache)
+        cache_seconds = time.perf_counter() - t_cache
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        self.model.train()
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not cfg.progress or not self.acc.is_main_process,
+                   desc="train", leave=False)
+        peak = psutil.Process().memory_info().rss
+        train_seconds, loss_sum, loss_n, final_loss, steps_here = 0.0, 0.0, 0, float("nan"), 0
+        while self.step < self.total_steps and not self.stopped_early:
+            t0 = time.perf_counter()
+            step_loss = 0.0
+            for a in range(cfg.grad_accum):
+                batch = self.tensors(self.micro_batch(self.epoch, self.micro))
+                sync = a == cfg.grad_accum - 1
+                ctx = self.acc.no_sync(self.model) if not sync and self.world > 1 else _nullcontext()
+                with ctx, torch.autocast(self.acc.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+                    loss = self.model(**batch) / cfg.grad_accum
+                    self.acc.backward(self.scaler.scale(loss) if self.scaler else loss)
+                step_loss += float(loss.detach())
+                self.micro += 1
+                if self.micro >= self.micro_per_epoch:
+                    self.epoch, self.micro = self.epoch + 1, 0
+            if self.scaler:
+                self.scaler.unscale_(self.optimizer)
+            if cfg.grad_clip:
+                self.acc.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            if self.scaler:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            steps_here += 1
+            train_seconds += time.perf_counter() - t0
+            loss_sum, loss_n, final_loss = loss_sum + step_loss, loss_n + 1, step_loss
+            peak = max(peak, psutil.Process().memory_info().rss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{step_loss:.3f}")
+            for cb in self.callbacks:
+                cb.on_step_end(self)
+            if self.step % cfg.log_every == 0:
+                self.log({"step": self.step, "epoch": round(self.epoch + self.micro / self.micro_per_epoch, 3),
+                          "loss": round(loss_sum / loss_n, 5), "lr": self.scheduler.get_last_lr()[0],
+                          "step_time_s": round(train_seconds / steps_here, 4)})
+                loss_sum, loss_n = 0.0, 0
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < self.total_steps:
+                self.maybe_evaluate()
+                self.model.train()
+                if cfg.patience and self.bad_evals >= cfg.patience:
+                    self.stopped_early = True
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                self.save()
+        bar.close()
+        evaluated = [h["step"] for h in self.history if "Hits@1" in h]
+        if not evaluated or evaluated[-1] != self.step:
+            self.maybe_evaluate(final=True)
+        if cfg.keep_best and self.best_state is not None and self.history and self.best.get("step") != self.step:
+            self.net.load_state_dict(self.best_state, strict=False)
+        self.model.eval()
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return TrainResult(self.step, round(self.epoch + self.micro / self.micro_per_epoch, 3), self.best, self.history,
+                           round(train_seconds, 2), round(train_seconds / max(steps_here, 1), 4),
+                           round(peak / 2**20), self.stopped_early, round(final_loss, 5), round(cache_seconds, 2))
+
+
+class _nullcontext:
+    def __enter__(self): return None
+    def __exit__(self, *exc): return False
+
+
+def train(model, examples: list[Example], cfg: TrainConfig = TrainConfig(),
+          dev: tuple[dict[str, str], Qrels] | None = None, callbacks: list[Callback] = ()) -> TrainResult:
+    """Train `model` (a DSIModel) on `examples`; `dev` = (queries, qrels) for evaluation and early stopping."""
+    return Trainer(model, examples, cfg, dev, list(callbacks)).fit()

@@ -1,0 +1,93 @@
+"""Constrained decoding: the trie allows exactly the valid docids; beam search never emits anything else."""
+import pytest
+import torch
+
+from dsilab.core import DsilabError
+from dsilab.data import synthetic_collection
+from dsilab.decode import DocidTrie, search, trace
+from dsilab.docids import make_docids
+from dsilab.models import build_model
+from dsilab.tasks import TaskConfig, build_examples
+
+
+def test_trie_allows_exactly_the_valid_docids():
+    seqs = {"a": [5, 6, 1], "b": [5, 7, 1], "c": [8, 1], "d": [5, 6, 9, 1]}
+    trie = DocidTrie(seqs)
+    assert trie.allowed([]) == [5, 8]
+    assert trie.allowed([5]) == [6, 7]
+    assert trie.allowed([5, 6]) == [1, 9]
+    assert trie.doc([5, 6, 1]) == "a" and trie.doc([5, 6]) is None and trie.doc([9]) is None
+    # enumerate every path the trie allows: exactly the given sequences
+    paths, stack = [], [[]]
+    while stack:
+        p = stack.pop()
+        if p in trie:
+            paths.append(tuple(p))
+        stack += [p + [t] for t in trie.allowed(p)]
+    assert sorted(paths) == sorted(tuple(s) for s in seqs.values())
+    with pytest.raises(DsilabError, match="not the start"):
+        trie.allowed([8, 8])
+    with pytest.raises(DsilabError, match="collision"):
+        DocidTrie({"a": [1, 2], "b": [1, 2]})
+
+
+@pytest.fixture(scope="module")
+def coll():
+    return synthetic_collection(n_docs=30, n_topics=3, n_subtopics=2, doc_len=12, queries_per_doc=3,
+                                vocab_per_topic=20, vocab_per_subtopic=10, n_common=30, seed=0)
+
+
+def _model(coll, kind, seed):
+    import numpy as np
+
+    emb = np.random.default_rng(seed).normal(size=(len(coll.docs), 6)).astype("float32")
+    tree = make_docids(coll, kind, k=3, c=4, embeddings=emb)
+    ex = build_examples(coll, tree, TaskConfig(doc_len=12))
+    return build_model("t5-scratch", tree, ex, seed=seed, vocab_size=120, d_model=16, layers=1, decoder_layers=1,
+                       heads=2, d_ff=32), tree
+
+
+@pytest.mark.parametrize("kind,seed", [("atomic", 0), ("naive", 1), ("naive", 2), ("semantic", 3), ("semantic", 4)])
+def test_constrained_decoding_never_emits_invalid_docids(coll, kind, seed):
+    # untrained random models put mass everywhere: constraints must still hold for every beam
+    model, tree = _model(coll, kind, seed)
+    queries, _ = coll.split("test")
+    run = search(model, queries, k=5, beam_size=5)
+    assert set(run) == set(queries)
+    for ranked in run.values():
+        docs = [d for d, _ in ranked]
+        assert len(docs) == 5 and len(set(docs)) == 5 and set(docs) <= set(coll.doc_ids)
+        scores = [s for _, s in ranked]
+        assert scores == sorted(scores, reverse=True) and all(s <= 0 for s in scores)
+
+
+def test_scores_are_sequence_logprobs(coll):
+    model, tree = _model(coll, "semantic", 0)
+    q = next(iter(coll.split("test")[0].values()))
+    (doc, score), *_ = search(model, {"q": q}, k=3)["q"]
+    enc = model.tokenize_sources([q])
+    model.eval()  # search scores without dropout
+    labels = torch.tensor([model.docid_sequences()[doc]])
+    with torch.no_grad():
+        logits = model.decode(model.encode(enc["input_ids"], enc["attention_mask"]), enc["attention_mask"],
+                              model.shift_right(labels))
+    logp = torch.log_softmax(logits, -1).gather(-1, labels[..., None]).sum()
+    assert score == pytest.approx(float(logp), abs=1e-4)
+
+
+def test_full_beam_is_exact_for_atomic(coll):
+    # with atomic docids the beam search is one softmax: the ranking equals sorting all docs by log p
+    model, tree = _model(coll, "atomic", 0)
+    q = next(iter(coll.split("test")[0].values()))
+    ranked = search(model, {"q": q}, k=len(coll.docs))["q"]
+    assert len(ranked) == len(coll.docs)
+
+
+def test_trace_records_steps(coll):
+    model, tree = _model(coll, "semantic", 1)
+    tr = trace(model, "some query words", k=3, top=4)
+    assert len(tr.ranking) == 3 and tr.steps
+    assert len(tr.steps) >= max(tree.depths)  # one step per docid digit + EOS
+    step0 = tr.steps[0]
+    assert step0.beams == [([], 0.0)] and all(0 <= m <= 1 for m in step0.invalid_mass)
+    assert any(c.kept for c in step0.candidates) and all(c.allowed for c in step0.candidates if c.kept)

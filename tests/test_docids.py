@@ -1,0 +1,89 @@
+"""Docids: unique, prefix-consistent with the tree, deterministic per seed; bad input fails clearly."""
+import numpy as np
+import pytest
+
+from dsilab.core import DsilabError
+from dsilab.data import synthetic_collection
+from dsilab.docids import DocidTree, make_docids
+
+
+@pytest.fixture(scope="module")
+def coll():
+    return synthetic_collection(n_docs=36, n_topics=3, n_subtopics=2, doc_len=20, queries_per_doc=3, vocab_per_topic=20, vocab_per_subtopic=10, n_common=30, seed=0)
+
+
+def _emb(n, seed=0):
+    x = np.random.default_rng(seed).normal(size=(n, 8)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("kind", ["atomic", "naive", "semantic"])
+def test_docids_are_unique_and_invertible(coll, kind):
+    tree = make_docids(coll, kind, k=3, c=4, embeddings=_emb(len(coll.docs)))
+    assert len(set(tree.codes.values())) == len(coll.docs)
+    for d in coll.doc_ids:
+        assert tree.doc(tree.codes[d]) == d
+        assert tree.parse(tree.tokens(d)) == d
+    assert set(tree.token_vocab) == {t for d in coll.doc_ids for t in tree.tokens(d)}
+
+
+def test_semantic_tree_is_prefix_consistent(coll):
+    emb = _emb(len(coll.docs))
+    tree = make_docids(coll, "semantic", k=3, c=4, embeddings=emb)
+    # every node's children sum to its size, leaves hold at most c docs, no docid is a prefix of another
+    for d, code in tree.codes.items():
+        for i in range(len(code)):
+            prefix = code[:i]
+            assert sum(tree.children(prefix).values()) == len(tree.docs_under(prefix))
+        assert tree.children(code) == {}
+        assert len(tree.docs_under(code[:-1])) <= 4
+        assert code[-1] < 4
+    codes = set(tree.codes.values())
+    assert not any(c[:i] in codes for c in codes for i in range(1, len(c)))
+    assert tree.depths.max() >= 2 and sum(tree.children(()).values()) == len(coll.docs)
+
+
+def test_semantic_docids_group_similar_docs(coll):
+    # two well-separated blobs of documents must land under different top-level clusters
+    n = len(coll.docs)
+    emb = np.zeros((n, 4), dtype=np.float32)
+    emb[: n // 2, 0], emb[n // 2 :, 1] = 1, 1
+    emb += np.random.default_rng(0).normal(scale=0.01, size=emb.shape).astype(np.float32)
+    tree = make_docids(coll, "semantic", k=2, c=100 // 10, embeddings=emb)
+    first = [tree.codes[d][0] for d in coll.doc_ids]
+    assert len(set(first[: n // 2])) == 1 and len(set(first[n // 2 :])) == 1 and first[0] != first[-1]
+
+
+def test_deterministic_per_seed(coll):
+    emb = _emb(len(coll.docs), 1)
+    a = make_docids(coll, "semantic", k=3, c=4, seed=5, embeddings=emb)
+    b = make_docids(coll, "semantic", k=3, c=4, seed=5, embeddings=emb)
+    assert a.codes == b.codes
+
+
+def test_naive_and_atomic_shapes(coll):
+    naive = make_docids(coll, "naive")
+    assert naive.codes[coll.doc_ids[12]] == (1, 2) and naive.tokens(coll.doc_ids[12]) == ["<n1>", "<n2>"]
+    atomic = make_docids(coll, "atomic")
+    assert atomic.depths.max() == 1 and len(atomic.token_vocab) == len(coll.docs)
+
+
+def test_identical_embeddings_still_terminate(coll):
+    emb = np.ones((len(coll.docs), 4), dtype=np.float32)
+    tree = make_docids(coll, "semantic", k=2, c=3, embeddings=emb)
+    assert len(set(tree.codes.values())) == len(coll.docs)
+
+
+def test_bad_input(coll):
+    with pytest.raises(DsilabError, match="k >= 2"):
+        make_docids(coll, "semantic", k=1, embeddings=_emb(len(coll.docs)))
+    with pytest.raises(DsilabError, match="collision"):
+        DocidTree("atomic", {"a": (1,), "b": (1,)})
+    with pytest.raises(DsilabError, match="empty"):
+        DocidTree("atomic", {})
+    with pytest.raises(DsilabError, match="unknown docid kind"):
+        make_docids(coll, "random")
+    with pytest.raises(DsilabError, match="shape"):
+        make_docids(coll, "semantic", embeddings=_emb(3))
+    with pytest.raises(DsilabError, match="no document"):
+        make_docids(coll, "atomic").doc((999,))

@@ -1,0 +1,75 @@
+"""Models: backbones build offline, docid tokens are single tokens, lengths come from the data."""
+import pytest
+import torch
+
+from dsilab.core import DsilabError
+from dsilab.data import synthetic_collection
+from dsilab.docids import make_docids
+from dsilab.models import build_model
+from dsilab.tasks import TaskConfig, build_examples
+
+TINY = dict(vocab_size=120, d_model=16, layers=1, decoder_layers=1, heads=2, d_ff=32)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    coll = synthetic_collection(n_docs=20, n_topics=2, n_subtopics=2, doc_len=15, queries_per_doc=3,
+                                vocab_per_topic=20, vocab_per_subtopic=10, n_common=30, seed=0)
+    tree = make_docids(coll, "naive")
+    return coll, tree, build_examples(coll, tree, TaskConfig(indexing="bidirectional"))
+
+
+def test_t5_scratch_docid_tokens_and_lengths(setup):
+    coll, tree, ex = setup
+    model = build_model("t5-scratch", tree, ex, **TINY)
+    for d in coll.doc_ids[:5]:
+        ids = model.tokenizer(tree.text(d), add_special_tokens=False)["input_ids"]
+        assert model.tokenizer.convert_ids_to_tokens(ids) == tree.tokens(d)  # one token per digit
+        assert model.docid_sequences()[d] == ids + [model.eos_id]
+    longest = max(len(model.tokenizer(e.source, add_special_tokens=False)["input_ids"]) for e in ex)
+    assert model.max_source_len == longest + 1
+    batch = model.batch(ex[:4])
+    assert batch["input_ids"].shape[1] <= model.max_source_len
+    loss = model(**batch)
+    assert torch.isfinite(loss) and loss.item() > 0
+
+
+def test_same_seed_same_weights(setup):
+    coll, tree, ex = setup
+    a = build_model("t5-scratch", tree, ex, seed=3, **TINY)
+    b = build_model("t5-scratch", tree, ex, seed=3, **TINY)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_long_queries_are_truncated_with_a_warning(setup):
+    coll, tree, ex = setup
+    model = build_model("t5-scratch", tree, ex, **TINY)
+    with pytest.warns(UserWarning, match="truncated"):
+        enc = model.tokenize_sources(["word " * (5 * model.max_source_len)])
+    assert enc["input_ids"].shape[1] == model.max_source_len
+
+
+def test_minilm_seq2seq_builds_offline_with_frozen_encoder(setup):
+    coll, tree, ex = setup
+    model = build_model("minilm-seq2seq", tree, ex, decoder_layers=1)
+    assert model.encoder_frozen and 0 < model.num_parameters(True) < model.num_parameters()
+    ids = model.tokenizer(tree.text(coll.doc_ids[3]), add_special_tokens=False)["input_ids"]
+    assert model.tokenizer.convert_ids_to_tokens(ids) == tree.tokens(coll.doc_ids[3])
+    model.train()
+    assert not model.net.get_encoder().training  # frozen encoder: no dropout, so cached states are exact
+    assert torch.isfinite(model(**model.batch(ex[:2])))
+
+
+def test_bad_backbone_and_adapter(setup, monkeypatch):
+    coll, tree, ex = setup
+    with pytest.raises(DsilabError, match="unknown backbone"):
+        build_model("bogus", tree, ex)
+    with pytest.raises(DsilabError, match="unknown adapter"):
+        build_model("t5-scratch", tree, ex, adapter="lorax", **TINY)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from dsilab.core import hub_available
+    hub_available.cache_clear()
+    with pytest.raises(DsilabError, match="t5-scratch"):
+        build_model("t5-small", tree, ex)
+    with pytest.raises(DsilabError, match="needs the training examples"):
+        build_model("t5-scratch", tree, [])

@@ -1,0 +1,101 @@
+"""The training loop: it learns, resumes exactly after an interruption, stops early, logs, calls back."""
+import json
+
+import pytest
+import torch
+
+from dsilab.core import DsilabError
+from dsilab.data import synthetic_collection
+from dsilab.decode import search
+from dsilab.docids import make_docids
+from dsilab.metrics import evaluate
+from dsilab.models import build_model
+from dsilab.tasks import TaskConfig, build_examples
+from dsilab.train import Callback, TrainConfig, train
+
+TINY = dict(vocab_size=120, d_model=32, layers=1, decoder_layers=1, heads=2, d_ff=64)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    coll = synthetic_collection(n_docs=10, n_topics=2, n_subtopics=1, doc_len=12, queries_per_doc=3,
+                                vocab_per_topic=20, vocab_per_subtopic=10, n_common=20, seed=0)
+    tree = make_docids(coll, "atomic")
+    return coll, tree, build_examples(coll, tree, TaskConfig(doc_len=12))
+
+
+def _cfg(**kw):
+    return TrainConfig(**{"batch_size": 4, "lr": 3e-3, "warmup_steps": 2, "progress": False, "seed": 0, **kw})
+
+
+def test_training_memorises_a_tiny_index(setup):
+    coll, tree, ex = setup
+    model = build_model("t5-scratch", tree, ex, seed=0, **TINY)
+    result = train(model, ex, _cfg(max_steps=120, batch_size=8, lr=1e-2, log_every=10))
+    losses = [h["loss"] for h in result.history if "loss" in h]
+    docs = {e.doc_id: e.source for e in ex if e.task == "index"}
+    hits = evaluate(search(model, docs, k=3), {d: {d: 1} for d in docs}, ("Hits@1",))["Hits@1"]
+    assert result.steps == 120 and losses[-1] < 0.2 * losses[0] and hits >= 0.9
+
+
+class Interrupt(Callback):
+    def __init__(self, at):
+        self.at = at
+
+    def on_step_end(self, trainer):
+        if trainer.step == self.at:
+            raise KeyboardInterrupt
+
+
+def test_resume_gives_the_same_weights(setup, tmp_path):
+    coll, tree, ex = setup
+    cfg = _cfg(max_steps=7, grad_accum=2, checkpoint_every=3, checkpoint_dir=str(tmp_path / "ck"))
+    straight = build_model("t5-scratch", tree, ex, seed=0, **TINY)
+    train(straight, ex, _cfg(max_steps=7, grad_accum=2))
+    interrupted = build_model("t5-scratch", tree, ex, seed=0, **TINY)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, ex, cfg, callbacks=[Interrupt(5)])  # dies after the step-3 checkpoint
+    resumed = build_model("t5-scratch", tree, ex, seed=0, **TINY)
+    result = train(resumed, ex, cfg)
+    assert result.steps == 7
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_early_stopping_log_and_callbacks(setup, tmp_path):
+    coll, tree, ex = setup
+    model = build_model("t5-scratch", tree, ex, seed=0, **TINY)
+    seen = []
+
+    class Count(Callback):
+        def on_step_end(self, trainer):
+            seen.append(trainer.step)
+
+    log = tmp_path / "log.jsonl"
+    # lr = 0: dev Hits@1 never improves, so patience 1 stops at the second evaluation (step 4)
+    result = train(model, ex, _cfg(max_steps=20, lr=0.0, eval_every=2, patience=1, log_every=1, log_path=str(log)),
+                   dev=coll.split("dev"), callbacks=[Count()])
+    assert result.stopped_early and result.steps == 4 and seen == [1, 2, 3, 4]
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [x["step"] for x in lines if "loss" in x] == [1, 2, 3, 4]
+    assert sum("Hits@1" in x for x in lines) == 2 and "Hits@1" in result.best
+
+
+def test_bad_config():
+    with pytest.raises(DsilabError, match="amp"):
+        TrainConfig(amp="fp8")
+    with pytest.raises(DsilabError, match="checkpoint_dir"):
+        TrainConfig(checkpoint_every=5)
+
+
+def test_bench_dsi_zero_shot_on_a_test_only_beir_folder(tiny_beir, monkeypatch, tmp_path):
+    # a BEIR folder with only a test split: indexing + pseudo-queries, never the test queries
+    from dsilab import bench
+    from dsilab.data import load_collection
+
+    monkeypatch.setitem(bench.DSI_BENCH, "t5-scratch", {"arch": TINY, "epochs": 2, "lr": 1e-2, "batch_size": 4})
+    coll = load_collection(tiny_beir)
+    result = bench.bench_dsi(coll, variants=[("t5-scratch", "atomic", 2)])
+    assert result["setting"].startswith("zero-shot")
+    row = result["results"]["DSI t5-scratch atomic +PQ2"]
+    assert 0.0 <= row["Hits@10"] <= 1.0 and row["steps"] == 2 * 3  # 3 docs + 6 pseudo-queries = 3 batches of 4, 2 epochs
