@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dsilab-installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup course test lab bench clean
+.PHONY: setup course test lab bench browser-test clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,16 @@ lab: setup
 bench: setup
 	$(PY) -m dsilab bench baselines --collection lab
 	if [ -d ../shared/data/cisi ]; then $(PY) -m dsilab bench baselines --collection ../shared/data/cisi; fi
+
+# Real-browser widget test: JupyterLab on 127.0.0.1 + Debian's headless Chromium via Playwright (no browser download).
+SCREENSHOTS ?= build/browser
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+browser-test: setup
+	command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	$(PY) -m pip install -q -c constraints.txt playwright
+	DSILAB_BROWSER_TEST=1 DSILAB_CHROMIUM="$$(command -v chromium)" DSILAB_SCREENSHOTS=$(SCREENSHOTS) \
+		$(PY) -m pytest -q -m browser tests/browser -p no:cacheprovider
 
 clean:
 	rm -rf build .pytest_cache
