@@ -43,9 +43,13 @@ def _free_port() -> int:
 def server(tmp_path_factory):
     if os.environ.get("DSILAB_BROWSER_TEST") != "1":
         pytest.skip("browser test is opt-in: run `make browser-test` (or set DSILAB_BROWSER_TEST=1)")
+    # Asked for explicitly: a missing browser or driver is a failure, not a silent skip.
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (make browser-test does)")
-    pytest.importorskip("playwright", reason="pip install playwright (make browser-test does)")
+        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (make browser-test does)")
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        pytest.fail("Playwright is missing: pip install playwright (make browser-test does)")
     work = tmp_path_factory.mktemp("lab")
     shutil.copy(HERE / "widgets_demo.ipynb", work / "widgets_demo.ipynb")
     for d in ("config", "data", "runtime", "settings", "workspaces"):

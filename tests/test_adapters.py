@@ -1,0 +1,159 @@
+"""LoRA and QLoRA adapters: frozen base weights, 4-bit layers, save/load/merge, resume; AMP and grad accumulation."""
+import pytest
+import torch
+
+from dsilab import adapters
+from dsilab.core import DsilabError
+from dsilab.data import synthetic_collection
+from dsilab.docids import make_docids
+from dsilab.models import build_model
+from dsilab.tasks import TaskConfig, build_examples
+from dsilab.train import Callback, TrainConfig, train
+
+TINY = dict(vocab_size=120, d_model=32, layers=1, decoder_layers=1, heads=2, d_ff=64)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    coll = synthetic_collection(n_docs=10, n_topics=2, n_subtopics=1, doc_len=12, queries_per_doc=3,
+                                vocab_per_topic=20, vocab_per_subtopic=10, n_common=20, seed=0)
+    tree = make_docids(coll, "atomic")
+    return tree, build_examples(coll, tree, TaskConfig(doc_len=12))
+
+
+def _cfg(**kw):
+    return TrainConfig(**{"batch_size": 4, "lr": 1e-2, "warmup_steps": 0, "progress": False, "seed": 0, **kw})
+
+
+def _state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+
+
+def test_lora_trains_only_adapters_and_docid_rows(setup):
+    tree, ex = setup
+    model = build_model("t5-scratch", tree, ex, adapter="lora", adapter_kwargs={"r": 4}, **TINY)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or "trainable_tokens" in n for n in trainable)
+    assert len([n for n in trainable if "lora_A" in n]) == 12  # q,k,v,o x (enc self, dec self, dec cross)
+    frozen_before = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    train(model, ex, _cfg(max_steps=2))
+    after = dict(model.named_parameters())
+    for n, w in frozen_before.items():
+        assert torch.equal(w, after[n]), f"frozen base weight {n} changed"
+    assert any(after[n].abs().sum() > 0 for n in trainable if "lora_B" in n)  # B starts at 0, so it moved
+    report = adapters.parameter_report(model)
+    assert 0 < report["trainable"] < report["total"]
+
+
+def test_qlora_layers_are_4bit_and_a_step_changes_only_adapters(setup):
+    tree, ex = setup
+    model = build_model("t5-scratch", tree, ex, adapter="qlora", adapter_kwargs={"r": 4, "double_quant": True}, **TINY)
+    quantised = adapters.four_bit_layers(model)
+    # every linear layer but T5's "wo" (kept in fp32 by transformers) and the tied head is 4-bit
+    assert len(quantised) == 4 * 3 + 2 and not any(n.endswith("wo") for n in quantised)
+    for name in quantised:
+        w = model.net.get_submodule(name).weight
+        assert w.dtype == torch.uint8 and w.quant_state.quant_type == "nf4" and w.quant_state.nested
+        assert w.numel() * 2 == w.quant_state.shape.numel()  # two 4-bit weights per stored byte
+    # trainable tensors by storage (peft ties the docid-row delta of `shared` to the encoder/decoder/head copies)
+    trainable = {p.data_ptr() for p in model.parameters() if p.requires_grad}
+    before = _state(model)
+    train(model, ex, _cfg(max_steps=2))
+    after = _state(model)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    sd = model.state_dict()
+    assert changed and all(sd[k].data_ptr() in trainable for k in changed), changed
+    assert any("lora_" in k for k in changed)
+
+
+def test_qlora_without_a_backend_says_what_to_use(setup, monkeypatch):
+    tree, ex = setup
+    assert adapters.qlora_support("meta")[0] is False
+    monkeypatch.setattr(adapters, "qlora_support", lambda device=None: (False, "no bitsandbytes backend"))
+    with pytest.raises(DsilabError, match="adapter='lora'"):
+        build_model("t5-scratch", tree, ex, adapter="qlora", **TINY)
+
+
+def test_bad_lora_settings_fail_clearly(setup):
+    tree, ex = setup
+    with pytest.raises(DsilabError, match="target_modules"):
+        build_model("t5-scratch", tree, ex, adapter="lora", adapter_kwargs={"target_modules": ["nope"]}, **TINY)
+    with pytest.raises(DsilabError, match="r >= 1"):
+        build_model("t5-scratch", tree, ex, adapter="lora", adapter_kwargs={"r": 0}, **TINY)
+
+
+@pytest.mark.parametrize("adapter", ["lora", "qlora"])
+def test_save_load_and_merge_keep_the_function(setup, tmp_path, adapter):
+    tree, ex = setup
+    model = build_model("t5-scratch", tree, ex, adapter=adapter, adapter_kwargs={"r": 4}, **TINY)
+    train(model, ex, _cfg(max_steps=3))
+    path = adapters.save_adapter(model, tmp_path / "a.pt")
+    fresh = build_model("t5-scratch", tree, ex, adapter=adapter, adapter_kwargs={"r": 4}, **TINY)
+    adapters.load_adapter(fresh, path)
+    batch = model.batch(ex[:6])
+    model.eval(), fresh.eval()
+    with torch.no_grad():
+        loss, loss_loaded = float(model(**batch)), float(fresh(**batch))
+    assert loss == loss_loaded
+    merged = adapters.merge_lora(fresh).eval()
+    assert not adapters.four_bit_layers(merged)
+    assert not any("lora" in n for n, _ in merged.named_parameters())
+    with torch.no_grad():
+        assert float(merged(**batch)) == pytest.approx(loss, abs=1e-4)
+    with pytest.raises(DsilabError, match="lora"):
+        adapters.load_adapter(build_model("t5-scratch", tree, ex, **TINY), path)
+
+
+class Interrupt(Callback):
+    def __init__(self, at):
+        self.at = at
+
+    def on_step_end(self, trainer):
+        if trainer.step == self.at:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("adapter", ["lora", "qlora"])
+def test_resume_gives_the_same_adapters(setup, tmp_path, adapter):
+    tree, ex = setup
+    cfg = _cfg(max_steps=5, checkpoint_every=2, checkpoint_dir=str(tmp_path / "ck"))
+    straight = build_model("t5-scratch", tree, ex, adapter=adapter, **TINY)
+    train(straight, ex, _cfg(max_steps=5))
+    interrupted = build_model("t5-scratch", tree, ex, adapter=adapter, **TINY)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, ex, cfg, callbacks=[Interrupt(3)])  # dies after the step-2 checkpoint
+    resumed = build_model("t5-scratch", tree, ex, adapter=adapter, **TINY)
+    assert train(resumed, ex, cfg).steps == 5
+    a, b = _state(straight), _state(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def _step_gradients(model, ex, **cfg):
+    """The gradient each trainable weight received in one optimizer step (summed over micro-batches)."""
+    grads = {}
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            p.register_hook(lambda g, n=n: grads.__setitem__(n, grads.get(n, 0) + g.detach().clone()))
+    train(model, ex, _cfg(max_steps=1, grad_clip=0.0, **cfg))
+    return grads
+
+
+def test_grad_accumulation_equals_the_big_batch(setup):
+    """2 micro-batches of 4 accumulate the gradient of one batch of 8 (equal target lengths, no dropout)."""
+    tree, ex = setup
+    arch = {**TINY, "dropout": 0.0}
+    kw = {"adapter": "lora", "adapter_kwargs": {"dropout": 0.0}}
+    one = _step_gradients(build_model("t5-scratch", tree, ex, **kw, **arch), ex, batch_size=8)
+    two = _step_gradients(build_model("t5-scratch", tree, ex, **kw, **arch), ex, batch_size=4, grad_accum=2)
+    assert one.keys() == two.keys() and len(one) > 0
+    for k in one:
+        assert torch.allclose(one[k], two[k], atol=1e-6, rtol=1e-4), k
+
+
+def test_bf16_autocast_step_on_cpu(setup):
+    tree, ex = setup
+    model = build_model("t5-scratch", tree, ex, adapter="lora", **TINY)
+    result = train(model, ex, _cfg(max_steps=2, amp="bf16"))
+    assert torch.isfinite(torch.tensor(result.final_loss))

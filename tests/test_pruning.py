@@ -1,0 +1,123 @@
+"""Dynamic magnitude pruning: exact sparsity, masks that hold after optimizer steps, resume, save/load."""
+import pytest
+import torch
+
+from dsilab.core import DsilabError
+from dsilab.data import synthetic_collection
+from dsilab.docids import make_docids
+from dsilab.models import build_model
+from dsilab.pruning import (MagnitudePruning, load_pruned, magnitude_masks, prunable_weights, save_pruned,
+                            schedule_sparsity, sparsity_report)
+from dsilab.tasks import TaskConfig, build_examples
+from dsilab.train import Callback, TrainConfig, train
+
+TINY = dict(vocab_size=120, d_model=32, layers=1, decoder_layers=1, heads=2, d_ff=64)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    coll = synthetic_collection(n_docs=10, n_topics=2, n_subtopics=1, doc_len=12, queries_per_doc=3,
+                                vocab_per_topic=20, vocab_per_subtopic=10, n_common=20, seed=0)
+    tree = make_docids(coll, "atomic")
+    return tree, build_examples(coll, tree, TaskConfig(doc_len=12))
+
+
+def _cfg(**kw):
+    return TrainConfig(**{"batch_size": 4, "lr": 1e-2, "warmup_steps": 0, "progress": False, "seed": 0,
+                          "keep_best": False, **kw})
+
+
+def test_masks_are_exact_and_keep_the_largest_weights():
+    g = torch.Generator().manual_seed(0)
+    w = {"a": torch.randn(7, 13, generator=g), "b": torch.randn(5, 3, generator=g)}
+    masks = magnitude_masks(w, 0.6)
+    for n, m in masks.items():
+        assert int((~m).sum()) == round(0.6 * w[n].numel())
+        assert w[n].abs()[~m].max() <= w[n].abs()[m].min()
+    glob = magnitude_masks(w, 0.6, scope="global")
+    assert sum(int((~m).sum()) for m in glob.values()) == round(0.6 * (91 + 15))
+    with pytest.raises(DsilabError):
+        magnitude_masks(w, 1.0)
+
+
+def test_schedule_is_monotone_and_hits_its_ends():
+    values = [schedule_sparsity(t, 0.8, start=10, end=50) for t in range(70)]
+    assert values[:10] == [0.0] * 10 and values[50:] == [0.8] * 20
+    assert all(a <= b for a, b in zip(values, values[1:]))
+
+
+class Check(Callback):
+    """After every step (after the pruner ran): all weights pruned so far are still zero."""
+
+    def __init__(self, pruner):
+        self.pruner, self.pruned, self.checked = pruner, {}, 0
+
+    def on_step_end(self, trainer):
+        for n, w in self.pruner.weights.items():
+            if n in self.pruned:
+                assert not w[self.pruned[n]].any(), f"pruned weights of {n} came back at step {trainer.step}"
+                self.checked += 1
+        self.pruned = {n: (~m).clone() for n, m in self.pruner.masks.items()}
+
+
+def test_pruned_weights_stay_zero_and_reported_sparsity_is_exact(setup):
+    tree, ex = setup
+    model = build_model("t5-scratch", tree, ex, **TINY)
+    pruner = MagnitudePruning(target=0.8, start=2, end=8, every=2)
+    check = Check(pruner)
+    train(model, ex, _cfg(max_steps=12), callbacks=[pruner, check])
+    assert check.checked > 0 and [s for s, _ in pruner.history] == [4, 6, 8]
+    report = pruner.report()
+    for name, w in prunable_weights(model).items():
+        assert report[name]["zeros"] == round(0.8 * w.numel()) == int((w == 0).sum())
+    assert report["total"]["sparsity"] == pytest.approx(0.8, abs=1e-2)
+    assert sparsity_report(model) == report
+    assert (model.net.shared.weight != 0).all()  # embeddings (and the tied head) are not pruned
+
+
+def test_bad_schedule_fails_clearly():
+    with pytest.raises(DsilabError, match="target"):
+        MagnitudePruning(target=1.2)
+    with pytest.raises(DsilabError, match="every"):
+        MagnitudePruning(target=0.5, every=0)
+    with pytest.raises(DsilabError, match="scope"):
+        MagnitudePruning(target=0.5, scope="row")
+
+
+class Interrupt(Callback):
+    def __init__(self, at):
+        self.at = at
+
+    def on_step_end(self, trainer):
+        if trainer.step == self.at:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_resume_with_pruning_gives_the_same_weights(setup, tmp_path, scope):
+    tree, ex = setup
+    prune = dict(target=0.7, start=1, end=6, every=2, scope=scope)
+    cfg = _cfg(max_steps=8, checkpoint_every=4, checkpoint_dir=str(tmp_path / "ck"))
+    straight = build_model("t5-scratch", tree, ex, **TINY)
+    train(straight, ex, _cfg(max_steps=8), callbacks=[MagnitudePruning(**prune)])
+    interrupted = build_model("t5-scratch", tree, ex, **TINY)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, ex, cfg, callbacks=[MagnitudePruning(**prune), Interrupt(5)])
+    resumed = build_model("t5-scratch", tree, ex, **TINY)
+    train(resumed, ex, cfg, callbacks=[MagnitudePruning(**prune)])
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_save_and_load_pruned_model(setup, tmp_path):
+    tree, ex = setup
+    model = build_model("t5-scratch", tree, ex, **TINY)
+    train(model, ex, _cfg(max_steps=4), callbacks=[MagnitudePruning(target=0.9, start=0, end=2, every=1)])
+    sizes = save_pruned(model, tmp_path / "p.pt")
+    assert sizes["file_mb"] < sizes["dense_mb"]
+    fresh = load_pruned(build_model("t5-scratch", tree, ex, **TINY), tmp_path / "p.pt")
+    for (k, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), k
+    other = build_model("t5-scratch", tree, ex, **{**TINY, "d_ff": 32})
+    with pytest.raises((DsilabError, RuntimeError)):
+        load_pruned(other, tmp_path / "p.pt")
