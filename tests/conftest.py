@@ -41,3 +41,20 @@ def tiny_beir(tmp_path):
     ]
     queries = [{"_id": "1", "text": "what comes out of a volcano"}, {"_id": "2", "text": "how do stars shine"}]
     return write_beir(tmp_path / "tiny", corpus, queries, {"test": [("1", "a", 1), ("2", "c", 1)]})
+
+
+#: A T5 small enough that a training step takes milliseconds (tests of train, adapters, pruning).
+TINY_T5 = dict(vocab_size=120, d_model=32, layers=1, decoder_layers=1, heads=2, d_ff=64)
+
+
+@pytest.fixture(scope="module")
+def tiny_dsi():
+    """(collection, atomic docids, training examples) of a 10-doc synthetic collection."""
+    from dsilab.data import synthetic_collection
+    from dsilab.docids import make_docids
+    from dsilab.tasks import TaskConfig, build_examples
+
+    coll = synthetic_collection(n_docs=10, n_topics=2, n_subtopics=1, doc_len=12, queries_per_doc=3,
+                                vocab_per_topic=20, vocab_per_subtopic=10, n_common=20, seed=0)
+    tree = make_docids(coll, "atomic")
+    return coll, tree, build_examples(coll, tree, TaskConfig(doc_len=12))

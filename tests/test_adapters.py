@@ -4,21 +4,10 @@ import torch
 
 from dsilab import adapters
 from dsilab.core import DsilabError
-from dsilab.data import synthetic_collection
-from dsilab.docids import make_docids
 from dsilab.models import build_model
-from dsilab.tasks import TaskConfig, build_examples
 from dsilab.train import Callback, TrainConfig, train
 
-TINY = dict(vocab_size=120, d_model=32, layers=1, decoder_layers=1, heads=2, d_ff=64)
-
-
-@pytest.fixture(scope="module")
-def setup():
-    coll = synthetic_collection(n_docs=10, n_topics=2, n_subtopics=1, doc_len=12, queries_per_doc=3,
-                                vocab_per_topic=20, vocab_per_subtopic=10, n_common=20, seed=0)
-    tree = make_docids(coll, "atomic")
-    return tree, build_examples(coll, tree, TaskConfig(doc_len=12))
+from conftest import TINY_T5 as TINY
 
 
 def _cfg(**kw):
@@ -29,8 +18,8 @@ def _state(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
 
 
-def test_lora_trains_only_adapters_and_docid_rows(setup):
-    tree, ex = setup
+def test_lora_trains_only_adapters_and_docid_rows(tiny_dsi):
+    _, tree, ex = tiny_dsi
     model = build_model("t5-scratch", tree, ex, adapter="lora", adapter_kwargs={"r": 4}, **TINY)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n or "trainable_tokens" in n for n in trainable)
@@ -45,8 +34,8 @@ def test_lora_trains_only_adapters_and_docid_rows(setup):
     assert 0 < report["trainable"] < report["total"]
 
 
-def test_qlora_layers_are_4bit_and_a_step_changes_only_adapters(setup):
-    tree, ex = setup
+def test_qlora_layers_are_4bit_and_a_step_changes_only_adapters(tiny_dsi):
+    _, tree, ex = tiny_dsi
     model = build_model("t5-scratch", tree, ex, adapter="qlora", adapter_kwargs={"r": 4, "double_quant": True}, **TINY)
     quantised = adapters.four_bit_layers(model)
     # every linear layer but T5's "wo" (kept in fp32 by transformers) and the tied head is 4-bit
@@ -66,16 +55,16 @@ def test_qlora_layers_are_4bit_and_a_step_changes_only_adapters(setup):
     assert any("lora_" in k for k in changed)
 
 
-def test_qlora_without_a_backend_says_what_to_use(setup, monkeypatch):
-    tree, ex = setup
+def test_qlora_without_a_backend_says_what_to_use(tiny_dsi, monkeypatch):
+    _, tree, ex = tiny_dsi
     assert adapters.qlora_support("meta")[0] is False
     monkeypatch.setattr(adapters, "qlora_support", lambda device=None: (False, "no bitsandbytes backend"))
     with pytest.raises(DsilabError, match="adapter='lora'"):
         build_model("t5-scratch", tree, ex, adapter="qlora", **TINY)
 
 
-def test_bad_lora_settings_fail_clearly(setup):
-    tree, ex = setup
+def test_bad_lora_settings_fail_clearly(tiny_dsi):
+    _, tree, ex = tiny_dsi
     with pytest.raises(DsilabError, match="target_modules"):
         build_model("t5-scratch", tree, ex, adapter="lora", adapter_kwargs={"target_modules": ["nope"]}, **TINY)
     with pytest.raises(DsilabError, match="r >= 1"):
@@ -83,8 +72,8 @@ def test_bad_lora_settings_fail_clearly(setup):
 
 
 @pytest.mark.parametrize("adapter", ["lora", "qlora"])
-def test_save_load_and_merge_keep_the_function(setup, tmp_path, adapter):
-    tree, ex = setup
+def test_save_load_and_merge_keep_the_function(tiny_dsi, tmp_path, adapter):
+    _, tree, ex = tiny_dsi
     model = build_model("t5-scratch", tree, ex, adapter=adapter, adapter_kwargs={"r": 4}, **TINY)
     train(model, ex, _cfg(max_steps=3))
     path = adapters.save_adapter(model, tmp_path / "a.pt")
@@ -114,8 +103,8 @@ class Interrupt(Callback):
 
 
 @pytest.mark.parametrize("adapter", ["lora", "qlora"])
-def test_resume_gives_the_same_adapters(setup, tmp_path, adapter):
-    tree, ex = setup
+def test_resume_gives_the_same_adapters(tiny_dsi, tmp_path, adapter):
+    _, tree, ex = tiny_dsi
     cfg = _cfg(max_steps=5, checkpoint_every=2, checkpoint_dir=str(tmp_path / "ck"))
     straight = build_model("t5-scratch", tree, ex, adapter=adapter, **TINY)
     train(straight, ex, _cfg(max_steps=5))
@@ -140,9 +129,9 @@ def _step_gradients(model, ex, **cfg):
     return grads
 
 
-def test_grad_accumulation_equals_the_big_batch(setup):
+def test_grad_accumulation_equals_the_big_batch(tiny_dsi):
     """2 micro-batches of 4 accumulate the gradient of one batch of 8 (equal target lengths, no dropout)."""
-    tree, ex = setup
+    _, tree, ex = tiny_dsi
     arch = {**TINY, "dropout": 0.0}
     kw = {"adapter": "lora", "adapter_kwargs": {"dropout": 0.0}}
     one = _step_gradients(build_model("t5-scratch", tree, ex, **kw, **arch), ex, batch_size=8)
@@ -152,8 +141,8 @@ def test_grad_accumulation_equals_the_big_batch(setup):
         assert torch.allclose(one[k], two[k], atol=1e-6, rtol=1e-4), k
 
 
-def test_bf16_autocast_step_on_cpu(setup):
-    tree, ex = setup
+def test_bf16_autocast_step_on_cpu(tiny_dsi):
+    _, tree, ex = tiny_dsi
     model = build_model("t5-scratch", tree, ex, adapter="lora", **TINY)
     result = train(model, ex, _cfg(max_steps=2, amp="bf16"))
     assert torch.isfinite(torch.tensor(result.final_loss))

@@ -3,23 +3,12 @@ import pytest
 import torch
 
 from dsilab.core import DsilabError
-from dsilab.data import synthetic_collection
-from dsilab.docids import make_docids
 from dsilab.models import build_model
 from dsilab.pruning import (MagnitudePruning, load_pruned, magnitude_masks, prunable_weights, save_pruned,
                             schedule_sparsity, sparsity_report)
-from dsilab.tasks import TaskConfig, build_examples
 from dsilab.train import Callback, TrainConfig, train
 
-TINY = dict(vocab_size=120, d_model=32, layers=1, decoder_layers=1, heads=2, d_ff=64)
-
-
-@pytest.fixture(scope="module")
-def setup():
-    coll = synthetic_collection(n_docs=10, n_topics=2, n_subtopics=1, doc_len=12, queries_per_doc=3,
-                                vocab_per_topic=20, vocab_per_subtopic=10, n_common=20, seed=0)
-    tree = make_docids(coll, "atomic")
-    return tree, build_examples(coll, tree, TaskConfig(doc_len=12))
+from conftest import TINY_T5 as TINY
 
 
 def _cfg(**kw):
@@ -60,8 +49,8 @@ class Check(Callback):
         self.pruned = {n: (~m).clone() for n, m in self.pruner.masks.items()}
 
 
-def test_pruned_weights_stay_zero_and_reported_sparsity_is_exact(setup):
-    tree, ex = setup
+def test_pruned_weights_stay_zero_and_reported_sparsity_is_exact(tiny_dsi):
+    _, tree, ex = tiny_dsi
     model = build_model("t5-scratch", tree, ex, **TINY)
     pruner = MagnitudePruning(target=0.8, start=2, end=8, every=2)
     check = Check(pruner)
@@ -94,8 +83,8 @@ class Interrupt(Callback):
 
 
 @pytest.mark.parametrize("scope", ["layer", "global"])
-def test_resume_with_pruning_gives_the_same_weights(setup, tmp_path, scope):
-    tree, ex = setup
+def test_resume_with_pruning_gives_the_same_weights(tiny_dsi, tmp_path, scope):
+    _, tree, ex = tiny_dsi
     prune = dict(target=0.7, start=1, end=6, every=2, scope=scope)
     cfg = _cfg(max_steps=8, checkpoint_every=4, checkpoint_dir=str(tmp_path / "ck"))
     straight = build_model("t5-scratch", tree, ex, **TINY)
@@ -109,8 +98,8 @@ def test_resume_with_pruning_gives_the_same_weights(setup, tmp_path, scope):
         assert torch.equal(a, b), k
 
 
-def test_save_and_load_pruned_model(setup, tmp_path):
-    tree, ex = setup
+def test_save_and_load_pruned_model(tiny_dsi, tmp_path):
+    _, tree, ex = tiny_dsi
     model = build_model("t5-scratch", tree, ex, **TINY)
     train(model, ex, _cfg(max_steps=4), callbacks=[MagnitudePruning(target=0.9, start=0, end=2, every=1)])
     sizes = save_pruned(model, tmp_path / "p.pt")

@@ -5,31 +5,20 @@ import pytest
 import torch
 
 from dsilab.core import DsilabError
-from dsilab.data import synthetic_collection
 from dsilab.decode import search
-from dsilab.docids import make_docids
 from dsilab.metrics import evaluate
 from dsilab.models import build_model
-from dsilab.tasks import TaskConfig, build_examples
 from dsilab.train import Callback, TrainConfig, train
 
-TINY = dict(vocab_size=120, d_model=32, layers=1, decoder_layers=1, heads=2, d_ff=64)
-
-
-@pytest.fixture(scope="module")
-def setup():
-    coll = synthetic_collection(n_docs=10, n_topics=2, n_subtopics=1, doc_len=12, queries_per_doc=3,
-                                vocab_per_topic=20, vocab_per_subtopic=10, n_common=20, seed=0)
-    tree = make_docids(coll, "atomic")
-    return coll, tree, build_examples(coll, tree, TaskConfig(doc_len=12))
+from conftest import TINY_T5 as TINY
 
 
 def _cfg(**kw):
     return TrainConfig(**{"batch_size": 4, "lr": 3e-3, "warmup_steps": 2, "progress": False, "seed": 0, **kw})
 
 
-def test_training_memorises_a_tiny_index(setup):
-    coll, tree, ex = setup
+def test_training_memorises_a_tiny_index(tiny_dsi):
+    coll, tree, ex = tiny_dsi
     model = build_model("t5-scratch", tree, ex, seed=0, **TINY)
     result = train(model, ex, _cfg(max_steps=120, batch_size=8, lr=1e-2, log_every=10))
     losses = [h["loss"] for h in result.history if "loss" in h]
@@ -47,8 +36,8 @@ class Interrupt(Callback):
             raise KeyboardInterrupt
 
 
-def test_resume_gives_the_same_weights(setup, tmp_path):
-    coll, tree, ex = setup
+def test_resume_gives_the_same_weights(tiny_dsi, tmp_path):
+    coll, tree, ex = tiny_dsi
     cfg = _cfg(max_steps=7, grad_accum=2, checkpoint_every=3, checkpoint_dir=str(tmp_path / "ck"))
     straight = build_model("t5-scratch", tree, ex, seed=0, **TINY)
     train(straight, ex, _cfg(max_steps=7, grad_accum=2))
@@ -62,8 +51,8 @@ def test_resume_gives_the_same_weights(setup, tmp_path):
         assert torch.equal(a, b), name
 
 
-def test_early_stopping_log_and_callbacks(setup, tmp_path):
-    coll, tree, ex = setup
+def test_early_stopping_log_and_callbacks(tiny_dsi, tmp_path):
+    coll, tree, ex = tiny_dsi
     model = build_model("t5-scratch", tree, ex, seed=0, **TINY)
     seen = []
 
