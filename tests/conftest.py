@@ -1,4 +1,4 @@
-"""Shared fixtures: offline by default, a private cache, and a tiny BEIR folder writer."""
+"""Shared test fixtures: offline by default, a private cache, a tiny BEIR folder writer, a tiny DSI setup, a crash callback."""
 import json
 import os
 from pathlib import Path
@@ -7,6 +7,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from dsilab.train import Callback  # noqa: E402  (after the offline switch above)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -58,3 +60,14 @@ def tiny_dsi():
                                 vocab_per_topic=20, vocab_per_subtopic=10, n_common=20, seed=0)
     tree = make_docids(coll, "atomic")
     return coll, tree, build_examples(coll, tree, TaskConfig(doc_len=12))
+
+
+class Interrupt(Callback):
+    """A train callback that simulates a crash (KeyboardInterrupt) right after optimizer step `at`."""
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def on_step_end(self, trainer) -> None:
+        if trainer.step == self.at:
+            raise KeyboardInterrupt

@@ -5,9 +5,9 @@ import torch
 from dsilab import adapters
 from dsilab.core import DsilabError
 from dsilab.models import build_model
-from dsilab.train import Callback, TrainConfig, train
+from dsilab.train import TrainConfig, train
 
-from conftest import TINY_T5 as TINY
+from conftest import TINY_T5 as TINY, Interrupt
 
 
 def _cfg(**kw):
@@ -91,15 +91,6 @@ def test_save_load_and_merge_keep_the_function(tiny_dsi, tmp_path, adapter):
         assert float(merged(**batch)) == pytest.approx(loss, abs=1e-4)
     with pytest.raises(DsilabError, match="lora"):
         adapters.load_adapter(build_model("t5-scratch", tree, ex, **TINY), path)
-
-
-class Interrupt(Callback):
-    def __init__(self, at):
-        self.at = at
-
-    def on_step_end(self, trainer):
-        if trainer.step == self.at:
-            raise KeyboardInterrupt
 
 
 @pytest.mark.parametrize("adapter", ["lora", "qlora"])

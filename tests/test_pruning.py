@@ -8,7 +8,7 @@ from dsilab.pruning import (MagnitudePruning, load_pruned, magnitude_masks, prun
                             schedule_sparsity, sparsity_report)
 from dsilab.train import Callback, TrainConfig, train
 
-from conftest import TINY_T5 as TINY
+from conftest import TINY_T5 as TINY, Interrupt
 
 
 def _cfg(**kw):
@@ -71,15 +71,6 @@ def test_bad_schedule_fails_clearly():
         MagnitudePruning(target=0.5, every=0)
     with pytest.raises(DsilabError, match="scope"):
         MagnitudePruning(target=0.5, scope="row")
-
-
-class Interrupt(Callback):
-    def __init__(self, at):
-        self.at = at
-
-    def on_step_end(self, trainer):
-        if trainer.step == self.at:
-            raise KeyboardInterrupt
 
 
 @pytest.mark.parametrize("scope", ["layer", "global"])

@@ -10,7 +10,7 @@ from dsilab.metrics import evaluate
 from dsilab.models import build_model
 from dsilab.train import Callback, TrainConfig, train
 
-from conftest import TINY_T5 as TINY
+from conftest import TINY_T5 as TINY, Interrupt
 
 
 def _cfg(**kw):
@@ -25,15 +25,6 @@ def test_training_memorises_a_tiny_index(tiny_dsi):
     docs = {e.doc_id: e.source for e in ex if e.task == "index"}
     hits = evaluate(search(model, docs, k=3), {d: {d: 1} for d in docs}, ("Hits@1",))["Hits@1"]
     assert result.steps == 120 and losses[-1] < 0.2 * losses[0] and hits >= 0.9
-
-
-class Interrupt(Callback):
-    def __init__(self, at):
-        self.at = at
-
-    def on_step_end(self, trainer):
-        if trainer.step == self.at:
-            raise KeyboardInterrupt
 
 
 def test_resume_gives_the_same_weights(tiny_dsi, tmp_path):
