@@ -159,6 +159,7 @@ def _recursive_kmeans(emb: np.ndarray, idx: np.ndarray, prefix: tuple[int, ...],
         for pos, i in enumerate(idx):
             out[int(i)] = prefix + (pos,)
         return
+    k = min(k, len(idx))  # c < k: a cluster of more than c but fewer than k docs splits into one doc per cluster
     with warnings.catch_warnings():  # duplicates: handled just below
         warnings.simplefilter("ignore", ConvergenceWarning)
         labels = KMeans(n_clusters=k, n_init=1, random_state=seed).fit_predict(emb[idx])
@@ -197,8 +198,11 @@ def make_docids(collection: Collection, kind: str = "semantic", k: int = 10, c: 
     embeddings = np.asarray(embeddings, dtype=np.float32)
     if embeddings.ndim != 2 or embeddings.shape[0] != len(doc_ids):
         raise DsilabError(f"embeddings must be a (n_docs={len(doc_ids)}, dim) matrix, got shape {embeddings.shape}.")
+    from threadpoolctl import threadpool_limits
+
     out: dict[int, tuple[int, ...]] = {}
-    _recursive_kmeans(embeddings, np.arange(len(doc_ids)), (), k, c, seed, out)
+    with threadpool_limits(1):  # many small KMeans fits: threads cost far more than they save (same codes)
+        _recursive_kmeans(embeddings, np.arange(len(doc_ids)), (), k, c, seed, out)
     return DocidTree("semantic", {doc_ids[i]: out[i] for i in range(len(doc_ids))}, {"k": k, "c": c, "seed": seed})
 
 

@@ -87,3 +87,13 @@ def test_bad_input(coll):
         make_docids(coll, "semantic", embeddings=_emb(3))
     with pytest.raises(DsilabError, match="no document"):
         make_docids(coll, "atomic").doc((999,))
+
+
+def test_c_smaller_than_k_splits_small_clusters_fully(coll):
+    """A cluster of more than c but fewer than k docs cannot make k clusters: it splits into one doc each."""
+    tree = make_docids(coll, "semantic", k=10, c=5, seed=0)
+    assert len(set(tree.codes.values())) == len(coll.doc_ids)
+    leaves = {}
+    for code in tree.codes.values():
+        leaves.setdefault(code[:-1], []).append(code[-1])
+    assert max(len(v) for v in leaves.values()) <= 10

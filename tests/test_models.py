@@ -73,3 +73,28 @@ def test_bad_backbone_and_adapter(setup, monkeypatch):
         build_model("t5-small", tree, ex)
     with pytest.raises(DsilabError, match="needs the training examples"):
         build_model("t5-scratch", tree, [])
+
+
+def test_atomic_docids_start_at_their_documents_encoding(setup):
+    """docid_init='encoder': an atomic docid's output row points where its document's pooled encoding does."""
+    coll, _, _ = setup
+    tree = make_docids(coll, "atomic")
+    ex = build_examples(coll, tree, TaskConfig(query_split=None))
+    model = build_model("minilm-seq2seq", tree, ex, decoder_layers=1)
+    rand = build_model("minilm-seq2seq", tree, ex, decoder_layers=1, docid_init="random")
+    out = model.net.get_output_embeddings().weight
+    assert out.data_ptr() == model.net.get_decoder().get_input_embeddings().weight.data_ptr()  # tied: one table
+    src = {e.doc_id: e.source for e in ex if e.task == "index"}
+    docs = coll.doc_ids[:6]
+    hidden, mask = model.encode_texts([src[d] for d in docs])
+    pooled = torch.nn.functional.normalize((hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True), dim=-1)
+    rows = out[[model.docid_token_ids[tree.tokens(d)[0]] for d in docs]].detach()
+    cos = torch.nn.functional.normalize(rows, dim=-1) @ pooled.T
+    assert torch.allclose(cos.diagonal(), torch.ones(len(docs)), atol=1e-5)
+    assert (cos.argmax(dim=1) == torch.arange(len(docs))).all()
+    # the base vocabulary is untouched, and 'random' leaves the docid rows where the seed put them
+    assert torch.equal(out[: model.base_vocab], rand.net.get_output_embeddings().weight[: model.base_vocab])
+    assert not torch.allclose(rows, rand.net.get_output_embeddings().weight[rows.new_tensor(
+        [model.docid_token_ids[tree.tokens(d)[0]] for d in docs]).long()])
+    with pytest.raises(DsilabError, match="pretrained encoder"):
+        build_model("t5-scratch", tree, ex, docid_init="encoder", **TINY)
