@@ -82,6 +82,14 @@ def _docid_token_indices(model: DSIModel) -> dict[str, list[int]]:
     return out
 
 
+def _untied_head(model: DSIModel) -> str | None:
+    """The output layer's module name when it has its own weight (e.g. flan-t5, T5 v1.1); None when tied."""
+    head = model.net.get_output_embeddings()
+    if head is None or any(m.weight is head.weight for m in model.net.modules() if isinstance(m, nn.Embedding)):
+        return None
+    return next(name for name, m in model.net.named_modules() if m is head)
+
+
 def lora(model: DSIModel, r: int = 8, alpha: int = 16, dropout: float = 0.05, target_modules: Any = None,
          train_modules: tuple[str, ...] | None = None, train_docid_tokens: bool = True) -> DSIModel:
     """Wrap `model.net` with LoRA adapters in place; only adapters, docid rows and new modules train.
@@ -97,6 +105,9 @@ def lora(model: DSIModel, r: int = 8, alpha: int = 16, dropout: float = 0.05, ta
     targets = default_targets(model) if target_modules is None else target_modules
     train_modules = NEW_MODULES.get(model.backbone, ()) if train_modules is None else tuple(train_modules)
     tokens = _docid_token_indices(model) if train_docid_tokens else None
+    head = _untied_head(model)
+    if train_docid_tokens and head and head not in train_modules:  # its docid rows must learn too: train the head
+        train_modules = (*train_modules, head)
     # Embedding rows inside a fully trained module need no token adapter.
     if tokens:
         tokens = {k: v for k, v in tokens.items() if not any(k == m or k.startswith(m + ".") for m in train_modules)} or None

@@ -83,6 +83,20 @@ class Collection:
         judged = self.qrels[name]
         return {q: self.queries[q] for q in judged}, judged
 
+    def topics(self, n: int) -> "Collection":
+        """The documents of the first `n` topics (by name; needs per-doc "topic" metadata, as the lab collection has)
+        and the queries whose relevant documents are all among them: a smaller collection that still teaches."""
+        meta = self.meta.get("docs", {})
+        if not meta or any("topic" not in m for m in meta.values()):
+            raise DsilabError(f"collection {self.name!r} has no per-document topics; topics(n) works on 'lab'.")
+        names = sorted({m["topic"] for m in meta.values()})
+        if not 1 <= n <= len(names):
+            raise DsilabError(f"topics(n): n must be 1..{len(names)}, got {n}.")
+        keep = {d for d, m in meta.items() if m["topic"] in names[:n]}
+        qrels = {s: {q: r for q, r in j.items() if set(r) <= keep} for s, j in self.qrels.items()}
+        return Collection(f"{self.name}-{n}topics", {d: self.docs[d] for d in self.doc_ids if d in keep},
+                          {q: self.queries[q] for j in qrels.values() for q in j}, qrels, self.meta)
+
     def describe(self) -> dict[str, Any]:
         """Counts a reader wants first: documents, words per doc, queries per split."""
         words = np.array([len(d.text.split()) for d in self.docs.values()])

@@ -34,6 +34,20 @@ def test_lora_trains_only_adapters_and_docid_rows(tiny_dsi):
     assert 0 < report["trainable"] < report["total"]
 
 
+def test_lora_trains_an_untied_output_head(tiny_dsi):
+    """Untied heads (flan-t5, T5 v1.1): the docid rows of lm_head must learn, so the head trains in full."""
+    _, tree, ex = tiny_dsi
+    model = build_model("t5-scratch", tree, ex, **TINY)
+    assert adapters._untied_head(model) is None  # tied: the docid rows train once, on `shared`
+    model.net.lm_head.weight = torch.nn.Parameter(model.net.lm_head.weight.detach().clone())
+    model.net.config.tie_word_embeddings = False
+    assert adapters._untied_head(model) == "lm_head"
+    adapters.lora(model, r=4)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any(n.endswith("lm_head.weight") for n in trainable)
+    assert not any("encoder.block.0.layer.0.SelfAttention.q.base_layer" in n for n in trainable)
+
+
 def test_qlora_layers_are_4bit_and_a_step_changes_only_adapters(tiny_dsi):
     _, tree, ex = tiny_dsi
     model = build_model("t5-scratch", tree, ex, adapter="qlora", adapter_kwargs={"r": 4, "double_quant": True}, **TINY)

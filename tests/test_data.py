@@ -110,3 +110,16 @@ def test_synthetic_is_deterministic_and_sized():
     for qid, rels in a.qrels["test"].items():
         (did,) = rels
         assert a.queries[qid].split()[0] in a.docs[did].text  # the query's key word is in its doc
+
+
+def test_topic_subset_keeps_whole_topics_and_their_queries():
+    lab = load_collection("lab")
+    sub = lab.topics(2)
+    topics = {lab.meta["docs"][d]["topic"] for d in sub.doc_ids}
+    assert len(topics) == 2 and len(sub.doc_ids) == 2 * 21
+    for split, judged in sub.qrels.items():
+        assert judged and all(set(rels) <= set(sub.doc_ids) for rels in judged.values())
+    with pytest.raises(DsilabError, match="1..15"):
+        lab.topics(0)
+    with pytest.raises(DsilabError, match="no per-document topics"):
+        synthetic_collection(n_docs=10, n_topics=2, seed=0).topics(1)
