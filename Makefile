@@ -23,13 +23,18 @@ course: setup
 	$(PY) -m dsilab course run --fast
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
 
+# Every method in one table (docs/results/all-lab.json + .png, docs/benchmarks.md); `bench all` runs `bench dsi`
+# and `bench efficiency` first, so their results are deleted here to measure everything afresh.
+# The long ablations have their own commands: dsilab bench ann|augment|dgi [--collection synthetic] (see docs/benchmarks.md).
 bench: setup
+	rm -f docs/results/dsi-lab.json docs/results/efficiency-lab.json
 	$(PY) -m dsilab bench baselines --collection lab
+	$(PY) -m dsilab bench all --collection lab
 	if [ -d ../shared/data/cisi ]; then $(PY) -m dsilab bench baselines --collection ../shared/data/cisi; fi
 
 # Real-browser widget test: JupyterLab on 127.0.0.1 + Debian's headless Chromium via Playwright (no browser download).

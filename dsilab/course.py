@@ -101,18 +101,34 @@ def run_course(fast: bool = True, only: list[str] | None = None, out_dir: str | 
         results.append(run_notebook(nb, out, fast=fast))
     report = out.parent / "course_report.json"
     report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps({"fast": fast, "notebooks": [asdict(r) for r in results]}, indent=2))
+    report.write_text(json.dumps({"fast": fast, "budget": BUDGET, "within_budget": within_budget(results),
+                                  "notebooks": [asdict(r) for r in results]}, indent=2))
     print(format_results(results))
     print(f"executed notebooks in {out}/, report in {report}")
     return results
 
 
+#: The FAST-mode budget on a 2-core laptop CPU (issue: course budget): per notebook and for the whole course.
+BUDGET = {"notebook_s": 180.0, "notebook_mb": 2048.0, "course_s": 900.0}
+
+
+def within_budget(results: list[NotebookResult]) -> dict[str, bool]:
+    """Which budget lines hold: each notebook's time and peak memory, and the course total."""
+    out = {r.notebook: r.status == "ok" and r.seconds <= BUDGET["notebook_s"] and r.peak_rss_mb <= BUDGET["notebook_mb"]
+           for r in results}
+    out["course total"] = sum(r.seconds for r in results) <= BUDGET["course_s"]
+    return out
+
+
 def format_results(results: list[NotebookResult]) -> str:
-    """A one-screen table: notebook, status, seconds, peak memory; errors listed below it."""
-    lines = [f"{'notebook':<34} {'status':<7} {'seconds':>8} {'peak MB':>8}"]
+    """A one-screen table: notebook, status, seconds, peak memory, inside the FAST budget or not; errors below it."""
+    ok = within_budget(results)
+    lines = [f"{'notebook':<34} {'status':<7} {'seconds':>8} {'peak MB':>8}  budget ({BUDGET['notebook_s']:.0f} s, "
+             f"{BUDGET['notebook_mb']:.0f} MB)"]
     for r in results:
-        lines.append(f"{r.notebook:<34} {r.status:<7} {r.seconds:>8.1f} {r.peak_rss_mb:>8.0f}")
-    lines.append(f"{'total':<34} {'':<7} {sum(r.seconds for r in results):>8.1f}")
+        lines.append(f"{r.notebook:<34} {r.status:<7} {r.seconds:>8.1f} {r.peak_rss_mb:>8.0f}  {'ok' if ok[r.notebook] else 'OVER'}")
+    lines.append(f"{'total':<34} {'':<7} {sum(r.seconds for r in results):>8.1f} {'':>8}  "
+                 f"{'ok' if ok['course total'] else 'OVER'} (course budget {BUDGET['course_s']:.0f} s)")
     lines += [f"\n{r.notebook}: {r.error.splitlines()[0] if r.error else ''}" for r in results if r.status != "ok"]
     return "\n".join(lines)
 

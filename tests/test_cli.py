@@ -1,3 +1,4 @@
+import pytest
 import json
 import subprocess
 import sys
@@ -33,3 +34,31 @@ def test_bench_writes_json_and_replaces_its_doc_section(tiny_beir, tmp_path):
     assert text.count("<!-- bench:baselines-tiny -->") == 1 and "hand-written intro" in text
     update_doc_section(doc, "other", "x\n")
     assert "<!-- bench:other -->\nx\n<!-- /bench:other -->" in doc.read_text()
+
+
+def test_bench_all_one_table_fresh_process_per_method(tmp_path):
+    """bench all: each method in its own process, same numbers as the per-topic benchmark, a PNG, clear errors."""
+    from dsilab import DsilabError
+    from dsilab.bench_all import bench_all
+    from dsilab.data import synthetic_collection
+
+    coll = synthetic_collection(n_docs=30, n_topics=3, n_subtopics=2, doc_len=20, queries_per_doc=3, seed=0)
+    result = bench_all(coll, split="test", methods=["BM25", "IVF 16 lists, nprobe 2"], plot_dir=tmp_path)
+    rows = result["results"]
+    assert list(rows) == ["BM25", "IVF 16 lists, nprobe 2"]
+    assert rows["BM25"]["Hits@1"] == round(bench_baselines(coll)["results"]["BM25"]["Hits@1"], 4)
+    assert rows["IVF 16 lists, nprobe 2"]["family"] == "ANN over dense" and rows["BM25"]["peak_mb"] > 50
+    assert (tmp_path / f"all-{coll.name}.png").stat().st_size > 10_000
+    with pytest.raises(DsilabError, match="unknown method"):
+        bench_all(coll, methods=["BM26"])
+
+
+def test_course_budget_table_flags_what_is_over():
+    from dsilab.course import NotebookResult, format_results, within_budget
+
+    rows = [NotebookResult("00_a.ipynb", "ok", 20.0, 500.0, ""), NotebookResult("01_b.ipynb", "ok", 200.0, 900.0, ""),
+            NotebookResult("02_c.ipynb", "ok", 30.0, 2500.0, ""), NotebookResult("03_d.ipynb", "failed", 5.0, 100.0, "Boom\nx")]
+    ok = within_budget(rows)
+    assert ok == {"00_a.ipynb": True, "01_b.ipynb": False, "02_c.ipynb": False, "03_d.ipynb": False, "course total": True}
+    table = format_results(rows)
+    assert table.count("OVER") == 3 and "03_d.ipynb: Boom" in table

@@ -53,3 +53,275 @@ def test_01_bm25_checker(lab):
     queries, qrels = lab.split("test")
     right = evaluate(BM25(lab, stopwords=False).search(queries, k=10), qrels, ["Hits@1"])["Hits@1"]
     assert check("01.1", right, collection=lab) and not check("01.1", right - 0.01, collection=lab)
+
+
+# -- 02 / 03: tiny synthetic vectors instead of the lab embeddings -------------------------------
+@pytest.fixture(scope="module")
+def vs():
+    from dsilab.ann import synthetic_vectors
+
+    return synthetic_vectors(n=400, dim=24, n_train=60, n_test=20, n_clusters=4, n_subclusters=2, latent_dim=6)
+
+
+def _rc(index, vs, **search):
+    from dsilab.ann import score
+
+    s = score(index.search(vs.test_queries, vs.test_qids, **search), vs.truth)
+    return s["recall@10"], s["distances/query"]
+
+
+def test_02_checkers(vs, capsys):
+    import copy
+
+    from dsilab.ann import SoftTree
+
+    trees = {lam: SoftTree(vs.database, vs.ids, k=3, depth=2, seed=0, lam=lam, epochs=2).fit(vs.train_queries, vs.train_targets)
+             for lam in (1.0, 0.0)}
+    tree = trees[1.0]
+    temps = {t: (_rc(tree, vs, beam=1, temperature=t)[0], _rc(tree, vs, beam=4, temperature=t)[0]) for t in (0.02, 0.05, 0.1, 0.3)}
+    assert len({v[0] for v in temps.values()}) == 1                  # beam 1 never depends on the temperature
+    assert check("02.1", temps, tree=tree, vs=vs, strict=True)
+    assert not check("02.1", {t: (v[1], v[0]) for t, v in temps.items()}, tree=tree, vs=vs)
+    assert "temperature=T" in capsys.readouterr().out
+    assert not check("02.1", [0.5], tree=tree, vs=vs)
+    assert not check("02.1", {t: (str(a), b) for t, (a, b) in temps.items()}, tree=tree, vs=vs)   # numbers, not text
+
+    adaptive = {lam: _rc(t, vs, beam=16, mass=0.9) for lam, t in trees.items()}
+    assert check("02.2", adaptive, trees=trees, vs=vs, strict=True)
+    assert not check("02.2", {1.0: adaptive[1.0]}, trees=trees, vs=vs)                    # a tree left out
+    assert not check("02.2", {lam: (r, c + 1) for lam, (r, c) in adaptive.items()}, trees=trees, vs=vs)
+
+    twice = copy.deepcopy(tree)
+    twice.multi_assign(2)
+    multi = {b: _rc(twice, vs, beam=b, mass=0.9) for b in (1, 2, 4)}
+    assert check("02.3", multi, tree=tree, vs=vs, strict=True)
+    assert not check("02.3", {b: _rc(tree, vs, beam=b, mass=0.9) for b in (1, 2, 4)}, tree=tree, vs=vs)  # single assignment
+    assert sum(len(tree.tree.items[v]) for v in tree.tree.leaves) == vs.database.shape[0]         # the checker copied
+
+
+def test_03_checkers(vs, capsys):
+    from dataclasses import replace
+
+    from dsilab.ann import LSH, LearnedHash
+
+    model = LearnedHash(vs.database, vs.ids, bits=8, epochs=2, seed=0).fit(vs.train_queries, vs.train_targets)
+    train = lambda **c: LearnedHash(vs.database, vs.ids, replace(model.config, **c)).fit(vs.train_queries, vs.train_targets)  # noqa: E731
+    from_lsh = _rc(train(init="lsh"), vs, candidates=20)[0]
+    assert check("03.1", from_lsh, model=model, vs=vs, candidates=20, strict=True)
+    lsh = _rc(LSH(vs.database, vs.ids, bits=8, seed=0), vs, candidates=20)[0]
+    assert _rc(LearnedHash(vs.database, vs.ids, replace(model.config, init="lsh")), vs, candidates=20)[0] == lsh  # its start
+    if abs(lsh - from_lsh) > 2e-3:
+        assert not check("03.1", lsh, model=model, vs=vs, candidates=20)
+        assert "LSH's own recall" in capsys.readouterr().out
+    assert not check("03.1", "0.5", model=model, vs=vs, candidates=20)
+
+    models = {"ste": train(relaxation="ste"), "steep": train(slope_start=model.config.slope_end)}
+    relax = {name: _rc(m, vs, candidates=20)[0] for name, m in models.items()}
+    ctx = dict(model=model, vs=vs, candidates=20)
+    assert check("03.2", relax, models=models, strict=True, **ctx)
+    assert not check("03.2", {"ste": relax["ste"], "steep": relax["steep"] + 0.05}, models=models, **ctx)
+    assert not check("03.2", {"ste": relax["ste"]}, models=models, **ctx)
+    untrained = LearnedHash(vs.database, vs.ids, replace(model.config, relaxation="ste"))
+    assert not check("03.2", relax, models={**models, "ste": untrained}, **ctx)
+    assert not check("03.2", relax, models={"ste": models["steep"], "steep": models["ste"]}, **ctx)
+    assert "configured differently" in capsys.readouterr().out
+
+    work = {}
+    for c in (10, 20):
+        r = model.search(vs.test_queries, vs.test_qids, candidates=c)
+        work[c] = (r.mean_cost + r.extra["hamming"].mean() / 64, _rc(model, vs, candidates=c)[0])
+    assert check("03.3", work, model=model, vs=vs, candidates=(10, 20), strict=True)
+    no_hamming = {c: (8 + c, rec) for c, (_, rec) in work.items()}                  # forgot the Hamming comparisons
+    assert not check("03.3", no_hamming, model=model, vs=vs, candidates=(10, 20))
+    assert "extra['hamming']" in capsys.readouterr().out
+
+
+# -- 04: the lab collection's topics, random embeddings (the checkers take them as given) ---------
+def test_04_checkers(lab, capsys):
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):  # the codes do not change; KMeans' thread pool only costs time here
+        _check_04(lab, capsys)
+
+
+def _check_04(lab, capsys):
+    import numpy as np
+    import pandas as pd
+
+    from dsilab.docids import DocidTree, make_docids, prefix_similarity
+
+    emb = np.random.default_rng(0).normal(size=(len(lab.doc_ids), 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    topic = pd.Series({d: lab.meta["docs"][d]["topic"] for d in lab.doc_ids})
+
+    def purity_of(tree):  # as the notebook computes it
+        first = pd.Series({d: tree.codes[d][0] for d in lab.doc_ids})
+        return pd.crosstab(first, topic).max(axis=1).sum() / len(first)
+
+    shapes = {}
+    for k, c in ((2, 30), (30, 30), (10, 10)):
+        t = make_docids(lab, "semantic", k=k, c=c, seed=0, embeddings=emb)
+        shapes[(k, c)] = (t.depths.mean(), purity_of(t))
+    ctx = dict(collection=lab, embeddings=emb, k=10, c=30, seed=0)
+    assert check("04.1", shapes, strict=True, **ctx)
+    assert not check("04.1", {**shapes, (2, 30): (shapes[(2, 30)][0] - 1, shapes[(2, 30)][1])}, **ctx)
+    assert "depths.mean()" in capsys.readouterr().out
+
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    tfidf = purity_of(make_docids(lab, "semantic", k=10, c=30, seed=0,
+                                  embeddings=TfidfVectorizer().fit_transform(lab.contents).toarray()))
+    assert check("04.2", tfidf, strict=True, **ctx)
+    assert not check("04.2", purity_of(make_docids(lab, "semantic", k=10, c=30, seed=0, embeddings=emb)) + 1e-3, **ctx)
+
+    perm = np.random.default_rng(0).permutation(len(lab.doc_ids))
+    shuffled = DocidTree("naive", {d: tuple(int(ch) for ch in str(perm[i])) for i, d in enumerate(lab.doc_ids)})
+    assert check("04.3", prefix_similarity(shuffled, emb), collection=lab, embeddings=emb, seed=0, strict=True)
+    capsys.readouterr()
+    assert not check("04.3", prefix_similarity(make_docids(lab, "naive"), emb), collection=lab, embeddings=emb, seed=0)
+    assert "collection order" in capsys.readouterr().out
+
+
+# -- 05 --------------------------------------------------------------------------------------------
+def test_05_checkers(lab, capsys):
+    from dsilab.augment import MLMConfig, Num2Text, Pipeline, PosMLM, StopwordRemover, train_mlm
+
+    text = "It is 2 km deep and 100 years old"
+    fixed = Pipeline([Num2Text(), StopwordRemover(keep=("two", "one", "hundred"))]).run([text], target="queries")[0][0]
+    assert check("05.1", fixed, text=text, strict=True)
+    assert not check("05.1", Num2Text()(text), text=text)                  # nothing removed at all
+    plain = Pipeline([Num2Text(), StopwordRemover()]).run([text], target="queries")[0][0]
+    if plain != fixed:                                                     # spaCy's list: the number words go
+        capsys.readouterr()
+        assert not check("05.1", plain, text=text)
+        assert "keep=" in capsys.readouterr().out
+
+    share = lambda texts: sum(r.changed for r in Num2Text().augment_batch(texts)) / len(texts)  # noqa: E731
+    reach = (share(lab.contents), share(list(lab.queries.values())))
+    assert 0 < reach[1] < reach[0] <= 1
+    assert check("05.2", reach, collection=lab, strict=True)
+    assert not check("05.2", reach[::-1], collection=lab)
+
+    texts = ["The tall tree grows by the quiet river. Green moss covers the old stones.",
+             "A bright star shines over the cold sea. Small boats sail to the island."]
+    cfg = MLMConfig(init="scratch", vocab_size=200, hidden=32, layers=1, heads=1, intermediate=64, max_len=32, steps=5,
+                    batch_size=4, lr=1e-3)
+    mlm = train_mlm(texts * 4, cfg, seed=0)
+    roles = {role: [p for r in PosMLM(mlm, roles=(role,), fraction=1.0).augment_batch(texts, seed=0) for p in r.changes]
+             for role in ("ADJ", "NOUN")}
+    assert roles["NOUN"], "the tiny example should replace some nouns"
+    ctx = dict(mlm=mlm, texts=texts, fraction=1.0, seed=0)
+    assert check("05.3", roles, strict=True, **ctx)
+    assert not check("05.3", {"ADJ": roles["NOUN"], "NOUN": roles["ADJ"]}, **ctx)
+    assert not check("05.3", {"NOUN": roles["NOUN"]}, **ctx)
+
+
+# -- 08: tiny retrievers on clustered toy vectors ----------------------------------------------------
+def _toy_setting(s=1.0):
+    """A LongTailSetting over 24 clustered documents (no collection needed by the checkers)."""
+    import numpy as np
+
+    from dsilab.dgi import LongTailSetting
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 12))
+    docs = centres[np.arange(24) % 4] + 0.3 * rng.normal(size=(24, 12))
+    docs = (docs / np.linalg.norm(docs, axis=1, keepdims=True)).astype(np.float32)
+    owner = np.repeat(np.arange(24), 2)
+    train = (docs[owner] + 0.1 * rng.normal(size=(48, 12))).astype(np.float32)
+    test = (docs + 0.2 * rng.normal(size=(24, 12))).astype(np.float32)
+    ids = [f"d{i}" for i in range(24)]
+    rank = rng.permutation(24)
+    popularity = np.floor(8 / (rank + 1.0) ** s + 0.5).astype(int)
+    return LongTailSetting("toy", None, ids, docs, train, owner, popularity, rank, [f"q{i}" for i in range(24)], test,
+                           {f"q{i}": {ids[i]: 1} for i in range(24)}, {"s": s, "fractions": (0.2, 0.3)})
+
+
+def test_08_checkers(capsys):
+    from dsilab.ann.evaluation import torch_threads
+
+    with torch_threads(1):  # tiny matrices: one thread is much faster on a busy machine (as notebook 08 does)
+        _check_08(capsys)
+
+
+def _check_08(capsys):
+    from collections import Counter
+    from dataclasses import replace
+
+    from dsilab.dgi import DGIConfig, DGIRetriever, dense_run, report
+
+    setting = _toy_setting()
+    tiny = DGIConfig(levels=2, codes=4, dim=16, epochs=3, final_epochs=2, batch_size=16, beam=5, seed=0)
+    fit = lambda cfg, **kw: DGIRetriever(cfg).fit(setting.doc_ids, setting.doc_emb, setting.train_emb,  # noqa: E731
+                                                  setting.train_doc, **kw)
+    weak = fit(replace(tiny, w_balance=0.1))
+    codes = list(weak.codes.values())
+    stats = (len({c[0] for c in codes}), max(Counter(c[:-1] for c in codes).values()))
+    assert check("08.1", stats, model=weak, strict=True)
+    assert not check("08.1", (stats[0] + 1, stats[1]), model=weak)
+    assert not check("08.1", stats, model=fit(tiny))                                 # the default balance weight
+    assert "w_balance=0.1" in capsys.readouterr().out
+    assert not check("08.1", stats, model=None)
+
+    steep = _toy_setting(s=1.3)
+    answer = (int(steep.popularity.sum()), int((steep.popularity == 0).sum()), report(dense_run(steep), steep)["pop bias"])
+    assert check("08.2", answer, setting=steep, reference=setting, strict=True)
+    assert not check("08.2", answer, setting=setting)                                # built with the default s
+    assert not check("08.2", (answer[0], answer[1], answer[2] + 0.1), setting=steep)
+
+    fixed = {d: (i % 4, i // 4) for i, d in enumerate(setting.doc_ids)}
+    dsi = dict(index="fixed", gumbel=False, share_weights=False)
+    cosine = fit(replace(tiny, logits="cosine", **dsi), fixed_codes=fixed)
+    row = report(cosine.search_embeddings(setting.test_qids, setting.test_emb), setting)
+    right = (row["Hits@10"], row["tail Hits@10"], row["pop bias"])
+    assert check("08.3", right, model=cosine, setting=setting, strict=True)
+    assert not check("08.3", (right[0], right[1] + 0.1, right[2]), model=cosine, setting=setting)
+    inner = fit(replace(tiny, logits="inner", **dsi), fixed_codes=fixed)
+    assert not check("08.3", right, model=inner, setting=setting)
+    assert "logits" in capsys.readouterr().out
+
+
+def test_06_checkers(tiny_dsi):
+    from dsilab.decode import search
+    from dsilab.models import build_model
+    from conftest import TINY_T5
+
+    coll, tree, ex = tiny_dsi
+    model = build_model("t5-scratch", tree, ex, **TINY_T5)
+    queries, qrels = coll.split("test")
+    right = evaluate(search(model, queries, k=1, beam_size=1), qrels, ("Hits@1",))["Hits@1"]
+    assert check("06.1", right, model=model, queries=queries, qrels=qrels)
+    assert not check("06.1", right + 0.5, model=model, queries=queries, qrels=qrels)
+    q1, q2 = sorted(qrels)[:2]
+    gold = {q: next(iter(qrels[q])) for q in (q1, q2)}
+    other = next(d for d in coll.doc_ids if d not in gold.values())
+    dsi = {q1: [(gold[q1], 1.0)], q2: [(other, 1.0)]}
+    bm25 = {q1: [(other, 1.0)], q2: [(gold[q2], 1.0)]}
+    sub = {q: qrels[q] for q in (q1, q2)}
+    assert check("06.2", (1, 1), dsi_run=dsi, bm25_run=bm25, qrels=sub)
+    bm25[q1] = [(gold[q1], 1.0)]
+    assert check("06.2", (1, 0), dsi_run=dsi, bm25_run=bm25, qrels=sub)
+    assert not check("06.2", (0, 1), dsi_run=dsi, bm25_run=bm25, qrels=sub)
+    assert not check("06.2", "two", dsi_run=dsi, bm25_run=bm25, qrels=sub)
+
+
+def test_07_checkers():
+    import torch
+
+    assert check("07.1", 147456, counted=147456)
+    assert not check("07.1", 6 * 4 * 8 * 384, counted=147456)
+    assert not check("07.1", 147456, counted=1)  # the formula must agree with what the model counted
+    w = torch.randn(256, 512, generator=torch.Generator().manual_seed(0))
+    assert check("07.2", 4 + 8 / 128 + 32 / (128 * 256), weight=w)
+    assert not check("07.2", 4.5, weight=w)
+
+
+def test_09_checkers():
+    results = {"BM25": {"family": "baseline", "Hits@1": 0.9, "Hits@10": 0.99, "ms_per_query": 2.0},
+               "Dense": {"family": "baseline", "Hits@1": 0.8, "Hits@10": 0.98, "ms_per_query": 0.5},
+               "DSI a": {"family": "DSI", "Hits@1": 0.7, "Hits@10": 0.9, "ms_per_query": 20.0},
+               "DSI lora": {"family": "efficient DSI", "Hits@1": 0.75, "Hits@10": 0.9, "ms_per_query": 25.0}}
+    assert check("09.1", "Dense", results=results)
+    assert not check("09.1", "BM25", results=results) and not check("09.1", "nope", results=results)
+    assert check("09.2", 15.0, results=results)
+    assert not check("09.2", 0.15, results=results) and not check("09.2", 20.0, results=results)

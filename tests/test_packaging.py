@@ -1,0 +1,279 @@
+"""Colab/Binder readiness: the repository URL, the install cell, the requirement files and README agree.
+
+pyproject's [project.urls] Repository is the one place the repository is named; the notebooks'
+first cell cannot import dsilab before installing it, so it repeats the URL and this file checks it.
+"""
+from __future__ import annotations
+
+import ast
+import re
+import tomllib
+from pathlib import Path
+
+import nbformat
+import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def repo_url() -> str:
+    """The repository URL, from pyproject's [project.urls] (the one place it is set)."""
+    url = PYPROJECT["project"].get("urls", {}).get("Repository")
+    assert url, "pyproject.toml needs [project.urls] Repository = \"https://github.com/OWNER/NAME\""
+    assert re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url), f"not a GitHub repository URL: {url}"
+    return url
+
+
+def repo_slug() -> str:
+    """OWNER/NAME of the repository, as Colab and Binder URLs spell it."""
+    return repo_url().removeprefix("https://github.com/")
+
+
+def install_url() -> str:
+    """What the notebooks' first cell gives to pip."""
+    return f"git+{repo_url()}.git"
+
+
+def colab_url(notebook: str) -> str:
+    return f"https://colab.research.google.com/github/{repo_slug()}/blob/main/notebooks/{notebook}"
+
+
+def binder_url(notebook: str | None = None) -> str:
+    path = f"notebooks/{notebook}" if notebook else "notebooks"
+    return f"https://mybinder.org/v2/gh/{repo_slug()}/main?urlpath=lab/tree/{path}"
+
+
+def first_code_cell(path: Path) -> tuple[int, str]:
+    """(index among all cells, source) of a notebook's first code cell."""
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            return i, cell.source
+    raise AssertionError(f"{path.name} has no code cell")
+
+
+def install_cell_problems(source: str, url: str) -> list[str]:
+    """What is wrong with a notebook's install cell; [] when it follows the course's pattern.
+
+    The pattern: `if importlib.util.find_spec("dsilab") is None:` guarding exactly one
+    `subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", URL])`, nothing about torch
+    (Colab's CUDA build must stay) and no flag that would upgrade or reinstall what is present.
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        return [f"is not valid Python: {exc}"]
+    problems = []
+    if "torch" in ast.unparse(tree):  # code only: the comment may say that torch is kept
+        problems.append("mentions torch in code: the install cell must leave the present torch alone")
+    guards = [node for node in tree.body if isinstance(node, ast.If)]
+    if len(guards) != 1:
+        return problems + [f"needs exactly one `if` guard at top level, found {len(guards)}"]
+    guard = guards[0]
+    if ast.unparse(guard.test) != "importlib.util.find_spec('dsilab') is None":
+        problems.append(f"guard is `{ast.unparse(guard.test)}`, expected `importlib.util.find_spec('dsilab') is None`")
+    if guard.orelse:
+        problems.append("the guard has an else branch")
+    if len(guard.body) != 1 or not isinstance(guard.body[0], ast.Expr) or not isinstance(guard.body[0].value, ast.Call):
+        return problems + ["the guard must hold exactly one subprocess.check_call([...]) call"]
+    call = guard.body[0].value
+    if ast.unparse(call.func) != "subprocess.check_call" or len(call.args) != 1 or call.keywords:
+        return problems + [f"expected subprocess.check_call([...]), found `{ast.unparse(call)}`"]
+    try:
+        argv = ast.literal_eval(ast.unparse(call.args[0]).replace("sys.executable", "'<python>'"))
+    except ValueError:
+        return problems + [f"pip arguments must be literals, found `{ast.unparse(call.args[0])}`"]
+    expected = ["<python>", "-m", "pip", "install", "-q", url]
+    if argv != expected:
+        problems.append(f"pip command is {argv}, expected {expected}")
+    other = [node for node in tree.body if not isinstance(node, (ast.If, ast.Import, ast.ImportFrom))]
+    if other:
+        problems.append(f"has statements besides imports and the guard: {[ast.unparse(n) for n in other]}")
+    return problems
+
+
+def read_requirements(path: Path) -> tuple[dict[str, Requirement], list[str]]:
+    """Requirements of a pip requirements file (following -r), keyed by normalised name, and its option lines."""
+    reqs: dict[str, Requirement] = {}
+    options: list[str] = []
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith(("-r ", "--requirement ")):
+            included = (path.parent / line.split(None, 1)[1]).resolve()
+            assert included.is_file(), f"{path.name} includes {included}, which does not exist"
+            sub, sub_options = read_requirements(included)
+            reqs.update(sub)
+            options += sub_options
+        elif line.startswith("-"):
+            options.append(line)
+        else:
+            req = Requirement(line)
+            name = canonicalize_name(req.name)
+            assert name not in reqs, f"{path.name} names {req.name} twice"
+            reqs[name] = req
+    return reqs, options
+
+
+def pinned(req: Requirement) -> str:
+    """The version of an exact `name==version` pin."""
+    specs = list(req.specifier)
+    assert len(specs) == 1 and specs[0].operator == "==", f"{req} is not an exact `==` pin"
+    return specs[0].version
+
+
+def pyproject_requirements() -> dict[str, Requirement]:
+    """pyproject's dependencies plus every extra, keyed by normalised name."""
+    project = PYPROJECT["project"]
+    lines = project["dependencies"] + [d for extra in project.get("optional-dependencies", {}).values() for d in extra]
+    return {canonicalize_name(Requirement(d).name): Requirement(d) for d in lines}
+
+
+# ---------------------------------------------------------------- the notebooks' install cell
+
+
+def test_there_are_notebooks_to_check():
+    assert len(NOTEBOOKS) >= 9, [p.name for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_first_code_cell_installs_dsilab_from_the_pyproject_url(path):
+    index, source = first_code_cell(path)
+    assert install_cell_problems(source, install_url()) == [], f"{path.name}, cell {index}"
+    nb = nbformat.read(path, as_version=4)
+    tags = nb.cells[index].metadata.get("tags", [])
+    assert "parameters" not in tags, f"{path.name}: the install cell must not be the parameters cell"
+    params = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    assert params and params[0] > index, f"{path.name}: the parameters cell must come after the install cell"
+
+
+def test_install_cells_are_identical_across_notebooks():
+    sources = {p.name: first_code_cell(p)[1] for p in NOTEBOOKS}
+    reference = sources[NOTEBOOKS[0].name]
+    assert {name for name, src in sources.items() if src != reference} == set()
+
+
+@pytest.mark.parametrize(
+    "source, complaint",
+    [
+        ('import subprocess, sys\nsubprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "URL"])', "guard"),
+        ('import importlib.util, subprocess, sys\nif importlib.util.find_spec("dsilab") is None:\n'
+         '    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/a/b.git"])', "pip command"),
+        ('import importlib.util, subprocess, sys\nif importlib.util.find_spec("dsilab") is None:\n'
+         '    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "-U", "URL"])', "pip command"),
+        ('import importlib.util, subprocess, sys\nif importlib.util.find_spec("dsilab") is None:\n'
+         '    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "URL", "torch"])', "torch"),
+    ],
+    ids=["no-guard", "other-url", "upgrade-flag", "torch"],
+)
+def test_install_cell_checker_rejects_broken_cells(source, complaint):
+    problems = install_cell_problems(source, "URL")
+    assert any(complaint in p for p in problems), problems
+
+
+# ---------------------------------------------------------------- README: badges and the notebook map
+
+
+def test_every_repository_reference_in_readme_is_the_pyproject_one():
+    slug = repo_slug()
+    patterns = [
+        r"github\.com/([\w.-]+/[\w.-]+?)(?:\.git)?(?=[/)\s`\"]|$)",
+        r"colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)/",
+        r"mybinder\.org/v2/gh/([\w.-]+/[\w.-]+)/",
+    ]
+    found = {m for pattern in patterns for m in re.findall(pattern, README)}
+    assert found == {slug}, f"README names repositories {sorted(found)}; pyproject says {slug}"
+    assert install_url() in README, f"README's Colab section should show `pip install {install_url()}`"
+
+
+def test_readme_top_badges_open_colab_and_binder():
+    assert f"]({colab_url('00_welcome.ipynb')})" in README
+    assert f"]({binder_url()})" in README
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_readme_notebook_map_has_a_row_with_badges(path):
+    rows = [line for line in README.splitlines() if line.startswith(f"| [`{path.stem}`](notebooks/{path.name})")]
+    assert len(rows) == 1, f"README's notebook map needs one row for {path.name}, found {len(rows)}"
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    header = next(line for line in README.splitlines() if line.startswith("| notebook |"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert columns == ["notebook", "open", "you will learn", "CPU time (FAST)", "GPU time"], columns
+    assert len(cells) == len(columns), rows[0]
+    row = dict(zip(columns, cells))
+    assert f"]({colab_url(path.name)})" in row["open"], f"{path.name}: Colab badge missing or wrong"
+    assert f"]({binder_url(path.name)})" in row["open"], f"{path.name}: Binder badge missing or wrong"
+    assert len(row["you will learn"]) > 20, f"{path.name}: learning objectives missing"
+    assert row["CPU time (FAST)"] and row["GPU time"], f"{path.name}: time cells must not be empty (TBD until measured)"
+
+
+# ---------------------------------------------------------------- requirements, constraints, Binder
+
+
+def test_requirements_txt_is_pyproject_minus_torch():
+    """Binder/local installs requirements.txt, Colab installs pyproject's dependencies: same packages, same bounds."""
+    reqs, options = read_requirements(ROOT / "requirements.txt")
+    assert options == [], f"requirements.txt should hold requirements only, found {options}"
+    declared = pyproject_requirements()
+    assert "torch" not in reqs, "requirements.txt must not name torch (whatever build is present stays)"
+    assert set(reqs) == set(declared) - {"torch"}
+    differ = {n: (str(reqs[n].specifier), str(declared[n].specifier)) for n in reqs if reqs[n].specifier != declared[n].specifier}
+    assert differ == {}, f"requirements.txt vs pyproject specifiers: {differ}"
+
+
+def test_binder_requirements_add_only_the_cpu_torch():
+    binder, binder_options = read_requirements(ROOT / "binder" / "requirements.txt")
+    base, _ = read_requirements(ROOT / "requirements.txt")
+    assert set(binder) - set(base) == {"torch"}, sorted(set(binder) ^ set(base))
+    changed = {n for n in base if str(binder[n]) != str(base[n])}
+    assert changed == set(), f"binder/requirements.txt overrides {changed}"
+    assert binder_options == [f"--extra-index-url {CPU_TORCH_INDEX}"], binder_options
+    torch = pinned(binder["torch"])
+    assert torch.split("+")[0] == pinned(read_requirements(ROOT / "constraints.txt")[0]["torch"])
+    assert pyproject_requirements()["torch"].specifier.contains(torch)
+
+
+def test_constraints_pins_satisfy_every_declared_specifier():
+    constraints, options = read_requirements(ROOT / "constraints.txt")
+    assert options == []
+    versions = {name: pinned(req) for name, req in constraints.items()}
+    declared = {**pyproject_requirements(), **read_requirements(ROOT / "binder" / "requirements.txt")[0]}
+    assert set(declared) <= set(versions), f"constraints.txt pins none of {sorted(set(declared) - set(versions))}"
+    bad = {n: (versions[n], str(r.specifier)) for n, r in declared.items() if not r.specifier.contains(versions[n], prereleases=True)}
+    assert bad == {}, f"constraints.txt pins outside the declared range: {bad}"
+
+
+def test_binder_files_exist_and_agree_with_readme():
+    binder = ROOT / "binder"
+    post_build = binder / "postBuild"
+    assert post_build.is_file() and post_build.stat().st_mode & 0o111, "binder/postBuild must exist and be executable"
+    script = post_build.read_text(encoding="utf-8")
+    assert script.startswith("#!"), "binder/postBuild needs a shebang line"
+    assert re.search(r"^pip install --no-deps -e \.$", script, re.M), "postBuild should install dsilab without touching deps"
+    assert "torch" not in script
+
+    runtime = (binder / "runtime.txt").read_text(encoding="utf-8").strip()
+    match = re.fullmatch(r"python-(\d+\.\d+)", runtime)
+    assert match, f"binder/runtime.txt should read python-X.Y, found {runtime!r}"
+    requires = SpecifierSet(PYPROJECT["project"]["requires-python"])
+    assert requires.contains(match.group(1)), f"Binder's Python {match.group(1)} is outside requires-python {requires}"
+    claimed = re.search(r"Python (\d+\.\d+)\+", README)
+    assert claimed, "README should state the minimum Python (`Python 3.X+`)"
+    assert requires == SpecifierSet(f">={claimed.group(1)}"), f"README says Python {claimed.group(1)}+, pyproject {requires}"
+
+    torch = pinned(read_requirements(binder / "requirements.txt")[0]["torch"])
+    binder_claim = re.search(r"\*\*Binder\.\*\*.*?CPU torch ([\w.+]+)", README, re.S)
+    assert binder_claim and binder_claim.group(1) == torch, "README's Binder paragraph names another torch version"
+    readme_pins = set(re.findall(r"torch==([\w.+]+)", README))
+    assert readme_pins == {torch}, f"README pins torch {readme_pins}, binder/constraints pin {torch}"
