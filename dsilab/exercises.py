@@ -463,6 +463,73 @@ def _pos_roles(answer: Any, mlm: Any, texts: list[str], roles: tuple = ("ADJ", "
                   "is how to measure it.")
 
 
+# -- 06 DSI training ---------------------------------------------------------------------------------------
+@checker("06.1")
+def _greedy_hits(answer: Any, model: Any, queries: dict[str, str], qrels: Any) -> tuple[bool, str]:
+    """Test Hits@1 of greedy (beam 1) constrained decoding."""
+    from .decode import search
+
+    expected = evaluate(search(model, queries, k=1, beam_size=1), qrels, ("Hits@1",))["Hits@1"]
+    if _close(answer, expected, 1e-4):
+        return True, (f"right: {expected:.4f}. With atomic docids a docid is one token, so greedy decoding takes the "
+                      "argmax of a single softmax: the same top-1 as any beam. With multi-token (semantic, naive) "
+                      "docids a greedy first step can commit to the wrong cluster, and a wider beam can recover.")
+    return False, (f"you have {answer!r}. Run search(model, queries, k=1, beam_size=1) and read 'Hits@1' from "
+                   "dsilab.evaluate(run, qrels, ('Hits@1',)).")
+
+
+@checker("06.2")
+def _complementary(answer: Any, dsi_run: Run, bm25_run: Run, qrels: Any) -> tuple[bool, str]:
+    """(queries DSI misses but BM25 hits at rank 1, queries BM25 misses but DSI hits)."""
+    def hit(run: Run, q: str) -> bool:
+        return bool(run.get(q)) and run[q][0][0] in qrels[q]
+
+    expected = (sum(hit(bm25_run, q) and not hit(dsi_run, q) for q in qrels),
+                sum(hit(dsi_run, q) and not hit(bm25_run, q) for q in qrels))
+    try:
+        got = tuple(int(x) for x in answer)
+    except (TypeError, ValueError):
+        return False, f"answer with a pair of counts (dsi_only_misses, bm25_only_misses); you have {answer!r}."
+    if got == expected:
+        return True, (f"right: {expected}. DSI misses {expected[0]} queries BM25 answers, and answers {expected[1]} "
+                      "that BM25 misses: " + ("they are complementary, so fusion can beat both." if expected[1] >= max(1, expected[0] // 4)
+                                              else "BM25 (almost) dominates DSI at rank 1 here; fusion has little to gain."))
+    if got == expected[::-1]:
+        return False, "you have the pair the wrong way round: first the queries only DSI misses."
+    return False, (f"you have {got}. A query 'hits' when the run's first document is in qrels[q]; count the queries "
+                   "where BM25 hits and DSI does not, then the reverse.")
+
+
+# -- 07 efficient training -----------------------------------------------------------------------------------
+@checker("07.1")
+def _lora_count(answer: Any, counted: int, layers: int = 6, projections: int = 4, d: int = 384, r: int = 8) -> tuple[bool, str]:
+    """LoRA adds r * (d_in + d_out) weights to each target projection."""
+    expected = layers * projections * r * (d + d)
+    if expected != counted:
+        return False, f"the formula gives {expected} but the model has {counted} adapter weights: the notebook's set-up changed."
+    if answer == expected:
+        return True, (f"right: {expected:,} = {layers} layers x {projections} projections x r={r} x ({d} + {d}). "
+                      f"A full {d}x{d} projection has {d * d:,} weights: LoRA trains {2 * r / d:.1%} of each.")
+    return False, (f"you have {answer!r}. Each target gets A (r x d_in) and B (d_out x r): r * (d_in + d_out) weights; "
+                   "multiply by the number of target projections.")
+
+
+@checker("07.2")
+def _nf4_bits(answer: Any, weight: Any, blocksize: int = 128) -> tuple[bool, str]:
+    """Bits per weight of NF4 with double quantisation at a given block size (lookup table aside)."""
+    from .adapters import quantization_error
+
+    expected = 4 + 8 / blocksize + 32 / (blocksize * 256)
+    measured = quantization_error(weight, "nf4", True, blocksize=blocksize)["bits_per_weight"]
+    table = measured - expected  # what bitsandbytes stores once per matrix: the 256-entry fp32 table and an offset
+    if _close(answer, expected, 0.005):
+        return True, (f"right: {expected:.4f}. bitsandbytes measures {measured:.4f} on this {weight.numel():,}-weight "
+                      f"matrix: the extra {table:.4f} bit is the fixed lookup table, spread over all weights. Bigger "
+                      "blocks mean fewer scales, but one outlier then stretches the scale of more weights.")
+    return False, (f"you have {answer!r}. Add 4 bits, the 8-bit scale shared by {blocksize} weights, and the fp32 "
+                   "scale shared by 256 blocks.")
+
+
 # -- 08 DGI -------------------------------------------------------------------------------------
 def _code_stats(model: Any) -> tuple[int, int]:
     """(codes used at the first position, largest group of documents sharing their full path)."""
@@ -552,73 +619,6 @@ def _cosine_dsi(answer: Any, model: Any, setting: Any, table: Any = None) -> tup
                f"{expected[1]:.3f}, DGI {dgi['tail Hits@10']:.3f}; pop bias {dsi['pop bias']:.2f} -> {expected[2]:.2f} "
                f"(DGI {dgi['pop bias']:.2f}).")
     return True, f"right: ({expected[0]:.3f}, {expected[1]:.3f}, {expected[2]:.2f}).{cmp} That is what the scoring alone does."
-
-
-# -- 06 DSI training ---------------------------------------------------------------------------------------
-@checker("06.1")
-def _greedy_hits(answer: Any, model: Any, queries: dict[str, str], qrels: Any) -> tuple[bool, str]:
-    """Test Hits@1 of greedy (beam 1) constrained decoding."""
-    from .decode import search
-
-    expected = evaluate(search(model, queries, k=1, beam_size=1), qrels, ("Hits@1",))["Hits@1"]
-    if _close(answer, expected, 1e-4):
-        return True, (f"right: {expected:.4f}. With atomic docids a docid is one token, so greedy decoding takes the "
-                      "argmax of a single softmax: the same top-1 as any beam. With multi-token (semantic, naive) "
-                      "docids a greedy first step can commit to the wrong cluster, and a wider beam can recover.")
-    return False, (f"you have {answer!r}. Run search(model, queries, k=1, beam_size=1) and read 'Hits@1' from "
-                   "dsilab.evaluate(run, qrels, ('Hits@1',)).")
-
-
-@checker("06.2")
-def _complementary(answer: Any, dsi_run: Run, bm25_run: Run, qrels: Any) -> tuple[bool, str]:
-    """(queries DSI misses but BM25 hits at rank 1, queries BM25 misses but DSI hits)."""
-    def hit(run: Run, q: str) -> bool:
-        return bool(run.get(q)) and run[q][0][0] in qrels[q]
-
-    expected = (sum(hit(bm25_run, q) and not hit(dsi_run, q) for q in qrels),
-                sum(hit(dsi_run, q) and not hit(bm25_run, q) for q in qrels))
-    try:
-        got = tuple(int(x) for x in answer)
-    except (TypeError, ValueError):
-        return False, f"answer with a pair of counts (dsi_only_misses, bm25_only_misses); you have {answer!r}."
-    if got == expected:
-        return True, (f"right: {expected}. DSI misses {expected[0]} queries BM25 answers, and answers {expected[1]} "
-                      "that BM25 misses: " + ("they are complementary, so fusion can beat both." if expected[1] >= max(1, expected[0] // 4)
-                                              else "BM25 (almost) dominates DSI at rank 1 here; fusion has little to gain."))
-    if got == expected[::-1]:
-        return False, "you have the pair the wrong way round: first the queries only DSI misses."
-    return False, (f"you have {got}. A query 'hits' when the run's first document is in qrels[q]; count the queries "
-                   "where BM25 hits and DSI does not, then the reverse.")
-
-
-# -- 07 efficient training -----------------------------------------------------------------------------------
-@checker("07.1")
-def _lora_count(answer: Any, counted: int, layers: int = 6, projections: int = 4, d: int = 384, r: int = 8) -> tuple[bool, str]:
-    """LoRA adds r * (d_in + d_out) weights to each target projection."""
-    expected = layers * projections * r * (d + d)
-    if expected != counted:
-        return False, f"the formula gives {expected} but the model has {counted} adapter weights: the notebook's set-up changed."
-    if answer == expected:
-        return True, (f"right: {expected:,} = {layers} layers x {projections} projections x r={r} x ({d} + {d}). "
-                      f"A full {d}x{d} projection has {d * d:,} weights: LoRA trains {2 * r / d:.1%} of each.")
-    return False, (f"you have {answer!r}. Each target gets A (r x d_in) and B (d_out x r): r * (d_in + d_out) weights; "
-                   "multiply by the number of target projections.")
-
-
-@checker("07.2")
-def _nf4_bits(answer: Any, weight: Any, blocksize: int = 128) -> tuple[bool, str]:
-    """Bits per weight of NF4 with double quantisation at a given block size (lookup table aside)."""
-    from .adapters import quantization_error
-
-    expected = 4 + 8 / blocksize + 32 / (blocksize * 256)
-    measured = quantization_error(weight, "nf4", True, blocksize=blocksize)["bits_per_weight"]
-    table = measured - expected  # what bitsandbytes stores once per matrix: the 256-entry fp32 table and an offset
-    if _close(answer, expected, 0.005):
-        return True, (f"right: {expected:.4f}. bitsandbytes measures {measured:.4f} on this {weight.numel():,}-weight "
-                      f"matrix: the extra {table:.4f} bit is the fixed lookup table, spread over all weights. Bigger "
-                      "blocks mean fewer scales, but one outlier then stretches the scale of more weights.")
-    return False, (f"you have {answer!r}. Add 4 bits, the 8-bit scale shared by {blocksize} weights, and the fp32 "
-                   "scale shared by 256 blocks.")
 
 
 # -- 09 capstone -------------------------------------------------------------------------------------------
