@@ -184,7 +184,10 @@ def bench_all(collection: Collection, split: str = "test", seed: int = 0, method
 
 
 def plot_all(rows: dict[str, dict[str, Any]], path: Path, title: str = "") -> Path:
-    """Two panels: Hits@10 vs query latency, Hits@1 vs training time (log x), one colour per family."""
+    """Two panels: Hits@10 vs query latency, Hits@1 vs training time (log x), one colour per family.
+
+    Points carry numbers and the names are listed beside the panels: 18 names written at their points overlap.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -192,20 +195,23 @@ def plot_all(rows: dict[str, dict[str, Any]], path: Path, title: str = "") -> Pa
 
     families = list(dict.fromkeys(r["family"] for r in rows.values()))
     colours = dict(zip(families, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    number = {name: i for i, name in enumerate(rows, 1)}
+    gpu = {name for name, r in rows.items() if "H100" in str(r.get("source", ""))}  # its train_s is not CPU time
+    fig, axes = plt.subplots(1, 2, figsize=(15, 5.5), gridspec_kw={"right": 0.72})
     for ax, (x, y, xlabel) in zip(axes, [("ms_per_query", "Hits@10", "query latency (ms/query, log)"),
                                          ("train_s", "Hits@1", "training / indexing time (s, log)")]):
         for name, r in rows.items():
             if not isinstance(r[x], (int, float)):
                 continue
-            gpu = "H100" in str(r.get("source", ""))  # trained on a GPU: its train_s is not CPU time
-            ax.scatter(max(r[x], 1e-2), r[y], color=colours[r["family"]], label=r["family"], marker="x" if gpu else "o")
-            ax.annotate(name, (max(r[x], 1e-2), r[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.set_xscale("log"); ax.set_xlabel(xlabel); ax.set_ylabel(y); ax.set_ylim(0, 1.02); ax.grid(alpha=0.3)
+            ax.scatter(max(r[x], 1e-2), r[y], color=colours[r["family"]], label=r["family"],
+                       marker="x" if name in gpu else "o")
+            ax.annotate(str(number[name]), (max(r[x], 1e-2), r[y]), fontsize=7, xytext=(3, 2), textcoords="offset points")
+        ax.set_xscale("log"); ax.set_xlabel(xlabel); ax.set_ylabel(y); ax.set_ylim(0, 1.05); ax.grid(alpha=0.3)
     handles = {h.get_label(): h for h in axes[0].collections}
-    axes[0].legend(handles.values(), handles.keys(), loc="lower right", fontsize=8)
-    fig.suptitle(f"Every method of the course: quality vs cost ({title}; x = trained on an H100, o = on this CPU)")
-    fig.tight_layout()
+    axes[0].legend(handles.values(), handles.keys(), loc="center left", fontsize=8)
+    names = [f"{number[n]:>2}  {n}" + (" (x: trained on an H100)" if n in gpu else "") for n in rows]
+    fig.text(0.735, 0.5, "\n".join(names), fontsize=7.5, va="center", family="monospace")
+    fig.suptitle(f"Every method of the course: quality vs cost ({title})")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

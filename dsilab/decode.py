@@ -193,7 +193,7 @@ def _search(model, queries, k, beam_size, batch_size, trie, traces, trace_top):
     trie = trie or DocidTrie(model.docid_sequences())
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = model.device
     qids = sorted(queries, key=lambda q: len(queries[q]))  # similar lengths batch together
     run: Run = {}
     for i in range(0, len(qids), batch_size):

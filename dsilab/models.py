@@ -69,6 +69,11 @@ class DSIModel(nn.Module):
 
     # -- what is trainable ------------------------------------------------------------------------------
     @property
+    def device(self) -> torch.device:
+        """Where the weights live; inputs must follow (cuda once trained on a GPU)."""
+        return next(self.parameters()).device
+
+    @property
     def encoder_frozen(self) -> bool:
         """True when no encoder weight trains: then an input's encoding never changes and can be cached."""
         return not any(p.requires_grad for p in self.net.get_encoder().parameters())
@@ -157,7 +162,7 @@ class DSIModel(nn.Module):
         process-wide one; inputs holding docid tokens (whose new embeddings differ per model) stay private.
         """
         frozen = self.encoder_frozen
-        device = next(self.parameters()).device
+        device = self.device
         shared = frozen and self.encoder_key is not None
         memo = cache if cache is not None else ({} if not frozen else None)
         def get(t):

@@ -49,6 +49,7 @@ class TrainConfig:
     batch_size: int = 32
     grad_accum: int = 1
     lr: float = 1e-3
+    encoder_lr: float | None = None       # the pretrained encoder's step when it trains (None: lr); new parts keep lr
     weight_decay: float = 0.01
     warmup_steps: int = 50
     grad_clip: float = 1.0
@@ -135,6 +136,29 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _param_groups(model, params: list[torch.nn.Parameter], cfg: TrainConfig) -> list[dict]:
+    """AdamW groups: no weight decay on biases and norms; `encoder_lr` for the pretrained encoder's weights.
+
+    A pretrained encoder fine-tunes at a small step (large ones wreck what it knows) while the new decoder and
+    docid rows need a large one to learn at all; one shared lr has to sacrifice one of them. Weights the decoder
+    shares (T5's embedding matrix, which holds the docid rows) keep `lr`.
+    """
+    encoder = set()
+    if cfg.encoder_lr is not None:
+        if not hasattr(model, "net"):
+            raise DsilabError("TrainConfig.encoder_lr needs a DSI model (one with an encoder); leave it None here.")
+        encoder = {id(p) for p in model.net.get_encoder().parameters()}
+        encoder -= {id(p) for p in model.net.get_decoder().parameters()}
+    groups = []
+    for in_encoder in (False, True):
+        for decays in (True, False):
+            ps = [p for p in params if (id(p) in encoder) == in_encoder and (p.ndim >= 2) == decays]
+            if ps:
+                groups.append({"params": ps, "weight_decay": cfg.weight_decay if decays else 0.0,
+                               "lr": cfg.encoder_lr if in_encoder else cfg.lr})
+    return groups
+
+
 class Trainer:
     """The loop's state, visible to callbacks: model, optimizer, scheduler, config, step, epoch, position."""
 
@@ -152,10 +176,7 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise DsilabError("the model has no trainable parameters: unfreeze something or use another adapter.")
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
-        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                            {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+        self.optimizer = torch.optim.AdamW(_param_groups(model, params, cfg), lr=cfg.lr)
         self.model, self.optimizer = self.acc.prepare(self.model, self.optimizer)
         self.world, self.rank = self.acc.num_processes, self.acc.process_index
         self.micro_per_epoch = math.ceil(len(examples) / (cfg.batch_size * self.world))

@@ -22,3 +22,33 @@ def test_notebook_is_clean_and_parameterised(path):
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "strip outputs"
     tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1 and "FAST" in "".join(tagged[0]["source"])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_papermill_reads_every_parameter(path):
+    """papermill's parser skips a line holding two '=' (e.g. in its comment): that parameter would vanish from
+    `papermill --help-notebook`. Every name the parameters cell assigns must be in papermill's view."""
+    import ast
+
+    import papermill
+
+    nb = json.loads(path.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    assigned = {t.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    assert assigned and assigned <= set(papermill.inspect_notebook(str(path))), assigned - set(papermill.inspect_notebook(str(path)))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_parameters_cell_holds_only_literals(path):
+    """papermill (and `dsilab course run --full`) sets parameters in a cell *after* the parameters cell, so a value
+    computed there from FAST (e.g. `EPOCHS = 3 if FAST else 20`) would keep FAST's default: such lines go below."""
+    import ast
+
+    nb = json.loads(path.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    for node in ast.parse("".join(cell["source"])).body:
+        try:
+            ast.literal_eval(node.value)
+        except (ValueError, AttributeError):
+            pytest.fail(f"{path.name}: parameters cell line {node.lineno} is not a plain value: {ast.unparse(node)}")

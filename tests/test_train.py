@@ -79,3 +79,24 @@ def test_bench_dsi_zero_shot_on_a_test_only_beir_folder(tiny_beir, monkeypatch, 
     assert result["setting"].startswith("zero-shot")
     row = result["results"]["DSI t5-scratch atomic +PQ2"]
     assert 0.0 <= row["Hits@10"] <= 1.0 and row["steps"] == 2 * 3  # 3 docs + 6 pseudo-queries = 3 batches of 4, 2 epochs
+
+
+def test_encoder_lr_steps_the_encoder_alone(tiny_dsi):
+    """encoder_lr = 0 with lr > 0: the decoder learns, and so does the embedding matrix T5 shares between encoder
+    and decoder (it holds the docid rows), while every encoder-only weight stays put."""
+    coll, tree, ex = tiny_dsi
+    model = build_model("t5-scratch", tree, ex, seed=0, **TINY)
+    shared = {id(p) for p in model.net.get_decoder().parameters()}
+    encoder_only = {n: p for n, p in model.net.get_encoder().named_parameters() if id(p) not in shared}
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    train(model, ex, _cfg(max_steps=3, encoder_lr=0.0))
+    after = dict(model.named_parameters())
+    assert encoder_only and all(torch.equal(p, before[f"net.encoder.{n}"]) for n, p in encoder_only.items())
+    assert not torch.equal(model.net.get_input_embeddings().weight, before["net.shared.weight"])
+    assert any(not torch.equal(after[n], before[n]) for n in before if n.startswith("net.decoder."))
+
+
+def test_encoder_lr_needs_a_model_with_an_encoder(tiny_dsi):
+    coll, tree, ex = tiny_dsi
+    with pytest.raises(DsilabError, match="encoder_lr"):
+        train(torch.nn.Linear(2, 2), ex, _cfg(max_steps=1, encoder_lr=1e-4))
