@@ -104,7 +104,6 @@ METHODS: dict[str, tuple[str, Any]] = {
     "LSH 32 bits, 20 candidates": ("ANN over dense", _ann("lsh")),
     "Learned hash 32 bits, 20 candidates": ("ANN over dense", _ann("learned-hash")),
     "DSI atomic": ("DSI", ("dsi", "DSI minilm-seq2seq atomic")),
-    "DSI atomic (H100 rerun)": ("DSI", ("dsi", "DSI minilm-seq2seq atomic (GPU rerun)")),
     "DSI atomic, random docid rows": ("DSI", ("dsi", "DSI minilm-seq2seq atomic (random docid rows)")),
     "DSI atomic +PQ2": ("DSI", ("dsi", "DSI minilm-seq2seq atomic +PQ2")),
     "DSI naive": ("DSI", ("dsi", "DSI minilm-seq2seq naive")),
@@ -196,7 +195,8 @@ def plot_all(rows: dict[str, dict[str, Any]], path: Path, title: str = "") -> Pa
     families = list(dict.fromkeys(r["family"] for r in rows.values()))
     colours = dict(zip(families, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     number = {name: i for i, name in enumerate(rows, 1)}
-    gpu = {name for name, r in rows.items() if "H100" in str(r.get("source", ""))}  # its train_s is not CPU time
+    # a row trained on another machine (its source names it, e.g. "bench dsi (H100)"): its train_s is not this CPU's
+    elsewhere = {name for name, r in rows.items() if "(" in str(r.get("source", ""))}
     fig, axes = plt.subplots(1, 2, figsize=(15, 5.5), gridspec_kw={"right": 0.72})
     for ax, (x, y, xlabel) in zip(axes, [("ms_per_query", "Hits@10", "query latency (ms/query, log)"),
                                          ("train_s", "Hits@1", "training / indexing time (s, log)")]):
@@ -204,12 +204,12 @@ def plot_all(rows: dict[str, dict[str, Any]], path: Path, title: str = "") -> Pa
             if not isinstance(r[x], (int, float)):
                 continue
             ax.scatter(max(r[x], 1e-2), r[y], color=colours[r["family"]], label=r["family"],
-                       marker="x" if name in gpu else "o")
+                       marker="x" if name in elsewhere else "o")
             ax.annotate(str(number[name]), (max(r[x], 1e-2), r[y]), fontsize=7, xytext=(3, 2), textcoords="offset points")
         ax.set_xscale("log"); ax.set_xlabel(xlabel); ax.set_ylabel(y); ax.set_ylim(0, 1.05); ax.grid(alpha=0.3)
     handles = {h.get_label(): h for h in axes[0].collections}
     axes[0].legend(handles.values(), handles.keys(), loc="center left", fontsize=8)
-    names = [f"{number[n]:>2}  {n}" + (" (x: trained on an H100)" if n in gpu else "") for n in rows]
+    names = [f"{number[n]:>2}  {n}" + (f" (x: {rows[n]['source']})" if n in elsewhere else "") for n in rows]
     fig.text(0.735, 0.5, "\n".join(names), fontsize=7.5, va="center", family="monospace")
     fig.suptitle(f"Every method of the course: quality vs cost ({title})")
     path.parent.mkdir(parents=True, exist_ok=True)
