@@ -100,7 +100,8 @@ def bench_baselines(collection: Collection, split: str = "test", seed: int = 0) 
 #: Sizes of `dsilab bench dsi`, small enough that the table trains on a 2-core CPU (see docs/benchmarks.md).
 DSI_BENCH = {
     # measured on lab (atomic, docids starting at document encodings, no pseudo-queries): 10 epochs -> test
-    # Hits@1 0.740 in ~150 s; 20 epochs -> 0.752 (twice the time), so 10 it is. Random docid rows: chance.
+    # Hits@1 0.794 in 114 s on the 2-core CPU (make bench); 20 epochs bought ~1 point for twice the time, so 10
+    # it is. Random docid rows: 0.521.
     "minilm-seq2seq": {"arch": {"decoder_layers": 2}, "epochs": 10, "lr": 3e-3, "batch_size": 64},
     "t5-scratch": {"arch": {"d_model": 192, "layers": 2, "decoder_layers": 2, "heads": 4, "d_ff": 768,
                             "vocab_size": 3000}, "epochs": 10, "lr": 2e-3, "batch_size": 64},

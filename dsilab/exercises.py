@@ -317,17 +317,6 @@ def _topic_purity(tree: Any, collection: Collection) -> float | None:
     return sum(c.most_common(1)[0][1] for c in clusters.values()) / len(tree.codes)
 
 
-def _semantic(collection: Collection, embeddings: Any, k: int, c: int, seed: int) -> Any:
-    """make_docids(..., "semantic") with one KMeans thread: the same codes, and on a busy laptop the
-    thread pool of a KMeans this small spins far longer than it computes (seconds instead of ms)."""
-    from threadpoolctl import threadpool_limits
-
-    from .docids import make_docids
-
-    with threadpool_limits(limits=1):
-        return make_docids(collection, "semantic", k=k, c=c, seed=seed, embeddings=embeddings)
-
-
 def _needs_topics(collection: Collection) -> tuple[bool, str] | None:
     if not collection.meta.get("docs"):
         return False, "this exercise needs topic labels per document: run the notebook on the lab collection."
@@ -340,7 +329,10 @@ def _tree_shapes(answer: Any, collection: Collection, embeddings: Any, k: int = 
     """{(k, c): (mean docid length in tokens, top-level topic purity)} for (2, C), (30, C) and (K, K)."""
     if (no := _needs_topics(collection)):
         return no
-    built = {(kk, cc): _semantic(collection, embeddings, kk, cc, seed) for kk, cc in ((2, c), (30, c), (k, k), (k, c))}
+    from .docids import make_docids
+
+    built = {(kk, cc): make_docids(collection, "semantic", k=kk, c=cc, seed=seed, embeddings=embeddings)
+             for kk, cc in ((2, c), (30, c), (k, k), (k, c))}
     expected = {key: (float(t.depths.mean()), _topic_purity(t, collection)) for key, t in built.items()}
     base = expected.pop((k, c))
     problem = _table_mismatch(answer, expected, "{(k, c): (mean docid length in tokens, top-level purity)}")
@@ -363,11 +355,13 @@ def _tfidf_docids(answer: Any, collection: Collection, embeddings: Any, k: int =
     """Top-level topic purity of semantic docids built from TF-IDF vectors instead of MiniLM embeddings."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
+    from .docids import make_docids
+
     if (no := _needs_topics(collection)):
         return no
     tfidf = TfidfVectorizer().fit_transform(collection.contents).toarray()   # rows are unit-norm already (norm="l2")
-    expected = _topic_purity(_semantic(collection, tfidf, k, c, seed), collection)
-    minilm = _topic_purity(_semantic(collection, embeddings, k, c, seed), collection)
+    expected = _topic_purity(make_docids(collection, "semantic", k=k, c=c, seed=seed, embeddings=tfidf), collection)
+    minilm = _topic_purity(make_docids(collection, "semantic", k=k, c=c, seed=seed, embeddings=embeddings), collection)
     if isinstance(answer, (int, float)) and _close(answer, expected):
         why = ("passages written per topic share their vocabulary, a strong topic signal" if expected > minilm else
                "exact words miss synonyms and paraphrases that the sentence encoder places together")
