@@ -33,9 +33,9 @@ lab: setup
 # The long ablations have their own commands: dsilab bench ann|augment|dgi [--collection synthetic] (see docs/benchmarks.md).
 bench: setup
 	rm -f docs/results/dsi-lab.json docs/results/efficiency-lab.json
-	$(PY) -m dsilab bench baselines --collection lab
-	$(PY) -m dsilab bench all --collection lab
-	if [ -d ../shared/data/cisi ]; then $(PY) -m dsilab bench baselines --collection ../shared/data/cisi; fi
+	$(PY) -m dsilab bench baselines --collection lab --out docs/results
+	$(PY) -m dsilab bench all --collection lab --out docs/results
+	if [ -d ../shared/data/cisi ]; then $(PY) -m dsilab bench baselines --collection ../shared/data/cisi --out docs/results; fi
 
 # Real-browser widget test: JupyterLab on 127.0.0.1 + Debian's headless Chromium via Playwright (no browser download).
 SCREENSHOTS ?= build/browser

@@ -195,6 +195,10 @@ def _to_4bit(linear: nn.Linear, quant_type: str, double_quant: bool, compute_dty
                                  compress_statistics=double_quant, module=q)
     if linear.bias is not None:
         q.bias = nn.Parameter(linear.bias.data.clone(), requires_grad=False)
+    if linear.in_features % q.weight.blocksize:
+        # bitsandbytes 0.50 repacks 4-bit weights for AVX512-BF16 CPUs at inference and then reshapes the block
+        # scales to (out, in // blocksize): wrong (a crash) when the input width is not a whole number of blocks.
+        q.support_avx512bf16_for_cpu = False
     return q.to(device)
 
 

@@ -1,15 +1,17 @@
-"""The two retrievers every learned index is measured against: BM25 (lexical) and dense (MiniLM)."""
+"""The retrievers every learned index is measured against: BM25 (lexical), dense MiniLM, and MiniLM fine-tuned."""
 from __future__ import annotations
 
 import re
+import tempfile
+import time
 
 import numpy as np
 from rank_bm25 import BM25Okapi
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from .core import DsilabError, Run, run_from_scores
+from .core import DsilabError, Run, run_from_scores, seed_everything
 from .data import Collection
-from .embed import DEFAULT_ENCODER, load_encoder
+from .embed import DEFAULT_ENCODER, Encoder, load_encoder
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -52,3 +54,64 @@ class Dense:
         if q.shape[1] != self.doc_emb.shape[1]:
             raise DsilabError("query and document embeddings differ in dimension: encode both with the same encoder.")
         return run_from_scores(qids, self.doc_ids, q @ self.doc_emb.T, k)
+
+
+class FineTunedDense(Dense):
+    """MiniLM fine-tuned on a split's (query, relevant doc) pairs with in-batch negatives
+    (MultipleNegativesRankingLoss): the trained dual encoder that DSI papers compare against."""
+
+    def __init__(self, collection: Collection, split: str = "train", epochs: int = 1, batch_size: int = 32,
+                 lr: float = 2e-5, seed: int = 0, device: str | None = None, progress: bool = False,
+                 exclude: set[str] | None = None):
+        if epochs < 1 or batch_size < 2 or lr <= 0:
+            raise DsilabError(f"FineTunedDense: need epochs >= 1, batch_size >= 2 (in-batch negatives) and lr > 0; "
+                              f"got epochs={epochs}, batch_size={batch_size}, lr={lr}.")
+        queries, qrels = collection.split(split)
+        skip = exclude or set()
+        pairs = [(queries[q], collection.docs[d].contents)
+                 for q, rels in qrels.items() if q not in skip for d, grade in rels.items() if grade > 0]
+        if not pairs:
+            raise DsilabError(
+                f"FineTunedDense: split {split!r} of collection {collection.name!r} gives no (query, relevant doc) "
+                f"pairs{' once `exclude` is applied' if skip else ''}; fine-tuning needs a collection with training "
+                f"queries: pick a split that has them (available: {collection.splits}) or use Dense."
+            )
+        self.n_pairs = len(pairs)
+        self.encoder = self._train(pairs, epochs, batch_size, lr, seed, device, progress)
+        self.doc_ids = collection.doc_ids
+        # Not encode_cached: that cache is keyed by encoder name, which would serve the untrained embeddings.
+        self.doc_emb = self.encoder.encode(collection.contents, progress=progress)
+
+    def _train(self, pairs: list[tuple[str, str]], epochs: int, batch_size: int, lr: float, seed: int,
+               device: str | None, progress: bool) -> Encoder:
+        import torch
+        from datasets import Dataset
+        from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+        from sentence_transformers.base.sampler import BatchSamplers
+        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+        from transformers import PrinterCallback
+
+        class _Trainer(SentenceTransformerTrainer):
+            def add_model_card_callback(self, default_args_dict: dict) -> None:
+                pass  # the documented opt-out: no model card is ever written, so skip its data pass and progress bar
+
+        seed_everything(seed)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        encoder = Encoder(DEFAULT_ENCODER, device=device)  # a fresh copy: the shared `load_encoder` one stays untrained
+        data = Dataset.from_dict({"anchor": [q for q, _ in pairs], "positive": [d for _, d in pairs]})
+        with tempfile.TemporaryDirectory(prefix="dsilab-ft-") as out:
+            args = SentenceTransformerTrainingArguments(
+                output_dir=out, num_train_epochs=epochs, per_device_train_batch_size=batch_size, learning_rate=lr,
+                warmup_steps=0.1, seed=seed, use_cpu=device == "cpu",  # 10% warmup; seed also drives the shuffle
+                dataloader_pin_memory=device != "cpu", batch_sampler=BatchSamplers.NO_DUPLICATES,  # no false negatives
+                save_strategy="no", eval_strategy="no", logging_strategy="no", report_to="none",
+                disable_tqdm=not progress,
+            )
+            trainer = _Trainer(model=encoder.model, args=args, train_dataset=data,
+                               loss=MultipleNegativesRankingLoss(encoder.model))
+            trainer.remove_callback(PrinterCallback)  # it prints the final metrics dict when tqdm is off
+            start = time.perf_counter()
+            trainer.train()
+            self.train_seconds = time.perf_counter() - start
+        encoder.model.eval()
+        return encoder

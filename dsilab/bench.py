@@ -97,107 +97,137 @@ def bench_baselines(collection: Collection, split: str = "test", seed: int = 0) 
     }
 
 
-#: Sizes of `dsilab bench dsi`, small enough that the table trains on a 2-core CPU (see docs/benchmarks.md).
-DSI_BENCH = {
-    # measured on lab (atomic, docids starting at document encodings, no pseudo-queries): 10 epochs -> test
-    # Hits@1 0.794 in 114 s on the 2-core CPU (make bench); 20 epochs bought ~1 point for twice the time, so 10
-    # it is. Random docid rows: 0.521.
-    "minilm-seq2seq": {"arch": {"decoder_layers": 2}, "epochs": 10, "lr": 3e-3, "batch_size": 64},
-    "t5-scratch": {"arch": {"d_model": 192, "layers": 2, "decoder_layers": 2, "heads": 4, "d_ff": 768,
-                            "vocab_size": 3000}, "epochs": 10, "lr": 2e-3, "batch_size": 64},
-}
-#: (backbone, docid kind, pseudo-queries per doc, docid_init) trained by default: supervised collections / zero-shot ones.
-DSI_VARIANTS = [("minilm-seq2seq", "atomic", 0, "encoder"), ("minilm-seq2seq", "atomic", 0, "random"),
-                ("minilm-seq2seq", "atomic", 2, "encoder"), ("minilm-seq2seq", "naive", 0, "encoder"),
-                ("minilm-seq2seq", "semantic", 0, "encoder"), ("minilm-seq2seq", "semantic", 2, "encoder"),
-                ("t5-scratch", "semantic", 2, "random")]
-DSI_ZERO_SHOT = [("minilm-seq2seq", "atomic", 2, "encoder"), ("minilm-seq2seq", "semantic", 2, "encoder")]
-
-
+#: What `dsilab bench dsi` trains: changes to the default `Recipe`, one row each. The pure DSI rows (random docid rows,
+#: as in the DSI paper) first; "dense-initialised" starts atomic docid rows at the document encodings, which makes it a
+#: dense retriever with a learned query side, and it is labelled so.
+DSI_VARIANTS: list[dict[str, Any]] = [{"docids": "atomic"}, {"docids": "naive"}, {"docids": "semantic"},
+                                      {"docids": "atomic", "docid_init": "encoder"}]
 DSI_METRICS = ("Hits@1", "Hits@5", "Hits@10", "MRR@10", "nDCG@10")
 
 
-def dsi_row(collection: Collection, tree: Any, backbone: str, pseudo_per_doc: int, docid_init: str, split: str,
-            seed: int, doc_len: int = 64) -> dict[str, Any]:
-    """Train one DSI model at the `DSI_BENCH` size and measure it on `split`: metrics, memorisation, cost."""
-    from .decode import search
-    from .models import build_model
-    from .tasks import TaskConfig, build_examples
-    from .train import TrainConfig, train
+def _scores(run: Run, qrels: dict, groups: dict[str, list[str]], seed: int) -> dict[str, Any]:
+    """Metrics with 95% intervals on all queries, then Hits@10 (with interval) on each group (seen/unseen)."""
+    from .metrics import summarize
 
-    zero_shot = "train" not in collection.splits
-    size = DSI_BENCH[backbone]
-    task = TaskConfig(doc_len=doc_len, query_split=None if zero_shot else "train", pseudo_per_doc=pseudo_per_doc, seed=seed)
-    examples = build_examples(collection, tree, task)
-    model = build_model(backbone, tree, examples, seed=seed, docid_init=docid_init, **size["arch"])
-    cfg = TrainConfig(epochs=size["epochs"], lr=size["lr"], batch_size=size["batch_size"], seed=seed,
-                      warmup_steps=30, progress=False)
-    result = train(model, examples, cfg)
-    queries, qrels = collection.split(split)
-    t0 = time.perf_counter()
-    run = search(model, queries, k=10)
-    ms = 1000 * (time.perf_counter() - t0) / max(len(queries), 1)
-    docs = {e.doc_id: e.source for e in examples if e.task == "index"}
-    memo = evaluate(search(model, docs, k=1), {d: {d: 1} for d in docs}, ("Hits@1",))["Hits@1"]
-    return {**{k: round(v, 4) for k, v in evaluate(run, qrels, DSI_METRICS).items()},
-            "memo Hits@1": round(memo, 4), "steps": result.steps, "step_ms": round(1000 * result.step_time_s),
-            "train_s": round(result.train_seconds + result.cache_seconds), "peak_mb": result.peak_rss_mb,
-            "ms_per_query": round(ms, 2)}
+    scores = summarize(run, qrels, DSI_METRICS, seed=seed)
+    row = {}
+    for m in DSI_METRICS:  # each interval right after its metric
+        row[m] = scores[m]
+        if f"{m} CI" in scores:
+            row[f"{m} CI"] = scores[f"{m} CI"]
+    for name, qids in groups.items():
+        if qids:
+            part = summarize({q: run.get(q, []) for q in qids}, {q: qrels[q] for q in qids}, ("Hits@10",),
+                             ("Hits@10",), seed=seed)
+            row[f"{name} Hits@10"], row[f"{name} Hits@10 CI"] = part["Hits@10"], part["Hits@10 CI"]
+    return row
 
 
+def dsi_variant(collection: Collection, changes: dict[str, Any], split: str = "test", seed: int = 0,
+                threads: int | None = None) -> dict[str, Any]:
+    """Train one DSI recipe to convergence (`dsilab.recipes.train_dsi`) and read it once on `split`.
 
-def bench_dsi(collection: Collection, split: str = "test", seed: int = 0,
-              variants: list[tuple] | None = None, doc_len: int = 64) -> dict[str, Any]:
-    """BM25, dense and DSI variants (backbone x docid kind x pseudo-queries per doc [x docid_init]) on one split.
-
-    A collection with a "train" split trains on its real queries too; one without (e.g. CISI, test only)
-    is the zero-shot setting: indexing + pseudo-queries only. Also reports indexing memorisation
-    (doc text -> own docid, Hits@1), step time, CPU training time and peak memory (of the process so far).
+    threads: this process's share of the CPU cores when several variants run side by side (each defaults to all).
     """
     import torch
 
+    if threads:
+        torch.set_num_threads(threads)
+
+    from .recipes import Recipe, seen_unseen, train_dsi
+
+    limit = os.environ.get("DSILAB_TIME_LIMIT_S")  # e.g. a GPU lease: training stops there and the row says so
+    recipe = Recipe(**{"seed": seed, **({"time_limit_s": float(limit)} if limit else {}), **changes})
+    result = train_dsi(collection, recipe)
+    queries, qrels = collection.split(split)
+    t0 = time.perf_counter()
+    run = result.search(queries, k=10)
+    ms = 1000 * (time.perf_counter() - t0) / max(len(queries), 1)
+    row = _scores(run, qrels, seen_unseen(result.collection, split), seed)
+    summary = result.summary()
+    peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    return {**row, "memo Hits@1": summary["memo Hits@1"], "steps": summary["steps"],
+            "steps_to_memorise": summary["steps_to_memorise"], "stopped": summary["stopped"],
+            "best dev Hits@1": summary["best dev"].get("Hits@1"), "train_s": summary["train_s"],
+            "step_ms": summary["step_ms"], "ms_per_query": round(ms, 2), "peak_mb": summary["peak_mb"],
+            **({"gpu_peak_mb": round(peak)} if peak else {}), "label": recipe.label, "dev_from": summary["dev_from"],
+            "history": summary["history"]}
+
+
+def bench_dsi(collection: Collection, split: str = "test", seed: int = 0, variants: list[dict[str, Any]] | None = None,
+              jobs: int | None = None) -> dict[str, Any]:
+    """BM25, dense (untrained and fine-tuned) and DSI variants trained to convergence, all read on `split` once.
+
+    Each DSI variant trains in a fresh process (its own peak memory); `jobs` (default: env DSILAB_BENCH_JOBS or 1)
+    run side by side, e.g. on a GPU. Settings are the default `Recipe` for every collection; the best DSI variant is
+    chosen on dev Hits@1 (`selected_on`). Every Hits@k carries a 95% bootstrap interval; the chance row is what a
+    random ranking scores; "seen"/"unseen" split the test queries by whether a training query points to a relevant doc.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
     from .baselines import BM25, Dense
-    from .docids import make_docids
-    from .models import clear_encoder_cache
+    from .metrics import chance
+    from .recipes import seen_unseen, with_dev
 
     seed_everything(seed)
     queries, qrels = collection.split(split)
-    zero_shot = "train" not in collection.splits
-    blank = {"memo Hits@1": "-", "steps": "-", "step_ms": "-", "train_s": "-", "peak_mb": "-"}
-    rows: dict[str, dict[str, Any]] = {}
-    for name, build in {"BM25": lambda: BM25(collection), "Dense (MiniLM)": lambda: Dense(collection)}.items():
+    trained_on, dev_from = with_dev(collection, seed=seed)
+    groups = seen_unseen(trained_on, split)
+    rows: dict[str, dict[str, Any]] = {"chance (random ranking)": {
+        "Hits@1": round(chance(qrels, len(collection.docs), 1), 4), "Hits@10": round(chance(qrels, len(collection.docs), 10), 4)}}
+    baselines: dict[str, Any] = {"BM25": lambda: BM25(collection), "Dense (MiniLM)": lambda: Dense(collection)}
+    if "train" in trained_on.qrels:
+        from .baselines import FineTunedDense
+
+        baselines["Dense (MiniLM fine-tuned on train queries)"] = lambda: FineTunedDense(trained_on, seed=seed)
+    for name, build in baselines.items():
+        t0 = time.perf_counter()
         run, cost = time_retriever(build, queries)
-        rows[name] = {**{k: round(v, 4) for k, v in evaluate(run, qrels, DSI_METRICS).items()}, **blank,
+        rows[name] = {**_scores(run, qrels, groups, seed), "train_s": round(time.perf_counter() - t0),
                       "ms_per_query": cost["ms_per_query"]}
-    variants = variants or (DSI_ZERO_SHOT if zero_shot else DSI_VARIANTS)
-    trees: dict[str, Any] = {}
-    for backbone, kind, pq, *init in variants:
-        init = init[0] if init else "auto"
-        if kind not in trees:
-            trees[kind] = make_docids(collection, kind, k=10, c=100, seed=seed)
-        label = f"DSI {backbone} {kind}" + (f" +PQ{pq}" if pq else "") + (
-            " (random docid rows)" if init == "random" and backbone != "t5-scratch" else "")
-        rows[label] = dsi_row(collection, trees[kind], backbone, pq, init, split, seed, doc_len)
-        print(label, rows[label], flush=True)
-    clear_encoder_cache()
+        print(name, {k: v for k, v in rows[name].items() if "CI" not in k}, flush=True)
+    variants = variants or DSI_VARIANTS
+    jobs = jobs or int(os.environ.get("DSILAB_BENCH_JOBS", 1))
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as pool:
+        threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+        futures = [pool.submit(dsi_variant, collection, v, split, seed, threads) for v in variants]
+        for changes, fut in zip(variants, futures):
+            row = fut.result()
+            rows[row.pop("label")] = row
+    dsi = {name: r for name, r in rows.items() if name.startswith("DSI")}
+    best = max(dsi, key=lambda n: (dsi[n]["best dev Hits@1"] or 0)) if dev_from != "none" else None
+    history = {name: r.pop("history") for name, r in dsi.items()}
     return {
         "benchmark": "dsi",
         "collection": collection.name,
         "split": split,
         "n_docs": len(collection.docs),
         "n_queries": len(queries),
+        "groups": {g: len(q) for g, q in groups.items()},
         "seed": seed,
-        "setting": "zero-shot (indexing + pseudo-queries)" if zero_shot else "supervised (indexing + train queries +/- pseudo-queries)",
-        "sizes": {b: DSI_BENCH[b] for b in {v[0] for v in variants}},
-        "doc_len_words": doc_len,
-        "torch_threads": torch.get_num_threads(),
-        "docid_trees": {k: t.stats() for k, t in trees.items()},
+        "setting": "supervised (indexing + training queries)" if "train" in trained_on.qrels
+                   else "zero-shot (indexing only: the collection has no training queries)",
+        "tried": variants,
+        "recipe": "dsilab.recipes.Recipe() defaults, changed per row as in `tried`",
+        "dev_from": dev_from,
+        "selected_on": "dev" if best else None,
+        "best_dsi": best,
+        "notes": [f"Best DSI variant by dev Hits@1 (dev from {dev_from}): {best}." if best else
+                  "No dev queries: no variant is selected; the rows are compared as they are.",
+                  "Hits@k = ir-measures' Success@k; [a, b] = 95% bootstrap interval over queries; "
+                  "the chance row is a uniformly random ranking."],
         "environment": environment(),
         "results": rows,
+        "history": history,
     }
 
 
 def _cell(v: Any) -> str:
+    if isinstance(v, list) and len(v) == 2:
+        return f"[{v[0]:.3f}, {v[1]:.3f}]"
+    if v is None:
+        return "-"
     if isinstance(v, float) and 0 < abs(v) < 0.001:
         return f"{v:.0e}"  # learning rates and the like
     return f"{v:.3f}" if isinstance(v, float) and v < 10 else str(v)
@@ -205,7 +235,8 @@ def _cell(v: Any) -> str:
 
 def format_table(rows: dict[str, dict[str, Any]]) -> str:
     """A Markdown table, one row per method, one column per metric/cost."""
-    cols = list(next(iter(rows.values())))
+    seen = list(dict.fromkeys(c for row in rows.values() for c in row))  # every column, in order of first use
+    cols = [x for c in seen if not c.endswith(" CI") for x in (c, f"{c} CI") if x in seen]  # an interval after its metric
     lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, row in rows.items():
         lines.append(f"| {name} | " + " | ".join(_cell(row.get(c, "-")) for c in cols) + " |")
@@ -213,15 +244,15 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
 
 
 def write_result(result: dict[str, Any], out_dir: str | Path = "build/bench", doc: Path | None = None) -> Path:
-    """Save the JSON and replace this benchmark's section of docs/benchmarks.md."""
+    """Save the JSON in `out_dir`; the docs section is rewritten only for an explicit `doc`, or when `out_dir` is
+    docs/results (what `make bench` passes): a user's `dsilab bench ...` never edits the repository's docs."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{result['benchmark']}-{result['collection']}")
     path = out / f"{slug}.json"
     path.write_text(json.dumps(result, indent=2))
-    if out.resolve() != RESULTS_DIR.resolve() and (doc is None or doc == BENCH_DOC):
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        (RESULTS_DIR / path.name).write_text(path.read_text())
+    if doc is None and out.resolve() != RESULTS_DIR.resolve():
+        return path
     env = result["environment"]
     section = (
         f"### {result['benchmark']} on {result['collection']} ({result['split']} split: "
@@ -412,5 +443,5 @@ def run_benchmark(name: str, collection: str = "lab", split: str = "test", seed:
     result = BENCHMARKS[name](load_collection(collection), split=split, seed=seed)
     print(format_table(result["results"]))
     path = write_result(result, out_dir)
-    print(f"wrote {path} and updated {BENCH_DOC.relative_to(ROOT)}")
+    print(f"wrote {path}" + (f" and updated {BENCH_DOC.relative_to(ROOT)}" if Path(out_dir).resolve() == RESULTS_DIR.resolve() else ""))
     return result

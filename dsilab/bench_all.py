@@ -103,13 +103,10 @@ METHODS: dict[str, tuple[str, Any]] = {
     "Soft tree 4^3, lambda 1, beam 4": ("ANN over dense", _ann("soft-tree")),
     "LSH 32 bits, 20 candidates": ("ANN over dense", _ann("lsh")),
     "Learned hash 32 bits, 20 candidates": ("ANN over dense", _ann("learned-hash")),
-    "DSI atomic": ("DSI", ("dsi", "DSI minilm-seq2seq atomic")),
-    "DSI atomic, random docid rows": ("DSI", ("dsi", "DSI minilm-seq2seq atomic (random docid rows)")),
-    "DSI atomic +PQ2": ("DSI", ("dsi", "DSI minilm-seq2seq atomic +PQ2")),
-    "DSI naive": ("DSI", ("dsi", "DSI minilm-seq2seq naive")),
-    "DSI semantic": ("DSI", ("dsi", "DSI minilm-seq2seq semantic")),
-    "DSI semantic +PQ2": ("DSI", ("dsi", "DSI minilm-seq2seq semantic +PQ2")),
-    "DSI t5-scratch semantic +PQ2": ("DSI", ("dsi", "DSI t5-scratch semantic +PQ2")),
+    "DSI atomic": ("DSI", ("dsi", "DSI atomic")),
+    "DSI naive": ("DSI", ("dsi", "DSI naive")),
+    "DSI semantic": ("DSI", ("dsi", "DSI semantic")),
+    "DSI atomic, dense-initialised rows": ("DSI", ("dsi", "DSI atomic (dense-initialised rows)")),
     "DSI atomic, full fine-tuning (3 topics)": ("efficient DSI", ("efficiency", "full fine-tuning")),
     "DSI atomic, LoRA r=8 (3 topics)": ("efficient DSI", ("efficiency", "LoRA r=8")),
     "DSI atomic, QLoRA r=8 NF4 (3 topics)": ("efficient DSI", ("efficiency", "QLoRA r=8 (NF4)")),
@@ -127,7 +124,7 @@ def _from_benchmark(bench: str, label: str, collection: Collection, split: str, 
     if result is None or (result["split"], result["seed"]) != (split, seed):
         print(f"bench all: running `dsilab bench {bench}` first ({path.name} missing or from another setting)", flush=True)
         result = BENCHMARKS[bench](collection, split=split, seed=seed)
-        write_result(result)
+        write_result(result, RESULTS_DIR)
     if label not in result["results"]:  # that benchmark ran without this variant: say so, do not invent a row
         return None
     r = result["results"][label]

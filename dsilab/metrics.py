@@ -51,3 +51,31 @@ def evaluate(run: Run, qrels: Qrels, metrics: tuple[str, ...] | list[str] = DEFA
         raise DsilabError("evaluate: the qrels are empty; pass the judgements of a split, e.g. collection.split('test')[1].")
     table = per_query(run, qrels, metrics)
     return {n: sum(v.values()) / len(qrels) for n, v in table.items()}
+
+
+def bootstrap_ci(run: Run, qrels: Qrels, metric: str = "Hits@1", n: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of a metric's mean over queries (queries resampled with replacement)."""
+    import numpy as np
+
+    values = np.array(list(per_query(run, qrels, (metric,))[metric].values()))
+    means = values[np.random.default_rng(seed).integers(0, len(values), size=(n, len(values)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def chance(qrels: Qrels, n_docs: int, k: int) -> float:
+    """Expected Hits@k of a uniformly random ranking of `n_docs` documents: the floor a result must clear."""
+    from math import comb
+
+    def p_hit(relevant: int) -> float:
+        return 1.0 - comb(n_docs - relevant, k) / comb(n_docs, k) if k < n_docs else 1.0
+
+    return sum(p_hit(sum(g > 0 for g in rels.values())) for rels in qrels.values()) / len(qrels)
+
+
+def summarize(run: Run, qrels: Qrels, metrics: tuple[str, ...] | list[str] = ("Hits@1", "Hits@10", "MRR@10"),
+              intervals: tuple[str, ...] = ("Hits@1", "Hits@10"), seed: int = 0) -> dict[str, object]:
+    """The means of `metrics` plus a 95% bootstrap interval (`"<metric> CI"`) for each of `intervals`."""
+    out: dict[str, object] = {m: round(v, 4) for m, v in evaluate(run, qrels, metrics).items()}
+    for m in intervals:
+        out[f"{m} CI"] = [round(x, 4) for x in bootstrap_ci(run, qrels, m, seed=seed)]
+    return out

@@ -15,16 +15,19 @@ Docid tokens (`DocidTree.token_vocab`) are added to the tokenizer and the embedd
 docid is one token per digit in both encoder input and decoder output. Maximum source/target lengths
 are measured on the examples (capped by the backbone's limit); longer inputs are truncated with a warning.
 
-Docid tokens start where the documents are (`docid_init`, default for pretrained encoders): each token's
-embedding is the mean encoding of the documents whose docid begins with it. Without it the new decoder
-learns far slower (lab, atomic, 10 epochs on a CPU: test Hits@1 0.52 instead of 0.79; near chance after
-notebook 06's 3 FAST epochs).
+Docid tokens can start where the documents are (`docid_init="encoder"`, the default for pretrained encoders):
+each token's embedding is the mean encoding of the documents whose docid begins with it. For atomic docids that
+makes the model a dense retriever with a learned query side (lab, trained to convergence: test Hits@1 0.819
+against 0.733 from random rows, the DSI paper's start); `dsilab.recipes` starts from random rows by default.
+
+Docids are scored by a *docid head* (`docid_logits`): a softmax over the docid tokens and EOS only, the rows of
+the tied output layer that a docid can use; text targets (docid2text) keep the full vocabulary.
 
 Adapters: `build_model(..., adapter="full")` is plain fine-tuning; `register_adapter(name, fn)` lets
 another module (e.g. LoRA/QLoRA via peft) wrap `model.net` in place: ``fn(model, **adapter_kwargs) -> model``.
 
-`DSIModel` exposes what train/decode need: `batch(examples)` -> tensors, `loss(batch)`, `encode`,
-`next_token_logprobs`, `docid_sequences()`.
+`DSIModel` exposes what train/decode need: `batch(examples)` -> tensors, `forward` (the loss), `encode`,
+`docid_logits`, `next_token_logprobs`, `docid_sequences()`.
 """
 from __future__ import annotations
 
@@ -42,14 +45,17 @@ from .tasks import Example
 
 BACKBONES = ("t5-scratch", "minilm-seq2seq")
 
-#: (encoder_key, text) -> encoder states: shared by every model whose frozen encoder is the same pretrained
-#: network (e.g. the packaged MiniLM), so the lab's documents are encoded once per process, not per variant.
-_SHARED_ENCODINGS: dict[tuple[str, str], torch.Tensor] = {}
+#: (encoder_key, max_source_len, text) -> encoder states: shared by every model whose frozen encoder is the same
+#: pretrained network (e.g. the packaged MiniLM), so the lab's documents are encoded once per process, not per
+#: variant. The length is part of the key: a text cut at another length ends elsewhere (and ends with EOS).
+_SHARED_ENCODINGS: dict[tuple[str, int, str], torch.Tensor] = {}
 
 
 def clear_encoder_cache() -> None:
     """Forget the shared encoder states (free memory between collections)."""
     _SHARED_ENCODINGS.clear()
+
+
 HUB_HINT = "t5-small, t5-base, google/flan-t5-base or any hub seq2seq model name"
 
 
@@ -67,6 +73,12 @@ class DSIModel(nn.Module):
         self.base_vocab = len(tokenizer) - len(docids.token_vocab)
         ids = tokenizer.convert_tokens_to_ids(docids.token_vocab)
         self.docid_token_ids: dict[str, int] = dict(zip(docids.token_vocab, ids))
+        # The docid head's vocabulary: every docid token, then EOS. `_docid_index` maps a vocabulary id to its
+        # position there (-100 for text tokens). Buffers, so that they follow the model to its device.
+        self.register_buffer("docid_vocab", torch.tensor(list(ids) + [eos_id]), persistent=False)
+        index = torch.full((len(tokenizer),), -100, dtype=torch.long)
+        index[self.docid_vocab] = torch.arange(len(self.docid_vocab))
+        self.register_buffer("_docid_index", index, persistent=False)
 
     # -- what is trainable ------------------------------------------------------------------------------
     @property
@@ -127,7 +139,7 @@ class DSIModel(nn.Module):
         """Start each docid token at the mean encoding of the documents whose docid begins with it; returns #tokens set.
 
         Atomic docids then start at their own document's embedding, so the decoder learns one shared map from a
-        query to that space instead of one random vector per document (lab, 10 epochs: Hits@1 0.52 -> 0.79);
+        query to that space instead of one random vector per document (lab: Hits@1 0.733 -> 0.819);
         a semantic docid's first token starts at its top-level cluster's centroid. Needs a pretrained encoder.
         """
         texts: dict[str, list[str]] = {}
@@ -166,9 +178,11 @@ class DSIModel(nn.Module):
         device = self.device
         shared = frozen and self.encoder_key is not None
         memo = cache if cache is not None else ({} if not frozen else None)
+
         def get(t):
-            if shared and (self.encoder_key, t) in _SHARED_ENCODINGS:
-                return _SHARED_ENCODINGS[(self.encoder_key, t)]
+            key = (self.encoder_key, self.max_source_len, t)
+            if shared and key in _SHARED_ENCODINGS:
+                return _SHARED_ENCODINGS[key]
             return memo.get(t) if memo is not None else None
         todo = [t for t in dict.fromkeys(texts) if get(t) is None] if frozen else list(dict.fromkeys(texts))
         fresh: dict[str, torch.Tensor] = {}
@@ -183,7 +197,7 @@ class DSIModel(nn.Module):
                 fresh[t] = hidden[j, :n].cpu()
                 if frozen:
                     if shared and int(enc["input_ids"][j, :n].max()) < self.base_vocab:
-                        _SHARED_ENCODINGS[(self.encoder_key, t)] = fresh[t]
+                        _SHARED_ENCODINGS[(self.encoder_key, self.max_source_len, t)] = fresh[t]
                     elif memo is not None:
                         memo[t] = fresh[t]
         self.train(was)
@@ -209,17 +223,65 @@ class DSIModel(nn.Module):
         dec = torch.cat([start, labels[:, :-1]], dim=1)
         return dec.masked_fill(dec == -100, self.pad_id)
 
+    def _head_features(self, hidden: torch.Tensor, attention_mask: torch.Tensor,
+                       decoder_input_ids: torch.Tensor) -> torch.Tensor | None:
+        """The decoder's last features just before the output projection, for the two offline backbone types.
+
+        None for anything else (hub models, peft-wrapped nets): those score all rows and `docid_logits` slices.
+        """
+        net = self.net
+        name = type(net).__name__
+        if name == "EncoderDecoderModel" and type(net.decoder).__name__ == "BertLMHeadModel" \
+                and getattr(net, "enc_to_dec_proj", None) is None:
+            x = net.decoder.bert(input_ids=decoder_input_ids, encoder_hidden_states=hidden,
+                                 encoder_attention_mask=attention_mask, use_cache=False).last_hidden_state
+            return net.decoder.cls.predictions.transform(x)
+        if name == "T5ForConditionalGeneration":
+            x = net.decoder(input_ids=decoder_input_ids, encoder_hidden_states=hidden,
+                            encoder_attention_mask=attention_mask, use_cache=False).last_hidden_state
+            return x * net.model_dim ** -0.5 if getattr(net.config, "scale_decoder_outputs", False) else x
+        return None
+
+    def docid_logits(self, hidden: torch.Tensor, attention_mask: torch.Tensor,
+                     decoder_input_ids: torch.Tensor) -> torch.Tensor:
+        """Logits over the docid head's vocabulary only (`docid_vocab`: docid tokens + EOS).
+
+        Why not the whole vocabulary: a docid is never spelled with text tokens (the constrained beam search
+        masks them anyway), and scoring ~30k text rows at every position is most of a CPU training step.
+        Softmax over docid tokens is what models with a docid vocabulary of their own do (NCI, GENRET).
+        """
+        feats = self._head_features(hidden, attention_mask, decoder_input_ids)
+        if feats is None:
+            return self.decode(hidden, attention_mask, decoder_input_ids)[..., self.docid_vocab]
+        head = self.net.get_output_embeddings()
+        bias = head.bias[self.docid_vocab] if head.bias is not None else None
+        return nn.functional.linear(feats, head.weight[self.docid_vocab], bias)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
                 encoder_hidden: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean token cross-entropy of the labels; pass `encoder_hidden` to skip the encoder."""
+        """Mean token cross-entropy of the labels; pass `encoder_hidden` to skip the encoder.
+
+        Rows whose labels are docids are scored by the docid head, text targets (docid2text) by the full vocabulary.
+        """
         hidden = self.encode(input_ids, attention_mask) if encoder_hidden is None else encoder_hidden
-        logits = self.decode(hidden, attention_mask, self.shift_right(labels))
-        return nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
+        dec = self.shift_right(labels)
+        restricted = torch.where(labels == -100, labels, self._docid_index[labels.clamp(min=0)])
+        docid_rows = ((labels == -100) | (restricted != -100)).all(dim=1)
+        total = hidden.new_zeros((), dtype=torch.float32)
+        for rows, target, scorer in ((docid_rows, restricted, self.docid_logits), (~docid_rows, labels, self.decode)):
+            if rows.any():
+                logits = scorer(hidden[rows], attention_mask[rows], dec[rows])
+                total = total + nn.functional.cross_entropy(logits.float().flatten(0, 1), target[rows].flatten(),
+                                                            ignore_index=-100, reduction="sum")
+        return total / (labels != -100).sum().clamp(min=1)
 
     @torch.no_grad()
     def next_token_logprobs(self, hidden: torch.Tensor, attention_mask: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
-        """log p(next token | prefix) over the whole vocabulary; prefix starts with `start_id`."""
-        return torch.log_softmax(self.decode(hidden, attention_mask, prefix)[:, -1].float(), dim=-1)
+        """log p(next token | prefix) from the docid head, as a full-vocabulary row (-inf for text tokens)."""
+        logp = torch.log_softmax(self.docid_logits(hidden, attention_mask, prefix)[:, -1].float(), dim=-1)
+        out = logp.new_full((logp.shape[0], len(self._docid_index)), float("-inf"))
+        out[:, self.docid_vocab] = logp
+        return out
 
 
 def _pad(rows: list[list[int]], value: int) -> dict[str, torch.Tensor]:
@@ -232,7 +294,7 @@ def _pad(rows: list[list[int]], value: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask}
 
 
-# -- adapters (issue 6 plugs LoRA/QLoRA in here) -----------------------------------------------------------
+# -- adapters (LoRA/QLoRA plug in here) ---------------------------------------------------------------------
 ADAPTERS: dict[str, Callable[..., DSIModel]] = {"full": lambda model, **kw: model}
 
 

@@ -130,7 +130,7 @@ def _step_gradients(model, ex, **cfg):
     for n, p in model.named_parameters():
         if p.requires_grad:
             p.register_hook(lambda g, n=n: grads.__setitem__(n, grads.get(n, 0) + g.detach().clone()))
-    train(model, ex, _cfg(max_steps=1, grad_clip=0.0, **cfg))
+    train(model, ex, _cfg(max_steps=1, grad_clip=0.0, amp="off", **cfg))  # fp32: bf16 CPUs would blur the sums
     return grads
 
 

@@ -62,6 +62,7 @@ def test_constrained_decoding_never_emits_invalid_docids(coll, kind, seed):
 
 
 def test_scores_are_sequence_logprobs(coll):
+    # a docid's score is the sum of its tokens' log-probabilities under the docid head (softmax over docid tokens + EOS)
     model, tree = _model(coll, "semantic", 0)
     q = next(iter(coll.split("test")[0].values()))
     (doc, score), *_ = search(model, {"q": q}, k=3)["q"]
@@ -69,10 +70,28 @@ def test_scores_are_sequence_logprobs(coll):
     model.eval()  # search scores without dropout
     labels = torch.tensor([model.docid_sequences()[doc]])
     with torch.no_grad():
-        logits = model.decode(model.encode(enc["input_ids"], enc["attention_mask"]), enc["attention_mask"],
-                              model.shift_right(labels))
-    logp = torch.log_softmax(logits, -1).gather(-1, labels[..., None]).sum()
+        logits = model.docid_logits(model.encode(enc["input_ids"], enc["attention_mask"]), enc["attention_mask"],
+                                    model.shift_right(labels))
+    logp = torch.log_softmax(logits, -1).gather(-1, model._docid_index[labels][..., None]).sum()
     assert score == pytest.approx(float(logp), abs=1e-4)
+
+
+@pytest.mark.parametrize("backbone", ["t5-scratch", "minilm-seq2seq"])
+def test_docid_head_equals_the_full_head_restricted(coll, backbone):
+    # the fast path (only the docid rows are scored) computes exactly the docid columns of the full output layer
+    tree = make_docids(coll, "naive")
+    ex = build_examples(coll, tree, TaskConfig(doc_len=12, indexing="bidirectional"))
+    arch = dict(vocab_size=120, d_model=16, layers=1, decoder_layers=1, heads=2, d_ff=32) if backbone == "t5-scratch" \
+        else dict(decoder_layers=1)
+    model = build_model(backbone, tree, ex, **arch).eval()
+    batch = model.batch(ex[:6])
+    hidden = model.encode(batch["input_ids"], batch["attention_mask"])
+    dec = model.shift_right(batch["labels"])
+    with torch.no_grad():
+        fast = model.docid_logits(hidden, batch["attention_mask"], dec)
+        full = model.decode(hidden, batch["attention_mask"], dec)[..., model.docid_vocab]
+    assert torch.allclose(fast, full, atol=1e-4)
+    assert torch.isfinite(model(**batch))  # docid targets and text targets (docid2text) in one batch
 
 
 def test_full_beam_is_exact_for_atomic(coll):

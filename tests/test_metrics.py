@@ -41,3 +41,18 @@ def test_cutoffs_and_errors():
 def test_run_from_scores_orders_and_cuts():
     run = run_from_scores(["a", "b"], ["x", "y", "z"], [[0.1, 0.9, 0.5], [3, 2, 1]], k=2)
     assert run == {"a": [("y", 0.9), ("z", 0.5)], "b": [("x", 3.0), ("y", 2.0)]}
+
+
+def test_chance_and_bootstrap_interval():
+    from dsilab.metrics import bootstrap_ci, chance, summarize
+
+    qrels = {str(i): {"d0": 1} for i in range(40)} | {"two": {"d0": 1, "d1": 1}}
+    # one relevant doc among 10: a random ranking puts it in the top 3 with probability 3/10; two: 1 - C(8,3)/C(10,3)
+    assert chance({"q": {"d0": 1}}, 10, 3) == pytest.approx(0.3)
+    assert chance({"q": {"d0": 1, "d1": 1}}, 10, 3) == pytest.approx(1 - 56 / 120)
+    assert chance({"q": {"d0": 1}}, 10, 10) == 1.0
+    run = {q: [("d0" if int(q != "two" and int(q) % 4 == 0) else "dx", 1.0)] for q in qrels}
+    mean = summarize(run, qrels, ("Hits@1",), ("Hits@1",))
+    lo, hi = bootstrap_ci(run, qrels, "Hits@1", seed=0)
+    assert lo <= mean["Hits@1"] <= hi and 0 < hi - lo < 0.5
+    assert mean["Hits@1 CI"] == [round(lo, 4), round(hi, 4)] and bootstrap_ci(run, qrels, "Hits@1", seed=0) == (lo, hi)

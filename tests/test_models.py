@@ -98,3 +98,15 @@ def test_atomic_docids_start_at_their_documents_encoding(setup):
         [model.docid_token_ids[tree.tokens(d)[0]] for d in docs]).long()])
     with pytest.raises(DsilabError, match="pretrained encoder"):
         build_model("t5-scratch", tree, ex, docid_init="encoder", **TINY)
+
+
+def test_shared_encoder_cache_keeps_each_models_length(setup):
+    # two models sharing the frozen MiniLM but cutting inputs at different lengths must not serve each other's states
+    coll, tree, ex = setup
+    text = ex[0].source
+    short = build_model("minilm-seq2seq", tree, ex, decoder_layers=1, max_source_len=4)
+    full = build_model("minilm-seq2seq", tree, ex, decoder_layers=1)
+    hidden_short, mask_short = short.encode_texts([text])
+    hidden_full, mask_full = full.encode_texts([text])
+    assert mask_short.sum() == 4 and mask_full.sum() > 4
+    assert torch.equal(short.encode_texts([text])[0], hidden_short)  # and the memo serves the same states again

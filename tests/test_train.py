@@ -68,17 +68,22 @@ def test_bad_config():
         TrainConfig(checkpoint_every=5)
 
 
-def test_bench_dsi_zero_shot_on_a_test_only_beir_folder(tiny_beir, monkeypatch, tmp_path):
-    # a BEIR folder with only a test split: indexing + pseudo-queries, never the test queries
+def test_bench_dsi_zero_shot_on_a_test_only_beir_folder(tiny_beir, tmp_path):
+    # a BEIR folder with only a test split: indexing only (never the test queries), intervals and a chance row
     from dsilab import bench
     from dsilab.data import load_collection
 
-    monkeypatch.setitem(bench.DSI_BENCH, "t5-scratch", {"arch": TINY, "epochs": 2, "lr": 1e-2, "batch_size": 4})
     coll = load_collection(tiny_beir)
-    result = bench.bench_dsi(coll, variants=[("t5-scratch", "atomic", 2)])
-    assert result["setting"].startswith("zero-shot")
-    row = result["results"]["DSI t5-scratch atomic +PQ2"]
-    assert 0.0 <= row["Hits@10"] <= 1.0 and row["steps"] == 2 * 3  # 3 docs + 6 pseudo-queries = 3 batches of 4, 2 epochs
+    result = bench.bench_dsi(coll, variants=[{"docids": "atomic", "decoder_layers": 1, "max_epochs": 2}])
+    assert result["setting"].startswith("zero-shot") and result["selected_on"] is None
+    row = result["results"]["DSI atomic (1-layer decoder)"]
+    assert 0.0 <= row["Hits@10"] <= 1.0 and row["steps"] == 2  # 3 documents = 1 batch, 2 epochs
+    lo, hi = row["Hits@1 CI"]
+    assert lo <= row["Hits@1"] <= hi and 0 <= row["memo Hits@1"] <= 1 and row["stopped"] in ("converged", "step cap")
+    assert result["results"]["chance (random ranking)"]["Hits@1"] == pytest.approx(1 / 3, abs=1e-4)
+    assert "Dense (MiniLM fine-tuned on train queries)" not in result["results"]  # nothing to fine-tune on
+    path = bench.write_result(result, tmp_path)
+    assert path.parent == tmp_path and "[" in bench.format_table(result["results"])
 
 
 def test_encoder_lr_steps_the_encoder_alone(tiny_dsi):

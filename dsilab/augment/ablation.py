@@ -22,7 +22,8 @@ from .mlm import MLMConfig, MaskedLM, train_mlm
 @dataclass(frozen=True)
 class DSISetting:
     """The DSI configuration the ablation trains. Defaults: the best offline setting of `dsilab bench dsi`
-    so far (MiniLM-seq2seq, atomic docids, first 64 words, no pseudo-queries); sizes from `DSI_BENCH`."""
+    so far (MiniLM-seq2seq, atomic docids, first 64 words, no pseudo-queries); `from_bench` takes the recipe's
+    optimiser settings. The committed ablation (docs/results/augment-lab.json) was trained with the fields' defaults."""
 
     docids: str = "atomic"
     k: int = 10
@@ -41,14 +42,12 @@ class DSISetting:
     @classmethod
     def from_bench(cls, backbone: str = "minilm-seq2seq", docids: str = "atomic", pseudo_per_doc: int = 0,
                    doc_len: int = 64) -> "DSISetting":
-        """The sizes `dsilab bench dsi` trains this backbone with, so both benchmarks train the same model."""
-        from ..bench import DSI_BENCH
+        """The optimiser settings of the DSI recipe (`dsilab.recipes.Recipe`), at this ablation's fixed epochs."""
+        from ..recipes import Recipe
 
-        if backbone not in DSI_BENCH:
-            raise DsilabError(f"no benchmark sizes for backbone {backbone!r}; known: {sorted(DSI_BENCH)}.")
-        size = DSI_BENCH[backbone]
-        return cls(docids=docids, backbone=backbone, pseudo_per_doc=pseudo_per_doc, doc_len=doc_len, epochs=size["epochs"],
-                   batch_size=size["batch_size"], lr=size["lr"], arch=dict(size["arch"]))
+        recipe = Recipe(docids=docids, backbone=backbone, pseudo_per_doc=pseudo_per_doc, doc_len=doc_len)
+        return cls(docids=docids, backbone=backbone, pseudo_per_doc=pseudo_per_doc, doc_len=doc_len,
+                   batch_size=recipe.batch_size, lr=recipe.lr, arch={"decoder_layers": recipe.decoder_layers})
 
 
 #: MLM used by the benchmark: MiniLM-initialised, fully fine-tuned on the collection (see mlm.py for why);

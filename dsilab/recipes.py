@@ -1,0 +1,244 @@
+"""The one DSI pipeline: collection + `Recipe` -> examples -> model -> train to convergence -> search -> evaluate.
+
+    result = train_dsi(collection, Recipe(docids="semantic"))
+    result.model, result.memorisation, result.steps, result.evaluate("test")
+
+Used by `dsilab bench dsi`, the notebooks and the ablations, so that every DSI number in the course comes from the
+same code. Sizes are arguments of the recipe; defaults scale with the collection (steps per epoch) and hold on a
+CPU and on a GPU alike.
+
+**Training to convergence.** Every `eval_every` steps the model is asked two things: does it *memorise* (a fixed,
+seeded sample of documents, read back to their own docid: indexing Hits@1) and does it *retrieve* (Hits@1 on a
+seeded random sample of dev queries). Training stops once memorisation has reached `memo_threshold` and dev Hits@1
+has not improved for `patience` evaluations, or at `max_epochs`; the weights with the best dev Hits@1 are kept.
+A collection without dev queries holds out part of its training queries (`dev_holdout`); one without any
+queries (zero-shot) uses memorisation as its dev signal.
+
+**Why lr 1e-3.** The decoder of ``minilm-seq2seq`` is new (post-LN BERT layers from scratch). On SciFact (5,183
+abstracts) lr 3e-3, the old default, never leaves chance: naive docids memorise 0.000 after 3,000 steps at batch 64,
+while 1e-3 memorises 0.97 (docs/results/diagnose-scifact.json, `benchmarks/gpu_dsi/diagnose.py`). On a 200-document
+collection 3e-3 still works, which is why the lab collection hid it.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .core import DsilabError, Qrels, Run, seed_everything
+from .data import Collection
+from .docids import DocidTree, make_docids
+from .train import Callback, TrainConfig, TrainResult, train
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What to train: docids, model, optimiser, and when to stop. Every field has a default that scales."""
+
+    docids: str = "semantic"             # atomic | naive | semantic
+    docid_init: str = "random"           # "encoder": docid rows start at document encodings (a dense-initialised variant)
+    k: int = 10                          # semantic docids: clusters per level
+    c: int = 100                         # semantic docids: most documents in a leaf cluster
+    backbone: str = "minilm-seq2seq"
+    decoder_layers: int = 2
+    freeze_encoder: bool = True
+    doc_len: int = 64                    # words of each document read by indexing
+    pseudo_per_doc: int = 0              # offline pseudo-queries per document (0: none)
+    train_queries: bool = True           # use the collection's training queries (when it has any)
+    lr: float = 1e-3
+    encoder_lr: float | None = None      # when the encoder trains (freeze_encoder=False)
+    batch_size: int = 64
+    warmup_steps: int | None = None      # None: two epochs, at most 100 steps
+    memo_threshold: float = 0.95         # indexing Hits@1 that counts as "memorised"
+    memo_sample: int = 500               # documents in the memorisation probe
+    dev_queries: int = 200               # dev queries per evaluation (a seeded random sample)
+    dev_holdout: float = 0.1             # share of training queries held out as dev when there is no dev split
+    eval_every: int | None = None        # steps between evaluations (None: about 5 epochs, at least 50 steps)
+    patience: int = 3                    # evaluations without a dev gain, once memorised, before stopping (0: stop once memorised)
+    max_epochs: int = 120                # the cap
+    time_limit_s: float | None = None    # a wall-clock cap on training (e.g. a GPU lease); the result says it was hit
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.docids not in ("atomic", "naive", "semantic"):
+            raise DsilabError(f"Recipe.docids={self.docids!r}; choose 'atomic', 'naive' or 'semantic'.")
+        if not 0 < self.memo_threshold <= 1:
+            raise DsilabError(f"Recipe.memo_threshold={self.memo_threshold}; use a fraction in (0, 1].")
+        if not 0 < self.dev_holdout < 1:
+            raise DsilabError(f"Recipe.dev_holdout={self.dev_holdout}; use a fraction in (0, 1).")
+
+    @property
+    def label(self) -> str:
+        """A short name for tables: docid kind, plus what differs from the pure DSI row."""
+        extra = [f"+PQ{self.pseudo_per_doc}"] if self.pseudo_per_doc else []
+        extra += ["dense-initialised rows"] if self.docid_init == "encoder" else []
+        extra += ["encoder fine-tuned"] if not self.freeze_encoder else []
+        extra += [f"{self.decoder_layers}-layer decoder"] if self.decoder_layers != 2 else []
+        extra += [self.backbone] if self.backbone != "minilm-seq2seq" else []
+        return f"DSI {self.docids}" + (f" ({', '.join(extra)})" if extra else "")
+
+
+def with_dev(collection: Collection, holdout: float = 0.1, seed: int = 0) -> tuple[Collection, str]:
+    """The collection with a "dev" split, and where dev came from: its own, part of train held out, or none.
+
+    Held-out queries leave "train" (they are never trained on); test is untouched.
+    """
+    if "dev" in collection.qrels:
+        return collection, "dev"
+    if "train" not in collection.qrels:
+        return collection, "none"
+    train_q = sorted(collection.qrels["train"])
+    n = max(1, round(holdout * len(train_q)))
+    if n >= len(train_q):
+        raise DsilabError(f"{collection.name}: {len(train_q)} training queries are too few to hold out a dev set.")
+    held = set(np.random.default_rng(seed).choice(train_q, size=n, replace=False).tolist())
+    qrels = {**collection.qrels, "train": {q: r for q, r in collection.qrels["train"].items() if q not in held},
+             "dev": {q: r for q, r in collection.qrels["train"].items() if q in held}}
+    return Collection(collection.name, collection.docs, collection.queries, qrels, collection.meta), "train (held out)"
+
+
+def _sample(ids: list[str], n: int, seed: int) -> list[str]:
+    """A seeded random sample of `ids` (all of them when n >= len): spread over all topics, unlike the first n."""
+    ids = sorted(ids)
+    return ids if n >= len(ids) else sorted(np.random.default_rng(seed).choice(ids, size=n, replace=False).tolist())
+
+
+class Convergence(Callback):
+    """Stops training once memorised (`threshold`) and dev Hits@1 has not gained `min_delta` for `patience` evaluations."""
+
+    def __init__(self, docs: dict[str, str], threshold: float, patience: int, dev_is_memo: bool,
+                 min_delta: float = 0.005):
+        self.docs, self.threshold, self.patience, self.dev_is_memo = docs, threshold, patience, dev_is_memo
+        self.min_delta = min_delta                # 0.005 = one query in 200: smaller gains are noise
+        self.memo: list[tuple[int, float]] = []
+        self.steps_to_memorise: int | None = None
+        self.best, self.stalled = -1.0, 0
+        self.deadline: float | None = None
+        self.out_of_time = False
+
+    def on_step_end(self, trainer) -> None:
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            trainer.stopped_early = self.out_of_time = True
+
+    def on_evaluate(self, trainer, metrics: dict[str, float]) -> None:
+        from .decode import search
+        from .metrics import evaluate
+
+        if self.dev_is_memo:  # zero-shot: the dev "queries" are the probe documents themselves
+            memo = metrics["Hits@1"]
+        else:
+            memo = evaluate(search(trainer.net, self.docs, k=1, batch_size=128), {d: {d: 1} for d in self.docs},
+                            ("Hits@1",))["Hits@1"]
+        trainer.history[-1]["memo Hits@1"] = round(memo, 4)
+        self.memo.append((trainer.step, memo))
+        if memo >= self.threshold and self.steps_to_memorise is None:
+            self.steps_to_memorise = trainer.step
+        if metrics["Hits@1"] >= self.best + self.min_delta:
+            self.best, self.stalled = metrics["Hits@1"], 0
+        else:
+            self.stalled += 1
+        if memo >= self.threshold and self.stalled >= self.patience:
+            trainer.stopped_early = True
+
+
+@dataclass
+class DSIResult:
+    """A trained DSI model with everything a table needs about how it got there."""
+
+    recipe: Recipe
+    model: Any
+    tree: DocidTree
+    collection: Collection
+    dev_from: str
+    train: TrainResult
+    steps_to_memorise: int | None
+    memorisation: float
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped: str = "step cap"            # converged | step cap | time limit
+
+    def search(self, queries: dict[str, str], k: int = 10) -> Run:
+        """Constrained beam search: the ranked docids of each query."""
+        from .decode import search
+
+        return search(self.model, queries, k=k)
+
+    def summary(self) -> dict[str, Any]:
+        """What a result JSON records of the training run (no test numbers: those are read once, by the caller)."""
+        return {"recipe": asdict(self.recipe), "label": self.recipe.label, "dev_from": self.dev_from,
+                "steps": self.train.steps, "epochs": self.train.epochs_done, "steps_to_memorise": self.steps_to_memorise,
+                "memo Hits@1": round(self.memorisation, 4), "best dev": self.train.best,
+                "stopped": self.stopped,
+                "train_s": round(self.seconds), "step_ms": round(1000 * self.train.step_time_s),
+                "peak_mb": self.train.peak_rss_mb, "history": self.history}
+
+
+def memorisation(model, collection: Collection, recipe: Recipe, doc_ids: list[str] | None = None) -> float:
+    """Indexing Hits@1: each document's indexed text, decoded back to its own docid (all documents by default)."""
+    from .decode import search
+    from .metrics import evaluate
+    from .tasks import doc_views
+
+    views = doc_views(collection, "first", recipe.doc_len)
+    ids = doc_ids or collection.doc_ids
+    run = search(model, {d: views[d][0] for d in ids}, k=1, batch_size=128)
+    return evaluate(run, {d: {d: 1} for d in ids}, ("Hits@1",))["Hits@1"]
+
+
+def train_dsi(collection: Collection, recipe: Recipe = Recipe(), tree: DocidTree | None = None,
+              progress: bool = False, checkpoint_dir: str | None = None) -> DSIResult:
+    """Train one DSI model on `collection` by `recipe` until it has converged (or hit the cap)."""
+    from .models import build_model
+    from .tasks import TaskConfig, build_examples, doc_views
+
+    t0 = time.perf_counter()
+    seed_everything(recipe.seed)
+    coll, dev_from = with_dev(collection, recipe.dev_holdout, recipe.seed)
+    tree = tree or make_docids(coll, recipe.docids, k=recipe.k, c=recipe.c, seed=recipe.seed)
+    use_queries = recipe.train_queries and "train" in coll.qrels
+    task = TaskConfig(doc_len=recipe.doc_len, query_split="train" if use_queries else None,
+                      pseudo_per_doc=recipe.pseudo_per_doc, seed=recipe.seed)
+    examples = build_examples(coll, tree, task)
+    arch: dict[str, Any] = {}
+    if recipe.backbone == "minilm-seq2seq":
+        arch = {"decoder_layers": recipe.decoder_layers, "freeze_encoder": recipe.freeze_encoder}
+    model = build_model(recipe.backbone, tree, examples, seed=recipe.seed, docid_init=recipe.docid_init, **arch)
+
+    views = doc_views(coll, "first", recipe.doc_len)
+    probe = {d: views[d][0] for d in _sample(coll.doc_ids, recipe.memo_sample, recipe.seed)}
+    if dev_from != "none":
+        queries, qrels = coll.split("dev")
+        qids = _sample(list(qrels), recipe.dev_queries, recipe.seed)
+        dev: tuple[dict[str, str], Qrels] = ({q: queries[q] for q in qids}, {q: qrels[q] for q in qids})
+    else:
+        dev = (probe, {d: {d: 1} for d in probe})
+    steps_per_epoch = max(1, math.ceil(len(examples) / recipe.batch_size))
+    eval_every = recipe.eval_every or max(50, 5 * steps_per_epoch)
+    stop = Convergence(probe, recipe.memo_threshold, recipe.patience, dev_is_memo=dev_from == "none")
+    if recipe.time_limit_s:
+        stop.deadline = t0 + recipe.time_limit_s
+    cfg = TrainConfig(max_steps=recipe.max_epochs * steps_per_epoch, lr=recipe.lr, encoder_lr=recipe.encoder_lr,
+                      batch_size=recipe.batch_size, eval_every=eval_every,
+                      warmup_steps=recipe.warmup_steps if recipe.warmup_steps is not None else min(100, 2 * steps_per_epoch),
+                      eval_queries=len(dev[0]), eval_k=1 if dev_from == "none" else 10, patience=0, keep_best=True, progress=progress, seed=recipe.seed,
+                      checkpoint_every=eval_every if checkpoint_dir else 0, checkpoint_dir=checkpoint_dir)
+    result = train(model, examples, cfg, dev=dev, callbacks=[stop])
+    memo = memorisation(model, coll, recipe)
+    return DSIResult(recipe, model, tree, coll, dev_from, result, stop.steps_to_memorise, memo,
+                     time.perf_counter() - t0, [h for h in result.history if "Hits@1" in h],
+                     "time limit" if stop.out_of_time else "converged" if result.stopped_early else "step cap")
+
+
+def seen_unseen(collection: Collection, split: str = "test", trained_on: str = "train") -> dict[str, list[str]]:
+    """Test queries grouped by whether some relevant document has a training query ("seen") or not ("unseen")."""
+    if trained_on not in collection.qrels:
+        return {}
+    seen_docs = {d for rels in collection.qrels[trained_on].values() for d, g in rels.items() if g > 0}
+    groups: dict[str, list[str]] = {"seen": [], "unseen": []}
+    for q, rels in collection.qrels[split].items():
+        groups["seen" if any(g > 0 and d in seen_docs for d, g in rels.items()) else "unseen"].append(q)
+    return groups
+
