@@ -216,14 +216,12 @@ class Trainer:
 
     def tensors(self, batch: list[Example]) -> dict[str, torch.Tensor]:
         """Tensors of a micro-batch; with a frozen encoder the (memoised) encoder states come along."""
-        labels = self.net.tokenize_targets(batch).to(self.acc.device)
         if self.cache is None:
-            sources = self.net.tokenize_sources([e.source for e in batch])
-            return {"input_ids": sources["input_ids"].to(self.acc.device),
-                    "attention_mask": sources["attention_mask"].to(self.acc.device), "labels": labels}
+            return {k: v.to(self.acc.device) for k, v in self.net.batch(batch).items()}
         # memoised states and their own mask: the states of each text, exactly as the encoder saw it
         hidden, mask = self.net.encode_texts([e.source for e in batch], self.cache)
-        return {"input_ids": None, "attention_mask": mask, "labels": labels, "encoder_hidden": hidden}
+        return {"input_ids": None, "attention_mask": mask, "encoder_hidden": hidden,
+                "labels": self.net.tokenize_targets(batch).to(self.acc.device)}
 
     # -- checkpoints -----------------------------------------------------------------------------------------
     def save(self) -> Path:
