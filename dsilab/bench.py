@@ -109,12 +109,7 @@ def _scores(run: Run, qrels: dict, groups: dict[str, list[str]], seed: int) -> d
     """Metrics with 95% intervals on all queries, then Hits@10 (with interval) on each group (seen/unseen)."""
     from .metrics import summarize
 
-    scores = summarize(run, qrels, DSI_METRICS, seed=seed)
-    row = {}
-    for m in DSI_METRICS:  # each interval right after its metric
-        row[m] = scores[m]
-        if f"{m} CI" in scores:
-            row[f"{m} CI"] = scores[f"{m} CI"]
+    row = summarize(run, qrels, DSI_METRICS, seed=seed)
     for name, qids in groups.items():
         if qids:
             part = summarize({q: run.get(q, []) for q in qids}, {q: qrels[q] for q in qids}, ("Hits@10",),
@@ -192,7 +187,7 @@ def bench_dsi(collection: Collection, split: str = "test", seed: int = 0, varian
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as pool:
         threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
         futures = [pool.submit(dsi_variant, collection, v, split, seed, threads) for v in variants]
-        for changes, fut in zip(variants, futures):
+        for fut in futures:
             row = fut.result()
             rows[row.pop("label")] = row
     dsi = {name: r for name, r in rows.items() if name.startswith("DSI")}

@@ -179,10 +179,12 @@ class DSIModel(nn.Module):
         shared = frozen and self.encoder_key is not None
         memo = cache if cache is not None else ({} if not frozen else None)
 
+        def key(t):
+            return self.encoder_key, self.max_source_len, t
+
         def get(t):
-            key = (self.encoder_key, self.max_source_len, t)
-            if shared and key in _SHARED_ENCODINGS:
-                return _SHARED_ENCODINGS[key]
+            if shared and key(t) in _SHARED_ENCODINGS:
+                return _SHARED_ENCODINGS[key(t)]
             return memo.get(t) if memo is not None else None
         todo = [t for t in dict.fromkeys(texts) if get(t) is None] if frozen else list(dict.fromkeys(texts))
         fresh: dict[str, torch.Tensor] = {}
@@ -197,7 +199,7 @@ class DSIModel(nn.Module):
                 fresh[t] = hidden[j, :n].cpu()
                 if frozen:
                     if shared and int(enc["input_ids"][j, :n].max()) < self.base_vocab:
-                        _SHARED_ENCODINGS[(self.encoder_key, self.max_source_len, t)] = fresh[t]
+                        _SHARED_ENCODINGS[key(t)] = fresh[t]
                     elif memo is not None:
                         memo[t] = fresh[t]
         self.train(was)

@@ -1,11 +1,11 @@
 """The one DSI pipeline: collection + `Recipe` -> examples -> model -> train to convergence -> search -> evaluate.
 
     result = train_dsi(collection, Recipe(docids="semantic"))
-    result.model, result.memorisation, result.steps, result.evaluate("test")
+    result.model, result.memorisation, result.steps_to_memorise, result.search(queries)
 
-Used by `dsilab bench dsi`, the notebooks and the ablations, so that every DSI number in the course comes from the
-same code. Sizes are arguments of the recipe; defaults scale with the collection (steps per epoch) and hold on a
-CPU and on a GPU alike.
+`dsilab bench dsi` trains every DSI row with it, and the augmentation ablation takes its optimiser settings. Sizes
+are arguments of the recipe; defaults scale with the collection (steps per epoch) and hold on a CPU and on a GPU
+alike.
 
 **Training to convergence.** Every `eval_every` steps the model is asked two things: does it *memorise* (a fixed,
 seeded sample of documents, read back to their own docid: indexing Hits@1) and does it *retrieve* (Hits@1 on a
@@ -113,7 +113,6 @@ class Convergence(Callback):
                  min_delta: float = 0.005):
         self.docs, self.threshold, self.patience, self.dev_is_memo = docs, threshold, patience, dev_is_memo
         self.min_delta = min_delta                # 0.005 = one query in 200: smaller gains are noise
-        self.memo: list[tuple[int, float]] = []
         self.steps_to_memorise: int | None = None
         self.best, self.stalled = -1.0, 0
         self.deadline: float | None = None
@@ -124,16 +123,9 @@ class Convergence(Callback):
             trainer.stopped_early = self.out_of_time = True
 
     def on_evaluate(self, trainer, metrics: dict[str, float]) -> None:
-        from .decode import search
-        from .metrics import evaluate
-
-        if self.dev_is_memo:  # zero-shot: the dev "queries" are the probe documents themselves
-            memo = metrics["Hits@1"]
-        else:
-            memo = evaluate(search(trainer.net, self.docs, k=1, batch_size=128), {d: {d: 1} for d in self.docs},
-                            ("Hits@1",))["Hits@1"]
+        # zero-shot: the dev "queries" are the probe documents themselves, so dev Hits@1 is memorisation
+        memo = metrics["Hits@1"] if self.dev_is_memo else memorisation(trainer.net, self.docs)
         trainer.history[-1]["memo Hits@1"] = round(memo, 4)
-        self.memo.append((trainer.step, memo))
         if memo >= self.threshold and self.steps_to_memorise is None:
             self.steps_to_memorise = trainer.step
         if metrics["Hits@1"] >= self.best + self.min_delta:
@@ -176,16 +168,12 @@ class DSIResult:
                 "peak_mb": self.train.peak_rss_mb, "history": self.history}
 
 
-def memorisation(model, collection: Collection, recipe: Recipe, doc_ids: list[str] | None = None) -> float:
-    """Indexing Hits@1: each document's indexed text, decoded back to its own docid (all documents by default)."""
+def memorisation(model, docs: dict[str, str]) -> float:
+    """Indexing Hits@1: the share of documents whose indexed text (`docs`: doc_id -> text) decodes to their own docid."""
     from .decode import search
     from .metrics import evaluate
-    from .tasks import doc_views
 
-    views = doc_views(collection, "first", recipe.doc_len)
-    ids = doc_ids or collection.doc_ids
-    run = search(model, {d: views[d][0] for d in ids}, k=1, batch_size=128)
-    return evaluate(run, {d: {d: 1} for d in ids}, ("Hits@1",))["Hits@1"]
+    return evaluate(search(model, docs, k=1, batch_size=128), {d: {d: 1} for d in docs}, ("Hits@1",))["Hits@1"]
 
 
 def train_dsi(collection: Collection, recipe: Recipe = Recipe(), tree: DocidTree | None = None,
@@ -226,7 +214,7 @@ def train_dsi(collection: Collection, recipe: Recipe = Recipe(), tree: DocidTree
                       eval_queries=len(dev[0]), eval_k=1 if dev_from == "none" else 10, patience=0, keep_best=True, progress=progress, seed=recipe.seed,
                       checkpoint_every=eval_every if checkpoint_dir else 0, checkpoint_dir=checkpoint_dir)
     result = train(model, examples, cfg, dev=dev, callbacks=[stop])
-    memo = memorisation(model, coll, recipe)
+    memo = memorisation(model, {d: views[d][0] for d in coll.doc_ids})  # the whole corpus, not the probe
     return DSIResult(recipe, model, tree, coll, dev_from, result, stop.steps_to_memorise, memo,
                      time.perf_counter() - t0, [h for h in result.history if "Hits@1" in h],
                      "time limit" if stop.out_of_time else "converged" if result.stopped_early else "step cap")
