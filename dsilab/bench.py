@@ -10,13 +10,14 @@ import platform
 import re
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 import psutil
 
-from .core import Run, seed_everything
+from .core import DsilabError, Run, seed_everything
 from .course import ROOT
 from .data import Collection, load_collection
 from .metrics import evaluate
@@ -118,21 +119,26 @@ def _scores(run: Run, qrels: dict, groups: dict[str, list[str]], seed: int) -> d
     return row
 
 
-def dsi_variant(collection: Collection, changes: dict[str, Any], split: str = "test", seed: int = 0,
-                threads: int | None = None) -> dict[str, Any]:
-    """Train one DSI recipe to convergence (`dsilab.recipes.train_dsi`) and read it once on `split`.
+def dsi_variant(collection: Collection, changes: Any, split: str = "test", seed: int = 0,
+                threads: int | None = None, name: str | None = None, return_result: bool = False) -> Any:
+    """Train one DSI recipe to convergence (`dsilab.recipes.train_dsi`) and read it once on `split`: its table row.
 
-    threads: this process's share of the CPU cores when several variants run side by side (each defaults to all).
+    changes: a `Recipe`, or changes to the default one; threads: this process's share of the CPU cores when several
+    variants run side by side (each defaults to all); name: the row's label (default: the recipe's);
+    return_result: also return the `DSIResult` (model, history), as (row, result).
     """
     import torch
 
     if threads:
         torch.set_num_threads(threads)
 
+    from .adapters import parameter_report
     from .recipes import Recipe, seen_unseen, train_dsi
 
     limit = os.environ.get("DSILAB_TIME_LIMIT_S")  # e.g. a GPU lease: training stops there and the row says so
-    recipe = Recipe(**{"seed": seed, **({"time_limit_s": float(limit)} if limit else {}), **changes})
+    if not isinstance(changes, Recipe):
+        changes = Recipe(**{"seed": seed, **changes})
+    recipe = replace(changes, time_limit_s=float(limit)) if limit else changes
     result = train_dsi(collection, recipe)
     queries, qrels = collection.split(split)
     t0 = time.perf_counter()
@@ -141,17 +147,26 @@ def dsi_variant(collection: Collection, changes: dict[str, Any], split: str = "t
     row = _scores(run, qrels, seen_unseen(result.collection, split), seed)
     summary = result.summary()
     peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
-    return {**row, "memo Hits@1": summary["memo Hits@1"], "steps": summary["steps"],
+    params = parameter_report(result.model)
+    # training state: the weights, plus a gradient and AdamW's 2 fp32 moments per trainable weight
+    state_mb = params["weights_mb"] + 3 * 4 * params["trainable"] / 2**20
+    row = {**row, "memo Hits@1": summary["memo Hits@1"], "steps": summary["steps"],
             "steps_to_memorise": summary["steps_to_memorise"], "stopped": summary["stopped"],
             "best dev Hits@1": summary["best dev"].get("Hits@1"), "train_s": summary["train_s"],
             "step_ms": summary["step_ms"], "ms_per_query": round(ms, 2), "peak_mb": summary["peak_mb"],
-            **({"gpu_peak_mb": round(peak)} if peak else {}), "label": recipe.label, "dev_from": summary["dev_from"],
-            "history": summary["history"]}
+            **({"gpu_peak_mb": round(peak)} if peak else {}), "trainable_M": round(params["trainable"] / 1e6, 3),
+            "trainable_pct": params["trainable_pct"], "weights_mb": params["weights_mb"], "train_state_mb": round(state_mb, 1),
+            **({"sparsity": summary["sparsity"]} if recipe.prune else {}),
+            "label": name or recipe.label, "dev_from": summary["dev_from"], "history": summary["history"]}
+    return (row, result) if return_result else row
 
 
-def bench_dsi(collection: Collection, split: str = "test", seed: int = 0, variants: list[dict[str, Any]] | None = None,
+def bench_dsi(collection: Collection, split: str = "test", seed: int = 0,
+              variants: list[dict[str, Any]] | dict[str, dict[str, Any]] | None = None,
               jobs: int | None = None) -> dict[str, Any]:
     """BM25, dense (untrained and fine-tuned) and DSI variants trained to convergence, all read on `split` once.
+
+    variants: Recipe changes, one per row (a dict names the rows; a list takes each recipe's label).
 
     Each DSI variant trains in a fresh process (its own peak memory); `jobs` (default: env DSILAB_BENCH_JOBS or 1)
     run side by side, e.g. on a GPU. Settings are the default `Recipe` for every collection; the best DSI variant is
@@ -183,14 +198,18 @@ def bench_dsi(collection: Collection, split: str = "test", seed: int = 0, varian
                       "ms_per_query": cost["ms_per_query"]}
         print(name, {k: v for k, v in rows[name].items() if "CI" not in k}, flush=True)
     variants = variants or DSI_VARIANTS
+    names = list(variants) if isinstance(variants, dict) else [None] * len(variants)
+    changes = list(variants.values()) if isinstance(variants, dict) else variants
     jobs = jobs or int(os.environ.get("DSILAB_BENCH_JOBS", 1))
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as pool:
         threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
-        futures = [pool.submit(dsi_variant, collection, v, split, seed, threads) for v in variants]
+        futures = [pool.submit(dsi_variant, collection, v, split, seed, threads, n) for n, v in zip(names, changes)]
         for fut in futures:
             row = fut.result()
             rows[row.pop("label")] = row
-    dsi = {name: r for name, r in rows.items() if name.startswith("DSI")}
+            print(f"{next(reversed(rows))}: " + ", ".join(f"{k} {row[k]}" for k in
+                  ("Hits@1", "Hits@10", "memo Hits@1", "steps", "stopped", "train_s")), flush=True)
+    dsi = {name: r for name, r in rows.items() if "memo Hits@1" in r}
     best = max(dsi, key=lambda n: (dsi[n]["best dev Hits@1"] or 0)) if dev_from != "none" else None
     history = {name: r.pop("history") for name, r in dsi.items()}
     return {
@@ -278,7 +297,7 @@ def update_doc_section(doc: Path, key: str, body: str) -> None:
 
 def bench_ann(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:
     """Soft tree and learned hashing vs flat / IVF / k-means tree / LSH: recall@10 against distance
-    computations per query, training time, ms/query, and the issue's two goals.
+    computations per query, training time, ms/query, and the two goals the soft tree and the learned hash were set.
 
     Vectors are MiniLM embeddings of `collection` (docs = database, train split = training queries).
     `--collection synthetic` instead uses 100,000 x 384 clustered synthetic vectors
@@ -298,112 +317,53 @@ def bench_ann(collection: Collection, split: str = "test", seed: int = 0) -> dic
     return {"benchmark": "ann", "collection": name, "split": split, "seed": seed, "environment": environment(), **out}
 
 
-#: `dsilab bench efficiency` (issue 6): the same DSI model (minilm-seq2seq, semantic docids) trained several ways.
-#: "full" unfreezes the pretrained encoder (lower lr, as usual for fine-tuning); LoRA/QLoRA adapt it with
-#: rank-8 adapters; the pruned rows are "full" with gradual magnitude pruning of every linear layer.
+#: `dsilab bench efficiency`: the same DSI recipe trained several ways (changes to EFFICIENCY_BASE, a `Recipe`).
+#: "full fine-tuning" unfreezes the pretrained encoder at BERT's usual fine-tuning rate (the new decoder keeps the
+#: recipe's 1e-3); LoRA/QLoRA adapt it with rank-8 adapters; the pruned rows are full fine-tuning with gradual
+#: magnitude pruning of every linear layer. Each trains to convergence, like every DSI row.
+EFFICIENCY_BASE: dict[str, Any] = {"docids": "atomic", "docid_init": "encoder", "doc_len": 32, "batch_size": 16}
 EFFICIENCY_VARIANTS: dict[str, dict[str, Any]] = {
-    "frozen encoder (default)": {"adapter": "full", "arch": {"freeze_encoder": True}, "lr": 3e-3},
-    # The pretrained encoder takes BERT's usual fine-tuning step (5e-5) and the new parts keep 3e-3: one lr for all
-    # fails one side (1e-3 collapsed to chance; 2e-4 learned the decoder too slowly: Hits@1 0.025 on the whole lab).
-    "full fine-tuning": {"adapter": "full", "arch": {"freeze_encoder": False}, "lr": 3e-3, "encoder_lr": 5e-5},
-    "LoRA r=8": {"adapter": "lora", "adapter_kwargs": {"r": 8, "alpha": 16}, "lr": 3e-3},
-    "QLoRA r=8 (NF4)": {"adapter": "qlora", "adapter_kwargs": {"r": 8, "alpha": 16, "double_quant": True}, "lr": 3e-3},
-    "pruned 50%": {"adapter": "full", "arch": {"freeze_encoder": False}, "lr": 3e-3, "encoder_lr": 5e-5, "prune": 0.5},
-    "pruned 80%": {"adapter": "full", "arch": {"freeze_encoder": False}, "lr": 3e-3, "encoder_lr": 5e-5, "prune": 0.8},
+    "frozen encoder (default)": {},
+    "full fine-tuning": {"freeze_encoder": False, "encoder_lr": 5e-5},
+    "LoRA r=8": {"adapter": "lora", "adapter_kwargs": {"r": 8, "alpha": 16}},
+    "QLoRA r=8 (NF4)": {"adapter": "qlora", "adapter_kwargs": {"r": 8, "alpha": 16, "double_quant": True}},
+    "pruned 50%": {"freeze_encoder": False, "encoder_lr": 5e-5, "prune": 0.5},
+    "pruned 80%": {"freeze_encoder": False, "encoder_lr": 5e-5, "prune": 0.8},
 }
-
 
 #: What `dsilab bench efficiency` trains by default (pruned 50% runs in notebook 07's full mode).
 EFFICIENCY_BENCH = ["frozen encoder (default)", "full fine-tuning", "LoRA r=8", "QLoRA r=8 (NF4)", "pruned 80%"]
 
 
-def efficiency_variant(collection: Collection, spec: dict[str, Any], split: str = "test", seed: int = 0,
-                       epochs: int = 10, batch_size: int = 64, docid_kind: str = "atomic", doc_len: int = 32,
-                       eval_queries: int | None = None, backbone: str = "minilm-seq2seq",
-                       return_model: bool = False) -> Any:
-    """Train one variant of EFFICIENCY_VARIANTS and measure it: parameters, memory, step time, Hits@1/10.
+def efficiency_recipe(name: str, **changes: Any):
+    """The `Recipe` of one efficiency variant (EFFICIENCY_BASE + its changes + yours)."""
+    from .recipes import Recipe
 
-    Returns the row (a dict), or (row, trained model) with `return_model=True`.
+    if name not in EFFICIENCY_VARIANTS:
+        raise DsilabError(f"unknown efficiency variant {name!r}; choose from {list(EFFICIENCY_VARIANTS)}.")
+    return Recipe(**{**EFFICIENCY_BASE, **EFFICIENCY_VARIANTS[name], **changes})
+
+
+def bench_efficiency(collection: Collection, split: str = "test", seed: int = 0, topics: int | None = 3,
+                     variants: list[str] | None = None) -> dict[str, Any]:
+    """Frozen vs full vs LoRA vs QLoRA vs pruned DSI training, each to convergence in a fresh process (its own peak RSS).
+
+    A MiniLM training step costs about a second on a 2-core CPU, so by default the table trains on the documents of
+    `topics` lab topics (None: the whole collection); its baselines are read on the same queries.
     """
-    from .adapters import parameter_report
-    from .decode import search
-    from .docids import make_docids
-    from .models import build_model
-    from .pruning import MagnitudePruning
-    from .tasks import TaskConfig, build_examples
-    from .train import TrainConfig, train
-
-    seed_everything(seed)
-    tree = make_docids(collection, docid_kind, k=10, c=100, seed=seed)
-    examples = build_examples(collection, tree, TaskConfig(doc_len=doc_len, seed=seed))
-    model = build_model(backbone, tree, examples, adapter=spec["adapter"], seed=seed, decoder_layers=2,
-                        adapter_kwargs=spec.get("adapter_kwargs"), **spec.get("arch", {}))
-    params = parameter_report(model)
-    steps = epochs * -(-len(examples) // batch_size)
-    callbacks = []
-    if spec.get("prune"):  # prune from 10% to 70% of the run, update the threshold 20 times, recover after
-        callbacks.append(MagnitudePruning(target=spec["prune"], start=steps // 10, end=7 * steps // 10,
-                                          every=max(1, 6 * steps // 200)))
-    cfg = TrainConfig(epochs=epochs, lr=spec["lr"], encoder_lr=spec.get("encoder_lr"), batch_size=batch_size, warmup_steps=max(1, min(30, steps // 10)), keep_best=False,
-                      progress=False, seed=seed)
-    result = train(model, examples, cfg, callbacks=callbacks)
-    queries, qrels = collection.split(split)
-    if eval_queries:
-        queries = {q: queries[q] for q in sorted(queries)[:eval_queries]}
-        qrels = {q: qrels[q] for q in queries if q in qrels}
-    t0 = time.perf_counter()
-    run = search(model, queries, k=10)
-    ms = 1000 * (time.perf_counter() - t0) / max(len(queries), 1)
-    metrics = evaluate(run, qrels, ("Hits@1", "Hits@10", "MRR@10"))
-    # optimizer memory: AdamW keeps 2 fp32 moments per trainable weight, the gradient one more
-    state_mb = params["weights_mb"] + 3 * 4 * params["trainable"] / 2**20
-    row = {"trainable_M": round(params["trainable"] / 1e6, 3), "trainable_pct": params["trainable_pct"],
-            "weights_mb": params["weights_mb"], "train_state_mb": round(state_mb, 1), "peak_rss_mb": result.peak_rss_mb,
-            "step_ms": round(1000 * result.step_time_s), "train_s": round(result.train_seconds + result.cache_seconds),
-            "ms_per_query": round(ms, 1), "sparsity": round(callbacks[0].report()["total"]["sparsity"], 4) if callbacks else 0.0,
-            "lr": spec["lr"], "encoder_lr": spec.get("encoder_lr"), **{k: round(v, 4) for k, v in metrics.items()}}
-    return (row, model) if return_model else row
-
-
-def bench_efficiency(collection: Collection, split: str = "test", seed: int = 0, epochs: int = 4, doc_len: int = 16,
-                     batch_size: int = 16, topics: int | None = 3, variants: list[str] | None = None) -> dict[str, Any]:
-    """Full vs LoRA vs QLoRA vs pruned DSI training on CPU; each variant in a fresh process (honest peak RSS).
-
-    A MiniLM training step costs seconds on a 2-core CPU, so by default the table trains on the documents of
-    `topics` lab topics (None: the whole collection) with a small budget, the same for every variant.
-    """
-    full_name = collection.name  # the result keeps the collection's name; `subset` says which part trained
-    if topics and collection.meta.get("docs"):
-        collection = collection.topics(topics)
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
+    subset = collection.topics(topics) if topics and collection.meta.get("docs") else collection
+    names = variants or EFFICIENCY_BENCH
+    result = bench_dsi(subset, split, seed, {n: {**EFFICIENCY_BASE, **EFFICIENCY_VARIANTS[n]} for n in names})
     import torch
 
-    rows: dict[str, dict[str, Any]] = {}
-    for name in variants or EFFICIENCY_BENCH:
-        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-            rows[name] = pool.submit(efficiency_variant, collection, EFFICIENCY_VARIANTS[name], split, seed, epochs,
-                                     batch_size=batch_size, doc_len=doc_len).result()
-        print(name, rows[name], flush=True)
-    queries, _ = collection.split(split)
-    return {
-        "benchmark": "efficiency",
-        "collection": full_name,
-        "subset": collection.name,
-        "split": split,
-        "n_docs": len(collection.docs),
-        "n_queries": len(queries),
-        "seed": seed,
-        "setting": f"minilm-seq2seq (2-layer decoder), atomic docids starting at document encodings, {epochs} epochs, "
-                   f"batch {batch_size}, first {doc_len} words of each document, {collection.name} (a MiniLM training "
-                   "step costs seconds on this 2-core CPU), "
-                   "AdamW; train_state_mb = weights + gradient + 2 AdamW moments of the trainable weights",
-        "variants": EFFICIENCY_VARIANTS,
-        "torch_threads": torch.get_num_threads(),
-        "environment": environment(),
-        "results": rows,
-    }
+    result.update({
+        "benchmark": "efficiency", "collection": collection.name, "subset": subset.name,
+        "setting": f"{result['setting']}; minilm-seq2seq (2-layer decoder), each row = dsilab.recipes.Recipe"
+                   f"({', '.join(f'{k}={v!r}' for k, v in EFFICIENCY_BASE.items())}) + the row's changes (`tried`), "
+                   f"trained to convergence; on {subset.name} (a MiniLM training step costs about a second on a "
+                   "2-core CPU); train_state_mb = weights + gradient + 2 AdamW moments of the trainable weights",
+        "torch_threads": torch.get_num_threads()})
+    return result
 
 
 def bench_augment(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 Each method trains on the collection's train split (DSI also indexes every document) and is read on
 `split`. Methods measured here run in their own fresh process, so `peak_mb` is that method's own peak
 RSS (the on-disk MiniLM embedding cache is shared, as in the notebooks). DSI rows come from `dsilab
-bench dsi` and `dsilab bench efficiency` (run first when their result is missing), so no model is
-trained twice and this table agrees with the detailed sections of docs/benchmarks.md; `source` says which.
+bench dsi` (run first when its result is missing), so no model is trained twice and this table agrees with
+the detailed sections of docs/benchmarks.md; `source` says which.
 """
 from __future__ import annotations
 
@@ -93,9 +93,9 @@ def _dgi(collection: Collection, split: str, seed: int) -> dict[str, Any]:
 
 #: name -> (family, method); the order of the table. A method given as (benchmark, row) is a row of that
 #: per-topic benchmark (same code and sizes), run first when its result is missing: DSI is not trained twice.
-#: The efficient-DSI rows come from `bench efficiency`, which trains on 3 lab topics (their test queries only):
-#: a MiniLM training step costs seconds on a 2-core CPU. Augmentation has its own
-#: table (`bench augment`, 3 seeds, trained on a GPU): one more CPU DSI training per row did not fit here.
+#: Every row reads the same test queries. Efficient training (`bench efficiency`, 3 lab topics: a MiniLM training
+#: step costs about a second on a 2-core CPU) and augmentation (`bench augment`, 3 seeds) have their own tables,
+#: with their own baselines on their own queries.
 METHODS: dict[str, tuple[str, Any]] = {
     "BM25": ("baseline", _baseline("bm25")),
     "Dense (MiniLM, exact)": ("baseline", _baseline("dense")),
@@ -107,10 +107,6 @@ METHODS: dict[str, tuple[str, Any]] = {
     "DSI naive": ("DSI", ("dsi", "DSI naive")),
     "DSI semantic": ("DSI", ("dsi", "DSI semantic")),
     "DSI atomic, dense-initialised rows": ("DSI", ("dsi", "DSI atomic (dense-initialised rows)")),
-    "DSI atomic, full fine-tuning (3 topics)": ("efficient DSI", ("efficiency", "full fine-tuning")),
-    "DSI atomic, LoRA r=8 (3 topics)": ("efficient DSI", ("efficiency", "LoRA r=8")),
-    "DSI atomic, QLoRA r=8 NF4 (3 topics)": ("efficient DSI", ("efficiency", "QLoRA r=8 (NF4)")),
-    "DSI atomic, pruned 80% (3 topics)": ("efficient DSI", ("efficiency", "pruned 80%")),
     "DGI (learned codes)": ("DGI", _dgi),
 }
 

@@ -108,7 +108,7 @@ def run_course(fast: bool = True, only: list[str] | None = None, out_dir: str | 
     return results
 
 
-#: The FAST-mode budget on a 2-core laptop CPU (issue: course budget): per notebook and for the whole course.
+#: The FAST-mode budget on a 2-core laptop CPU: per notebook and for the whole course.
 BUDGET = {"notebook_s": 180.0, "notebook_mb": 2048.0, "course_s": 900.0}
 
 

@@ -638,7 +638,7 @@ def _dsi_gap(answer: Any, results: dict[str, dict[str, Any]]) -> tuple[bool, str
     """Points of Hits@1 between the best baseline row and the best DSI row."""
     fam = {n: r["family"] for n, r in results.items()}
     t = _table(results)
-    dsi = max(t[n]["Hits@1"] for n in t if fam[n] in ("DSI", "efficient DSI"))
+    dsi = max(t[n]["Hits@1"] for n in t if fam[n] == "DSI")
     expected = 100 * (max(t[n]["Hits@1"] for n in t if fam[n] == "baseline") - dsi)
     if _close(answer, expected, 0.05):
         return True, (f"right: {expected:.1f} points. " + ("DSI still trails the best baseline here." if expected > 0
@@ -646,4 +646,4 @@ def _dsi_gap(answer: Any, results: dict[str, dict[str, Any]]) -> tuple[bool, str
     if _close(answer, expected / 100, 5e-4):
         return False, "close: give the answer in points (x 100), not as a fraction."
     return False, (f"you have {answer!r}. Take the best Hits@1 among family 'baseline' rows minus the best among "
-                   "'DSI' and 'efficient DSI' rows, in points (x 100).")
+                   "'DSI' rows, in points (x 100).")

@@ -10,7 +10,8 @@ alike.
 **Training to convergence.** Every `eval_every` steps the model is asked two things: does it *memorise* (a fixed,
 seeded sample of documents, read back to their own docid: indexing Hits@1) and does it *retrieve* (Hits@1 on a
 seeded random sample of dev queries). Training stops once memorisation has reached `memo_threshold` and dev Hits@1
-has not improved for `patience` evaluations, or at `max_epochs`; the weights with the best dev Hits@1 are kept.
+has not improved for `patience` evaluations, or at `max_epochs`; the weights kept are those with the best dev Hits@1
+among the memorised checkpoints (any checkpoint, when none memorised).
 A collection without dev queries holds out part of its training queries (`dev_holdout`); one without any
 queries (zero-shot) uses memorisation as its dev signal.
 
@@ -45,6 +46,10 @@ class Recipe:
     backbone: str = "minilm-seq2seq"
     decoder_layers: int = 2
     freeze_encoder: bool = True
+    adapter: str = "full"                # "lora" | "qlora": low-rank adapters on the pretrained weights (dsilab.adapters)
+    adapter_kwargs: dict[str, Any] | None = None  # e.g. {"r": 8, "alpha": 16}
+    prune: float = 0.0                   # final sparsity of gradual magnitude pruning (dsilab.pruning); 0: none
+    prune_epochs: int = 10               # pruning ramps from epoch 1 to epoch 1 + prune_epochs; no stop before that
     doc_len: int = 64                    # words of each document read by indexing
     pseudo_per_doc: int = 0              # offline pseudo-queries per document (0: none)
     train_queries: bool = True           # use the collection's training queries (when it has any)
@@ -69,6 +74,8 @@ class Recipe:
             raise DsilabError(f"Recipe.memo_threshold={self.memo_threshold}; use a fraction in (0, 1].")
         if not 0 < self.dev_holdout < 1:
             raise DsilabError(f"Recipe.dev_holdout={self.dev_holdout}; use a fraction in (0, 1).")
+        if not 0 <= self.prune < 1:
+            raise DsilabError(f"Recipe.prune={self.prune}; use a sparsity in [0, 1), e.g. 0.8.")
 
     @property
     def label(self) -> str:
@@ -76,6 +83,9 @@ class Recipe:
         extra = [f"+PQ{self.pseudo_per_doc}"] if self.pseudo_per_doc else []
         extra += ["dense-initialised rows"] if self.docid_init == "encoder" else []
         extra += ["encoder fine-tuned"] if not self.freeze_encoder else []
+        if self.adapter != "full":
+            extra += [f"{'QLoRA' if self.adapter == 'qlora' else 'LoRA'} r={(self.adapter_kwargs or {}).get('r', 8)}"]
+        extra += [f"pruned {100 * self.prune:.0f}%"] if self.prune else []
         extra += [f"{self.decoder_layers}-layer decoder"] if self.decoder_layers != 2 else []
         extra += [self.backbone] if self.backbone != "minilm-seq2seq" else []
         return f"DSI {self.docids}" + (f" ({', '.join(extra)})" if extra else "")
@@ -110,8 +120,9 @@ class Convergence(Callback):
     """Stops training once memorised (`threshold`) and dev Hits@1 has not gained `min_delta` for `patience` evaluations."""
 
     def __init__(self, docs: dict[str, str], threshold: float, patience: int, dev_is_memo: bool,
-                 min_delta: float = 0.005):
+                 min_delta: float = 0.005, not_before: int = 0):
         self.docs, self.threshold, self.patience, self.dev_is_memo = docs, threshold, patience, dev_is_memo
+        self.not_before = not_before              # e.g. the step where pruning reaches its target sparsity
         self.min_delta = min_delta                # 0.005 = one query in 200: smaller gains are noise
         self.steps_to_memorise: int | None = None
         self.best, self.stalled = -1.0, 0
@@ -126,13 +137,15 @@ class Convergence(Callback):
         # zero-shot: the dev "queries" are the probe documents themselves, so dev Hits@1 is memorisation
         memo = metrics["Hits@1"] if self.dev_is_memo else memorisation(trainer.net, self.docs)
         trainer.history[-1]["memo Hits@1"] = round(memo, 4)
+        done = memo >= self.threshold and trainer.step >= self.not_before
+        trainer.history[-1]["eligible"] = done  # keep_best prefers memorised (and fully pruned) checkpoints
         if memo >= self.threshold and self.steps_to_memorise is None:
             self.steps_to_memorise = trainer.step
         if metrics["Hits@1"] >= self.best + self.min_delta:
             self.best, self.stalled = metrics["Hits@1"], 0
         else:
             self.stalled += 1
-        if memo >= self.threshold and self.stalled >= self.patience:
+        if done and self.stalled >= self.patience:
             trainer.stopped_early = True
 
 
@@ -151,6 +164,8 @@ class DSIResult:
     seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped: str = "step cap"            # converged | step cap | time limit
+    sparsity: float = 0.0                # share of prunable weights that are zero (recipe.prune)
+    n_examples: int = 0                  # training examples (indexing + queries + extra)
 
     def search(self, queries: dict[str, str], k: int = 10) -> Run:
         """Constrained beam search: the ranked docids of each query."""
@@ -163,7 +178,7 @@ class DSIResult:
         return {"recipe": asdict(self.recipe), "label": self.recipe.label, "dev_from": self.dev_from,
                 "steps": self.train.steps, "epochs": self.train.epochs_done, "steps_to_memorise": self.steps_to_memorise,
                 "memo Hits@1": round(self.memorisation, 4), "best dev": self.train.best,
-                "stopped": self.stopped,
+                "stopped": self.stopped, "sparsity": round(self.sparsity, 4), "examples": self.n_examples,
                 "train_s": round(self.seconds), "step_ms": round(1000 * self.train.step_time_s),
                 "peak_mb": self.train.peak_rss_mb, "history": self.history}
 
@@ -177,9 +192,15 @@ def memorisation(model, docs: dict[str, str]) -> float:
 
 
 def train_dsi(collection: Collection, recipe: Recipe = Recipe(), tree: DocidTree | None = None,
-              progress: bool = False, checkpoint_dir: str | None = None) -> DSIResult:
-    """Train one DSI model on `collection` by `recipe` until it has converged (or hit the cap)."""
+              extra_examples: list | None = None, progress: bool = False,
+              checkpoint_dir: str | None = None) -> DSIResult:
+    """Train one DSI model on `collection` by `recipe` until it has converged (or hit the cap).
+
+    tree: docids built elsewhere (default: `make_docids` by the recipe); extra_examples: more training examples
+    (e.g. augmented document views) added to those the recipe builds.
+    """
     from .models import build_model
+    from .pruning import MagnitudePruning
     from .tasks import TaskConfig, build_examples, doc_views
 
     t0 = time.perf_counter()
@@ -189,11 +210,12 @@ def train_dsi(collection: Collection, recipe: Recipe = Recipe(), tree: DocidTree
     use_queries = recipe.train_queries and "train" in coll.qrels
     task = TaskConfig(doc_len=recipe.doc_len, query_split="train" if use_queries else None,
                       pseudo_per_doc=recipe.pseudo_per_doc, seed=recipe.seed)
-    examples = build_examples(coll, tree, task)
+    examples = build_examples(coll, tree, task) + list(extra_examples or [])
     arch: dict[str, Any] = {}
     if recipe.backbone == "minilm-seq2seq":
         arch = {"decoder_layers": recipe.decoder_layers, "freeze_encoder": recipe.freeze_encoder}
-    model = build_model(recipe.backbone, tree, examples, seed=recipe.seed, docid_init=recipe.docid_init, **arch)
+    model = build_model(recipe.backbone, tree, examples, seed=recipe.seed, docid_init=recipe.docid_init,
+                        adapter=recipe.adapter, adapter_kwargs=recipe.adapter_kwargs, **arch)
 
     views = doc_views(coll, "first", recipe.doc_len)
     probe = {d: views[d][0] for d in _sample(coll.doc_ids, recipe.memo_sample, recipe.seed)}
@@ -205,7 +227,12 @@ def train_dsi(collection: Collection, recipe: Recipe = Recipe(), tree: DocidTree
         dev = (probe, {d: {d: 1} for d in probe})
     steps_per_epoch = max(1, math.ceil(len(examples) / recipe.batch_size))
     eval_every = recipe.eval_every or max(50, 5 * steps_per_epoch)
-    stop = Convergence(probe, recipe.memo_threshold, recipe.patience, dev_is_memo=dev_from == "none")
+    callbacks: list[Callback] = []
+    if recipe.prune:  # from epoch 1, 20 threshold updates, target reached after prune_epochs more
+        start, end = steps_per_epoch, (1 + recipe.prune_epochs) * steps_per_epoch
+        callbacks.append(MagnitudePruning(recipe.prune, start=start, end=end, every=max(1, (end - start) // 20)))
+    stop = Convergence(probe, recipe.memo_threshold, recipe.patience, dev_is_memo=dev_from == "none",
+                       not_before=callbacks[0].end if callbacks else 0)
     if recipe.time_limit_s:
         stop.deadline = t0 + recipe.time_limit_s
     cfg = TrainConfig(max_steps=recipe.max_epochs * steps_per_epoch, lr=recipe.lr, encoder_lr=recipe.encoder_lr,
@@ -213,11 +240,12 @@ def train_dsi(collection: Collection, recipe: Recipe = Recipe(), tree: DocidTree
                       warmup_steps=recipe.warmup_steps if recipe.warmup_steps is not None else min(100, 2 * steps_per_epoch),
                       eval_queries=len(dev[0]), eval_k=1 if dev_from == "none" else 10, patience=0, keep_best=True, progress=progress, seed=recipe.seed,
                       checkpoint_every=eval_every if checkpoint_dir else 0, checkpoint_dir=checkpoint_dir)
-    result = train(model, examples, cfg, dev=dev, callbacks=[stop])
+    result = train(model, examples, cfg, dev=dev, callbacks=[*callbacks, stop])
     memo = memorisation(model, {d: views[d][0] for d in coll.doc_ids})  # the whole corpus, not the probe
     return DSIResult(recipe, model, tree, coll, dev_from, result, stop.steps_to_memorise, memo,
                      time.perf_counter() - t0, [h for h in result.history if "Hits@1" in h],
-                     "time limit" if stop.out_of_time else "converged" if result.stopped_early else "step cap")
+                     "time limit" if stop.out_of_time else "converged" if result.stopped_early else "step cap",
+                     callbacks[0].report()["total"]["sparsity"] if callbacks else 0.0, len(examples))
 
 
 def seen_unseen(collection: Collection, split: str = "test", trained_on: str = "train") -> dict[str, list[str]]:

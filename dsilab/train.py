@@ -280,8 +280,11 @@ class Trainer:
         self.log({"step": self.step, "epoch": round(self.epoch + self.micro / self.micro_per_epoch, 3), **metrics})
         for cb in self.callbacks:
             cb.on_evaluate(self, metrics)
-        if not self.best or metrics["Hits@1"] > self.best["Hits@1"]:
-            self.best, self.bad_evals = {"step": self.step, **metrics}, 0
+        # A callback may mark this checkpoint not eligible (e.g. not yet memorised); eligible ones always rank first.
+        record = {"step": self.step, **metrics, "eligible": self.history[-1].get("eligible", True)}
+        key = lambda rec: (rec.get("eligible", True), rec["Hits@1"])
+        if not self.best or key(record) > key(self.best):
+            self.best, self.bad_evals = record, 0
             if self.cfg.keep_best and not final:
                 self.best_state = {k: v.detach().clone().cpu() for k, v in self.net.state_dict().items()
                                    if k in self._trainable_names()}

@@ -185,7 +185,7 @@ def test_pipeline_normalises_docs_and_queries_and_caches(tiny_mlm):
     pipe = Pipeline([PosMLM(tiny_mlm, fraction=1.0), Num2Text(), StopwordRemover(source="spacy")])
     first = pipe.apply(col, seed=0)
     assert not first.cached
-    assert first.collection.queries["q1"] == "bees nineteen ninety-one?"
+    assert first.collection.queries["q1"] == "three bees nineteen ninety-one?"  # number words are content
     assert first.collection.docs["d0"].title == "Doc zero"
     assert set(first.variants) <= set(col.doc_ids) and first.n_variants >= 1
     for doc_id, variants in first.variants.items():  # variants went through the normalisers too
@@ -210,7 +210,7 @@ def test_before_after_and_diff_html():
 
 
 def test_ablation_summary_and_effects():
-    from dsilab.augment.ablation import DSISetting, effects, summarise
+    from dsilab.augment.ablation import ABLATION_RECIPE, effects, summarise
 
     runs = {"none": [{"seed": s, "Hits@1": h, "Hits@10": 0.9, "aug_s": 0.0, "train_s": 1.0, "examples": 10}
                      for s, h in enumerate((0.50, 0.52, 0.48))],
@@ -218,9 +218,18 @@ def test_ablation_summary_and_effects():
                   for s, h in enumerate((0.60, 0.62, 0.58))],
             "y": [{"seed": s, "Hits@1": h, "Hits@10": 0.9, "aug_s": 1.0, "train_s": 1.0, "examples": 12}
                   for s, h in enumerate((0.51, 0.49, 0.53))]}
-    out = summarise(runs, DSISetting())
+    out = summarise(runs, ABLATION_RECIPE)
     assert out["results"]["x"]["Hits@1"] == 0.6 and out["results"]["x"]["Hits@1 sd"] == 0.02 and out["seeds"] == [0, 1, 2]
     verdicts = effects(out["results"])
     assert verdicts["x"]["verdict"] == "helps" and verdicts["y"]["verdict"] == "no clear effect"
     with pytest.raises(DsilabError, match="no 'none' row"):
         effects({"x": out["results"]["x"]})
+
+
+def test_numbers_survive_stopword_removal_after_num2text():
+    # spaCy's stopword list holds "three" and "hundred": "318 times" used to come out as "eighteen times"
+    from dsilab.augment import Num2Text, Pipeline, StopwordRemover
+
+    out = Pipeline([Num2Text(), StopwordRemover()]).run(["a mass about 318 times that of Earth"], seed=0)[0][0]
+    assert "three hundred eighteen" in out and "mass" in out and "that" not in out.split()
+    assert "three" not in StopwordRemover(keep_numbers=False).augment_batch(["three hundred planets"])[0].text.split()

@@ -56,3 +56,13 @@ def test_chance_and_bootstrap_interval():
     lo, hi = bootstrap_ci(run, qrels, "Hits@1", seed=0)
     assert lo <= mean["Hits@1"] <= hi and 0 < hi - lo < 0.5
     assert mean["Hits@1 CI"] == [round(lo, 4), round(hi, 4)] and bootstrap_ci(run, qrels, "Hits@1", seed=0) == (lo, hi)
+
+
+def test_published_dsi_table_is_complete():
+    # every row has Hits@1 <= Hits@10 on each NQ collection: catches a transposed or shifted quote
+    from dsilab.published import DSI_PAPER_SUPERVISED, dsi_paper_table
+
+    assert len(DSI_PAPER_SUPERVISED) == 17
+    for cols in DSI_PAPER_SUPERVISED.values():
+        assert set(cols) == {"NQ10K", "NQ100K", "NQ320K"} and all(0 < h1 <= h10 <= 100 for h1, h10 in cols.values())
+    assert dsi_paper_table().shape == (9, 6)

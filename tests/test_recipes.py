@@ -48,3 +48,16 @@ def test_bad_recipe():
         Recipe(docids="numeric")
     with pytest.raises(DsilabError, match="memo_threshold"):
         Recipe(memo_threshold=1.5)
+
+
+def test_pruned_recipe_reaches_its_sparsity_before_it_may_stop():
+    # pruning ramps over `prune_epochs`: a run that memorises early must not stop (or keep weights) before that
+    coll = synthetic_collection(n_docs=20, n_topics=2, n_subtopics=1, doc_len=8, queries_per_doc=1, seed=0)
+    docs_only = Collection("docs", coll.docs, {}, {})
+    result = train_dsi(docs_only, Recipe(docids="atomic", backbone="t5-scratch", doc_len=8, prune=0.5, prune_epochs=4,
+                                         patience=0, eval_every=1, max_epochs=30, lr=3e-3))
+    assert result.sparsity == pytest.approx(0.5, abs=0.01)
+    assert result.train.steps >= 5  # 1 batch per epoch: pruning ends at step 5
+    assert result.train.best["step"] >= 5 and "pruned 50%" in result.recipe.label
+    with pytest.raises(DsilabError, match="prune"):
+        Recipe(prune=1.0)

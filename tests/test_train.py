@@ -61,6 +61,20 @@ def test_early_stopping_log_and_callbacks(tiny_dsi, tmp_path):
     assert sum("Hits@1" in x for x in lines) == 2 and "Hits@1" in result.best
 
 
+def test_keep_best_prefers_eligible_checkpoints(tiny_dsi):
+    # a callback (e.g. the memorisation gate) marks evaluations ineligible: the best is chosen among eligible ones only
+    coll, tree, ex = tiny_dsi
+
+    class OnlyLast(Callback):
+        def on_evaluate(self, trainer, metrics):
+            trainer.history[-1]["eligible"] = trainer.step == 6
+
+    model = build_model("t5-scratch", tree, ex, seed=0, **TINY)
+    result = train(model, ex, _cfg(max_steps=6, lr=0.0, eval_every=2), dev=coll.split("dev"), callbacks=[OnlyLast()])
+    # lr = 0 keeps dev Hits@1 equal at steps 2, 4, 6: without the gate step 2 (the first) would stay best
+    assert result.best["step"] == 6 and result.best["eligible"]
+
+
 def test_bad_config():
     with pytest.raises(DsilabError, match="amp"):
         TrainConfig(amp="fp8")
@@ -105,3 +119,18 @@ def test_encoder_lr_needs_a_model_with_an_encoder(tiny_dsi):
     coll, tree, ex = tiny_dsi
     with pytest.raises(DsilabError, match="encoder_lr"):
         train(torch.nn.Linear(2, 2), ex, _cfg(max_steps=1, encoder_lr=1e-4))
+
+
+def test_bench_dsi_named_variants_report_cost_columns(tiny_beir):
+    # the efficiency table is bench_dsi with named recipes: rows keep their names and carry the cost columns
+    from dsilab import bench
+    from dsilab.data import load_collection
+
+    coll = load_collection(tiny_beir)
+    result = bench.bench_dsi(coll, variants={"pruned": {"docids": "atomic", "backbone": "t5-scratch", "decoder_layers": 1,
+                                                        "prune": 0.5, "prune_epochs": 1, "max_epochs": 3}})
+    row = result["results"]["pruned"]
+    assert row["sparsity"] == pytest.approx(0.5, abs=0.02) and row["trainable_M"] > 0 and row["train_state_mb"] > row["weights_mb"]
+    assert bench.efficiency_recipe("LoRA r=8").label == "DSI atomic (dense-initialised rows, LoRA r=8)"
+    with pytest.raises(DsilabError, match="efficiency variant"):
+        bench.efficiency_recipe("LoRA r=9")

@@ -33,7 +33,7 @@ def _xy(rows: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
 
 
 def tree_goal(unlearned: list[dict[str, Any]], learned: list[dict[str, Any]], target: float = 0.8) -> dict[str, float]:
-    """The issue's tree goal: learned recall@10 at the budget where the unlearned tree reaches `target`
+    """The tree goal: learned recall@10 at the budget where the unlearned tree reaches `target`
     (both curves linearly interpolated between measured beam widths)."""
     budget = budget_for_recall(*_xy(unlearned), target)
     base = recall_at_budget(*_xy(unlearned), budget)

@@ -8,46 +8,20 @@ the same targets and only the training text differs.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, replace
 from typing import Any, Sequence
 
 import numpy as np
 
 from ..core import DsilabError, seed_everything
 from ..data import Collection, Doc
+from ..recipes import Recipe
 from .base import Pipeline
 from .mlm import MLMConfig, MaskedLM, train_mlm
 
 
-@dataclass(frozen=True)
-class DSISetting:
-    """The DSI configuration the ablation trains. Defaults: the best offline setting of `dsilab bench dsi`
-    so far (MiniLM-seq2seq, atomic docids, first 64 words, no pseudo-queries); `from_bench` takes the recipe's
-    optimiser settings. The committed ablation (docs/results/augment-lab.json) was trained with the fields' defaults."""
-
-    docids: str = "atomic"
-    k: int = 10
-    c: int = 100
-    backbone: str = "minilm-seq2seq"
-    indexing: str = "inputs2targets"
-    doc_len: int = 64
-    query_split: str = "train"
-    pseudo_per_doc: int = 0
-    epochs: int = 12
-    batch_size: int = 128
-    lr: float = 3e-3
-    warmup_steps: int = 30
-    arch: dict[str, Any] = field(default_factory=lambda: {"decoder_layers": 2})
-
-    @classmethod
-    def from_bench(cls, backbone: str = "minilm-seq2seq", docids: str = "atomic", pseudo_per_doc: int = 0,
-                   doc_len: int = 64) -> "DSISetting":
-        """The optimiser settings of the DSI recipe (`dsilab.recipes.Recipe`), at this ablation's fixed epochs."""
-        from ..recipes import Recipe
-
-        recipe = Recipe(docids=docids, backbone=backbone, pseudo_per_doc=pseudo_per_doc, doc_len=doc_len)
-        return cls(docids=docids, backbone=backbone, pseudo_per_doc=pseudo_per_doc, doc_len=doc_len,
-                   batch_size=recipe.batch_size, lr=recipe.lr, arch={"decoder_layers": recipe.decoder_layers})
+#: The DSI recipe the ablation trains (the pure DSI row of `dsilab bench dsi`: atomic docids, random rows).
+ABLATION_RECIPE = Recipe(docids="atomic")
 
 
 #: MLM used by the benchmark: MiniLM-initialised, fully fine-tuned on the collection (see mlm.py for why);
@@ -62,25 +36,21 @@ def variant_examples(variants: dict[str, list[str]], tree, doc_len: int) -> list
     return [Example(" ".join(v.split()[:doc_len]), tree.text(d), "index", d) for d, vs in variants.items() for v in vs]
 
 
-def train_and_score(aug_collection: Collection, variants: dict[str, list[str]], tree, setting: DSISetting,
+def train_and_score(aug_collection: Collection, variants: dict[str, list[str]], tree, recipe: Recipe,
                     seed: int, split: str = "test") -> dict[str, Any]:
-    """Train one DSI model on an augmented collection and score `split` (its queries, normalised the same way)."""
-    from ..decode import search
+    """Train one DSI model to convergence on an augmented collection and score `split` (its queries, normalised
+    the same way)."""
     from ..metrics import evaluate
-    from ..models import build_model
-    from ..tasks import TaskConfig, build_examples
-    from ..train import TrainConfig, train
+    from ..recipes import train_dsi
 
-    cfg = TaskConfig(indexing=setting.indexing, doc_len=setting.doc_len, query_split=setting.query_split,
-                     pseudo_per_doc=setting.pseudo_per_doc, seed=seed)
-    examples = build_examples(aug_collection, tree, cfg) + variant_examples(variants, tree, setting.doc_len)
-    model = build_model(setting.backbone, tree, examples, seed=seed, **setting.arch)
-    result = train(model, examples, TrainConfig(epochs=setting.epochs, batch_size=setting.batch_size, lr=setting.lr,
-                                                warmup_steps=setting.warmup_steps, seed=seed, progress=False))
+    result = train_dsi(aug_collection, replace(recipe, seed=seed), tree=tree,
+                       extra_examples=variant_examples(variants, tree, recipe.doc_len))
     queries, qrels = aug_collection.split(split)
-    metrics = evaluate(search(model, queries, k=10), qrels)
-    return {"Hits@1": metrics["Hits@1"], "Hits@10": metrics["Hits@10"], "train_s": result.train_seconds,
-            "examples": len(examples)}
+    metrics = evaluate(result.search(queries, k=10), qrels)
+    summary = result.summary()
+    return {"Hits@1": metrics["Hits@1"], "Hits@10": metrics["Hits@10"], "train_s": summary["train_s"],
+            "examples": summary["examples"],
+            "memo Hits@1": summary["memo Hits@1"], "steps": summary["steps"], "stopped": summary["stopped"]}
 
 
 def prepare(collection: Collection, pipelines: dict[str, Pipeline], seeds: Sequence[int] = (0, 1, 2),
@@ -116,7 +86,7 @@ def _restore(collection: Collection, rec: dict[str, Any]) -> Collection:
     return Collection(collection.name, docs, rec["queries"], collection.qrels, {**collection.meta, "augmented": rec["name"]})
 
 
-def run_ablation(collection: Collection, pipelines: dict[str, Pipeline] | None = None, setting: DSISetting = DSISetting(),
+def run_ablation(collection: Collection, pipelines: dict[str, Pipeline] | None = None, recipe: Recipe = ABLATION_RECIPE,
                  seeds: Sequence[int] = (0, 1, 2), split: str = "test", progress: bool = True,
                  prepared: dict[str, dict[str, Any]] | None = None, embeddings: np.ndarray | None = None) -> dict[str, Any]:
     """Every pipeline x every seed: test Hits@1/Hits@10 (mean, sd over seeds), augmentation and training seconds.
@@ -132,17 +102,17 @@ def run_ablation(collection: Collection, pipelines: dict[str, Pipeline] | None =
         if not pipelines:
             raise DsilabError("run_ablation needs pipelines (e.g. ablation_pipelines(mlm)) or prepared records.")
         prepared = prepare(collection, pipelines, seeds, progress)
-    tree = make_docids(collection, setting.docids, k=setting.k, c=setting.c, seed=0, embeddings=embeddings)
+    tree = make_docids(collection, recipe.docids, k=recipe.k, c=recipe.c, seed=0, embeddings=embeddings)
     per_run: dict[str, list[dict[str, Any]]] = {}
     for key, rec in tqdm(prepared.items(), desc="train DSI", disable=not progress):
         seed_everything(rec["seed"])
-        row = train_and_score(_restore(collection, rec), rec["variants"], tree, setting, rec["seed"], split)
+        row = train_and_score(_restore(collection, rec), rec["variants"], tree, recipe, rec["seed"], split)
         per_run.setdefault(rec["name"], []).append({"seed": rec["seed"], "aug_s": rec["aug_s"], **row, **rec["n_changed"]})
-    return summarise(per_run, setting, tree)
+    return summarise(per_run, recipe, tree)
 
 
-def summarise(per_run: dict[str, list[dict[str, Any]]], setting: DSISetting, tree=None) -> dict[str, Any]:
-    """Mean and sample standard deviation over seeds per setting, plus mean costs."""
+def summarise(per_run: dict[str, list[dict[str, Any]]], recipe: Recipe, tree=None) -> dict[str, Any]:
+    """Mean and sample standard deviation over seeds per setting, plus mean costs and the worst memorisation."""
     rows = {}
     for name, runs in per_run.items():
         h1, h10 = np.array([r["Hits@1"] for r in runs]), np.array([r["Hits@10"] for r in runs])
@@ -153,9 +123,11 @@ def summarise(per_run: dict[str, list[dict[str, Any]]], setting: DSISetting, tre
             "aug_s": round(float(np.mean([r["aug_s"] for r in runs])), 2),
             "train_s": round(float(np.mean([r["train_s"] for r in runs])), 1),
             "examples": int(np.mean([r["examples"] for r in runs])),
+            **({"min memo Hits@1": min(r["memo Hits@1"] for r in runs),
+                "steps": round(float(np.mean([r["steps"] for r in runs])))} if "memo Hits@1" in runs[0] else {}),
         }
     seeds = sorted({r["seed"] for runs in per_run.values() for r in runs})
-    return {"results": rows, "runs": per_run, "setting": asdict(setting), "seeds": seeds,
+    return {"results": rows, "runs": per_run, "setting": asdict(recipe), "seeds": seeds,
             "docids": tree.stats() if tree is not None else {}}
 
 
@@ -170,22 +142,27 @@ def result_record(collection: Collection, out: dict[str, Any], split: str, seed:
     from .stopwords import stopword_list
 
     queries, _ = collection.split(split)
+    verdicts = {m: effects(out["results"], m) for m in ("Hits@1", "Hits@10")}
+    notes = [f"{m} against `none` (an effect is called only beyond 2 sd over seeds): "
+             + "; ".join(f"{n} {v[f'{m} - none']:+.3f} ({v['verdict']})" for n, v in verdicts[m].items())
+             for m in verdicts if "none" in out["results"]]
+    notes.append(f"POS-MLM's masked LM: {mlm_name}, held-out top-1 {mlm_info.get('heldout_top1')}, "
+                 f"top-5 {mlm_info.get('heldout_top5')}." + (f" {note}" if note else ""))
     return {
         "benchmark": "augment", "collection": collection.name, "split": split, "n_docs": len(collection.docs),
         "n_queries": len(queries), "seed": seed, "environment": environment, "results": out["results"],
         "runs": out["runs"], "setting": out["setting"], "seeds": out["seeds"], "docids": out["docids"],
-        "stopword_list": stopword_list()[0], "mlm": {"name": mlm_name, **mlm_info}, "note": note,
+        "stopword_list": stopword_list()[0], "mlm": {"name": mlm_name, **mlm_info}, "note": note, "notes": notes,
     }
 
 
 def bench_augment(collection: Collection, split: str = "test", seed: int = 0, environment: dict[str, Any] | None = None,
-                  setting: DSISetting | None = None) -> dict[str, Any]:
+                  recipe: Recipe = ABLATION_RECIPE) -> dict[str, Any]:
     """`dsilab bench augment`: train the bench MLM, then the ablation over seeds seed, seed+1, seed+2."""
     from . import ablation_pipelines
 
-    setting = setting or DSISetting.from_bench()
     mlm = bench_mlm(collection, seed=seed)
-    out = run_ablation(collection, ablation_pipelines(mlm), setting, seeds=(seed, seed + 1, seed + 2), split=split)
+    out = run_ablation(collection, ablation_pipelines(mlm), recipe, seeds=(seed, seed + 1, seed + 2), split=split)
     return result_record(collection, out, split, seed, mlm.info, mlm.name, environment or {})
 
 

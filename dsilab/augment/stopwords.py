@@ -82,19 +82,29 @@ def join_tokens(tokens: Iterable[str]) -> str:
     return "".join(out)
 
 
+#: Cardinal number words. spaCy's and NLTK's lists hold many of them ("three", "hundred", "fifty"), so after
+#: Num2Text a stopword list would turn "318 times" into "eighteen times"; numbers are content, not function words.
+NUMBER_WORDS = frozenset(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand "
+    "million billion trillion".split())
+
+
 @dataclass(frozen=True)
 class StopwordRemover(Augmenter):
     """Drop stopwords (case-insensitive), keep every other word as written.
 
     `punctuation`: "keep" (kept, re-attached to the previous word) or "drop". `extra`: more
-    stopwords, e.g. from `collection_stopwords`; `keep`: words never removed (e.g. "not").
-    Non-English words pass through untouched; a text of only stopwords becomes "".
+    stopwords, e.g. from `collection_stopwords`; `keep`: words never removed (e.g. "not");
+    `keep_numbers`: never remove number words (NUMBER_WORDS). Non-English words pass through untouched;
+    a text of only stopwords becomes "".
     """
 
     source: str = "auto"
     punctuation: str = "keep"
     extra: tuple[str, ...] = ()
     keep: tuple[str, ...] = ()
+    keep_numbers: bool = True
     stopwords: frozenset[str] = field(init=False, repr=False, compare=False)
     list_name: str = field(init=False, compare=False)
     name = "stopwords"
@@ -106,6 +116,7 @@ class StopwordRemover(Augmenter):
             raise DsilabError("extra and keep are sequences of words, e.g. extra=('planet',), not one string.")
         list_name, base = stopword_list(self.source)
         stop = (base | {w.lower() for w in self.extra}) - {w.lower() for w in self.keep}
+        stop -= NUMBER_WORDS if self.keep_numbers else frozenset()
         object.__setattr__(self, "stopwords", frozenset(stop))
         object.__setattr__(self, "list_name", list_name)
         object.__setattr__(self, "extra", tuple(self.extra))
@@ -113,7 +124,7 @@ class StopwordRemover(Augmenter):
 
     def config(self) -> dict:
         return {"augmenter": "StopwordRemover", "list": self.list_name, "punctuation": self.punctuation,
-                "extra": sorted(self.extra), "keep": sorted(self.keep)}
+                "extra": sorted(self.extra), "keep": sorted(self.keep), "keep_numbers": self.keep_numbers}
 
     def is_stopword(self, token: str) -> bool:
         """Case-insensitive; a contraction ("they're", "don't") is one if all its parts are (spaCy lists the parts)."""
