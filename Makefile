@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dsilab-installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup course test lab bench browser-test clean
+.PHONY: setup course test test-quick lab bench browser-test clean
 
 setup: $(STAMP)
 
@@ -25,18 +25,22 @@ course: setup
 test: setup
 	$(PY) -m pytest --durations=25
 
+# The unit tests alone (no notebook executed): the loop to run while changing the package.
+test-quick: setup
+	$(PY) -m pytest -m "not notebook" --durations=10
+
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
 
-# Every method in one table (docs/results/all-lab.json + .png, docs/benchmarks.md); `bench all` runs `bench dsi`
+# Every method in one table (dsilab/results/all-lab.json + .png, docs/benchmarks.md); `bench all` runs `bench dsi`
 # first, so its result is deleted here to measure everything afresh. `bench efficiency` has its own table.
 # The long ablations have their own commands: dsilab bench ann|augment|dgi [--collection synthetic] (see docs/benchmarks.md).
 bench: setup
-	rm -f docs/results/dsi-lab.json docs/results/efficiency-lab.json
-	$(PY) -m dsilab bench baselines --collection lab --out docs/results
-	$(PY) -m dsilab bench all --collection lab --out docs/results
-	$(PY) -m dsilab bench efficiency --collection lab --out docs/results
-	if [ -d ../shared/data/cisi ]; then $(PY) -m dsilab bench baselines --collection ../shared/data/cisi --out docs/results; fi
+	rm -f dsilab/results/dsi-lab.json dsilab/results/efficiency-lab.json
+	$(PY) -m dsilab bench baselines --collection lab --out dsilab/results
+	$(PY) -m dsilab bench all --collection lab --out dsilab/results
+	$(PY) -m dsilab bench efficiency --collection lab --out dsilab/results
+	if [ -d ../shared/data/cisi ]; then $(PY) -m dsilab bench baselines --collection ../shared/data/cisi --out dsilab/results; fi
 
 # Real-browser widget test: JupyterLab on 127.0.0.1 + Debian's headless Chromium via Playwright (no browser download).
 SCREENSHOTS ?= build/browser

@@ -195,10 +195,11 @@ def _to_4bit(linear: nn.Linear, quant_type: str, double_quant: bool, compute_dty
                                  compress_statistics=double_quant, module=q)
     if linear.bias is not None:
         q.bias = nn.Parameter(linear.bias.data.clone(), requires_grad=False)
-    if linear.in_features % q.weight.blocksize:
-        # bitsandbytes 0.50 repacks 4-bit weights for AVX512-BF16 CPUs at inference and then reshapes the block
-        # scales to (out, in // blocksize): wrong (a crash) when the input width is not a whole number of blocks.
-        q.support_avx512bf16_for_cpu = False
+    # bitsandbytes 0.50 repacks 4-bit weights into an inference-only layout on AVX512-BF16 CPUs at the first eval
+    # forward and never unpacks them when training resumes: the next training step fails ("a view of a leaf Variable
+    # ... in-place"), and DSI training evaluates between steps. It also crashes when the input width is not a whole
+    # number of blocks. So the plain 4-bit layout stays, at some cost in CPU inference speed.
+    q.support_avx512bf16_for_cpu = False
     return q.to(device)
 
 

@@ -23,8 +23,9 @@ from .data import Collection, load_collection
 from .metrics import evaluate
 
 BENCH_DOC = ROOT / "docs" / "benchmarks.md"
-#: Committed copies of the result JSON files (small): what notebook 09 and the README quote.
-RESULTS_DIR = ROOT / "docs" / "results"
+#: The committed result JSON files (small), shipped inside the package: the notebooks read them the same way from a
+#: checkout and from a pip install (Colab). Only `make bench` (--out dsilab/results) rewrites them.
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def environment() -> dict[str, Any]:
@@ -178,7 +179,7 @@ def bench_dsi(collection: Collection, split: str = "test", seed: int = 0,
 
     from .baselines import BM25, Dense
     from .metrics import chance
-    from .recipes import seen_unseen, with_dev
+    from .recipes import Recipe, seen_unseen, with_dev
 
     seed_everything(seed)
     queries, qrels = collection.split(split)
@@ -204,8 +205,15 @@ def bench_dsi(collection: Collection, split: str = "test", seed: int = 0,
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as pool:
         threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
         futures = [pool.submit(dsi_variant, collection, v, split, seed, threads, n) for n, v in zip(names, changes)]
-        for fut in futures:
-            row = fut.result()
+        failed: dict[str, str] = {}  # a variant that fails is reported, and the others' rows are kept
+        for n, v, fut in zip(names, changes, futures):
+            try:
+                row = fut.result()
+            except Exception as e:  # noqa: BLE001  (recorded in the result; run_benchmark then exits non-zero)
+                label = n or Recipe(**v).label
+                failed[label] = f"{type(e).__name__}: {e}"
+                print(f"{label}: FAILED {failed[label]}", flush=True)
+                continue
             rows[row.pop("label")] = row
             print(f"{next(reversed(rows))}: " + ", ".join(f"{k} {row[k]}" for k in
                   ("Hits@1", "Hits@10", "memo Hits@1", "steps", "stopped", "train_s")), flush=True)
@@ -234,6 +242,7 @@ def bench_dsi(collection: Collection, split: str = "test", seed: int = 0,
         "environment": environment(),
         "results": rows,
         "history": history,
+        **({"failed": failed} if failed else {}),
     }
 
 
@@ -259,7 +268,7 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
 
 def write_result(result: dict[str, Any], out_dir: str | Path = "build/bench", doc: Path | None = None) -> Path:
     """Save the JSON in `out_dir`; the docs section is rewritten only for an explicit `doc`, or when `out_dir` is
-    docs/results (what `make bench` passes): a user's `dsilab bench ...` never edits the repository's docs."""
+    dsilab/results (what `make bench` passes): a user's `dsilab bench ...` never edits the repository's docs."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{result['benchmark']}-{result['collection']}")
@@ -398,5 +407,7 @@ def run_benchmark(name: str, collection: str = "lab", split: str = "test", seed:
     result = BENCHMARKS[name](load_collection(collection), split=split, seed=seed)
     print(format_table(result["results"]))
     path = write_result(result, out_dir)
+    if result.get("failed"):  # the finished rows are written; the failures must still fail the command
+        raise DsilabError(f"{len(result['failed'])} variant(s) failed (rows written to {path}): {result['failed']}")
     print(f"wrote {path}" + (f" and updated {BENCH_DOC.relative_to(ROOT)}" if Path(out_dir).resolve() == RESULTS_DIR.resolve() else ""))
     return result

@@ -131,9 +131,9 @@ def _from_benchmark(bench: str, label: str, collection: Collection, split: str, 
 
 def _measured(name: str, collection: Collection, split: str, seed: int) -> dict[str, Any]:
     """Run one method in this (fresh) process and add its peak RSS."""
-    import torch
+    from .core import configure_threads
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    configure_threads()
     seed_everything(seed)
     t0 = time.perf_counter()
     row = METHODS[name][1](collection, split, seed)

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .bench import BENCHMARKS
 
-    bench = sub.add_parser("bench", help="run a benchmark: print a table, write JSON and docs/benchmarks.md")
+    bench = sub.add_parser("bench", help="run a benchmark: print a table, write JSON to --out (docs too only for make bench)")
     bench.add_argument("name", choices=sorted(BENCHMARKS))
     bench.add_argument("--collection", default="lab", help='"lab", "synthetic", "msmarco-v1.1" or a BEIR folder')
     bench.add_argument("--split", default="test")
@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if all(r.status == "ok" for r in results) else 1
         if args.command == "bench":
             from .bench import run_benchmark
+            from .core import configure_threads
+
+            configure_threads()  # once: every core, or DSILAB_THREADS (parallel variants divide them among themselves)
 
             run_benchmark(args.name, collection=args.collection, split=args.split, seed=args.seed, out_dir=args.out)
             return 0

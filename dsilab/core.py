@@ -32,6 +32,20 @@ def seed_everything(seed: int = 0) -> None:
     torch.manual_seed(seed)
 
 
+def configure_threads(n: int | None = None) -> int:
+    """Set the CPU threads of torch (and BLAS, via threadpoolctl) once, for the whole session; returns the number.
+
+    n: None takes env DSILAB_THREADS, else every core of this machine (a laptop, a Colab VM, a GPU host alike).
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    n = n or int(os.environ.get("DSILAB_THREADS", 0)) or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    threadpool_limits(n)
+    return n
+
+
 def cache_dir(kind: str) -> Path:
     """A folder for derived artefacts (embeddings, tokenizers); `DSILAB_CACHE` moves the root."""
     root = Path(os.environ.get("DSILAB_CACHE", Path.home() / ".cache" / "dsilab"))

@@ -29,6 +29,17 @@ def list_notebooks() -> list[Path]:
     return sorted(notebook_dir().glob("[0-9][0-9]_*.ipynb"))
 
 
+def chapters() -> list[dict[str, str]]:
+    """The course map, read from the notebooks themselves: file and title (each notebook's first heading)."""
+    out = []
+    for path in list_notebooks():
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        title = next((line.lstrip("# ").strip() for c in cells if c["cell_type"] == "markdown"
+                      for line in "".join(c["source"]).splitlines() if line.startswith("# ")), path.stem)
+        out.append({"notebook": path.name, "title": title})
+    return out
+
+
 @dataclass
 class NotebookResult:
     """How one notebook's execution went: status, wall time and the kernel's peak memory."""

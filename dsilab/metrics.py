@@ -79,3 +79,28 @@ def summarize(run: Run, qrels: Qrels, metrics: tuple[str, ...] | list[str] = ("H
     for m in intervals:
         out[f"{m} CI"] = [round(x, 4) for x in bootstrap_ci(run, qrels, m, seed=seed)]
     return out
+
+
+def against_chance(rows: dict[str, dict], qrels: Qrels, n_docs: int, ks: tuple[int, ...] = (1, 10)):
+    """Rows (name -> metrics with "Hits@k" and "Hits@k CI") as a table with the chance level of each Hits@k beside it
+    and a verdict: "too small to tell" when the 95% interval reaches down to chance, so that no number that could be
+    luck reads as a finding."""
+    import pandas as pd
+
+    table = pd.DataFrame(rows).T
+    for k in ks:
+        m = f"Hits@{k}"
+        if m not in table:
+            continue
+        level = round(chance(qrels, n_docs, k), 4)
+        table[f"chance {m}"] = level
+        if f"{m} CI" in table:
+            table[f"{m} vs chance"] = ["above chance" if isinstance(ci, (list, tuple)) and ci[0] > level
+                                       else "too small to tell" for ci in table[f"{m} CI"]]
+    return table
+
+
+def results_table(runs: dict[str, Run], qrels: Qrels, n_docs: int,
+                  metrics: tuple[str, ...] = ("Hits@1", "Hits@10", "MRR@10"), seed: int = 0):
+    """The course's standard table: each run's metrics, 95% intervals of Hits@1/10, chance levels and the verdict."""
+    return against_chance({name: summarize(run, qrels, metrics, seed=seed) for name, run in runs.items()}, qrels, n_docs)

@@ -17,7 +17,7 @@ queries (zero-shot) uses memorisation as its dev signal.
 
 **Why lr 1e-3.** The decoder of ``minilm-seq2seq`` is new (post-LN BERT layers from scratch). On SciFact (5,183
 abstracts) lr 3e-3, the old default, never leaves chance: naive docids memorise 0.000 after 3,000 steps at batch 64,
-while 1e-3 memorises 0.97 (docs/results/diagnose-scifact.json, `benchmarks/gpu_dsi/diagnose.py`). On a 200-document
+while 1e-3 memorises 0.97 (dsilab/results/diagnose-scifact.json, `benchmarks/gpu_dsi/diagnose.py`). On a 200-document
 collection 3e-3 still works, which is why the lab collection hid it.
 """
 from __future__ import annotations
@@ -228,8 +228,9 @@ def train_dsi(collection: Collection, recipe: Recipe = Recipe(), tree: DocidTree
     steps_per_epoch = max(1, math.ceil(len(examples) / recipe.batch_size))
     eval_every = recipe.eval_every or max(50, 5 * steps_per_epoch)
     callbacks: list[Callback] = []
-    if recipe.prune:  # from epoch 1, 20 threshold updates, target reached after prune_epochs more
-        start, end = steps_per_epoch, (1 + recipe.prune_epochs) * steps_per_epoch
+    if recipe.prune:  # from epoch 1, 20 threshold updates, target reached after prune_epochs more (or at the cap)
+        end = min(1 + recipe.prune_epochs, recipe.max_epochs) * steps_per_epoch
+        start = min(steps_per_epoch, end // 2)
         callbacks.append(MagnitudePruning(recipe.prune, start=start, end=end, every=max(1, (end - start) // 20)))
     stop = Convergence(probe, recipe.memo_threshold, recipe.patience, dev_is_memo=dev_from == "none",
                        not_before=callbacks[0].end if callbacks else 0)

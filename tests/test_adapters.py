@@ -69,6 +69,18 @@ def test_qlora_layers_are_4bit_and_a_step_changes_only_adapters(tiny_dsi):
     assert any("lora_" in k for k in changed)
 
 
+def test_qlora_trains_again_after_an_evaluation():
+    # DSI training evaluates between steps: on AVX512-BF16 CPUs bitsandbytes repacked the 4-bit weights for inference
+    # at the first eval forward, and the next training step failed in a layer with a bias (MiniLM's; T5 has none)
+    from dsilab.bench import efficiency_recipe
+    from dsilab.data import synthetic_collection
+    from dsilab.recipes import train_dsi
+
+    coll = synthetic_collection(n_docs=10, n_topics=2, n_subtopics=1, doc_len=12, queries_per_doc=3, seed=0)
+    result = train_dsi(coll, efficiency_recipe("QLoRA r=8 (NF4)", max_epochs=3, eval_every=1, decoder_layers=1))
+    assert result.train.steps >= 2 and len(result.history) >= 2
+
+
 def test_qlora_without_a_backend_says_what_to_use(tiny_dsi, monkeypatch):
     _, tree, ex = tiny_dsi
     assert adapters.qlora_support("meta")[0] is False

@@ -66,3 +66,15 @@ def test_published_dsi_table_is_complete():
     for cols in DSI_PAPER_SUPERVISED.values():
         assert set(cols) == {"NQ10K", "NQ100K", "NQ320K"} and all(0 < h1 <= h10 <= 100 for h1, h10 in cols.values())
     assert dsi_paper_table().shape == (9, 6)
+
+
+def test_results_table_says_too_small_to_tell_near_chance():
+    # 4 documents, 2 queries: one lucky hit is within chance; 50 perfect queries are not
+    from dsilab.metrics import results_table
+
+    small_q = {"q1": {"d1": 1}, "q2": {"d2": 1}}
+    small = results_table({"lucky": {"q1": [("d1", 1.0)], "q2": [("d3", 1.0)]}}, small_q, n_docs=4)
+    assert small.loc["lucky", "chance Hits@1"] == 0.25 and small.loc["lucky", "Hits@1 vs chance"] == "too small to tell"
+    qrels = {f"q{i}": {f"d{i}": 1} for i in range(50)}
+    big = results_table({"perfect": {q: [(next(iter(r)), 1.0)] for q, r in qrels.items()}}, qrels, n_docs=100)
+    assert big.loc["perfect", "Hits@1"] == 1.0 and big.loc["perfect", "Hits@1 vs chance"] == "above chance"

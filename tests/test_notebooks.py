@@ -52,3 +52,30 @@ def test_parameters_cell_holds_only_literals(path):
             ast.literal_eval(node.value)
         except (ValueError, AttributeError):
             pytest.fail(f"{path.name}: parameters cell line {node.lineno} is not a plain value: {ast.unparse(node)}")
+
+
+def test_the_welcome_map_lists_every_chapter():
+    # notebook 00's table is what a reader sees before running anything: it must not miss a chapter
+    from dsilab.course import chapters
+
+    welcome = "".join(json.loads(NOTEBOOKS[0].read_text())["cells"][0]["source"])
+    rows = {line.split("|")[1].split()[0] for line in welcome.splitlines() if line.startswith("| 0") or line.startswith("| 1")}
+    assert rows == {c["notebook"][:2] for c in chapters()}, rows
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebooks_speak_to_a_learner(path):
+    # a course's words, not a project tracker's
+    import re
+
+    nb = json.loads(path.read_text())
+    text = "\n".join("".join(c["source"]) for c in nb["cells"])
+    found = re.findall(r"\b(?:issues?\b(?! a )|seed report|the goal|tracker)", text, re.I)
+    assert not found, found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebooks_close_with_references(path):
+    last = json.loads(path.read_text())["cells"][-1]
+    assert last["cell_type"] == "markdown" and "".join(last["source"]).startswith("## References")
+    assert "arXiv:" in "".join(last["source"]) or "Robertson" in "".join(last["source"])

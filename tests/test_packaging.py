@@ -277,3 +277,39 @@ def test_binder_files_exist_and_agree_with_readme():
     assert binder_claim and binder_claim.group(1) == torch, "README's Binder paragraph names another torch version"
     readme_pins = set(re.findall(r"torch==([\w.+]+)", README))
     assert readme_pins == {torch}, f"README pins torch {readme_pins}, binder/constraints pin {torch}"
+
+
+# ---------------------------------------------------------------- the pip-installed package (the Colab route)
+
+
+@pytest.mark.notebook
+def test_capstone_runs_from_the_installed_wheel(tmp_path, monkeypatch):
+    """Colab installs a wheel, not this checkout: build it, unpack it on sys.path and run notebook 09 from a folder
+    outside the repository. The committed results the notebook reads must come with the package."""
+    import os
+    import subprocess
+    import sys
+    import zipfile
+
+    import papermill
+
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
+                    str(ROOT)], check=True, cwd=tmp_path)
+    site = tmp_path / "site"
+    with zipfile.ZipFile(next(wheels.glob("dsilab-*.whl"))) as whl:
+        whl.extractall(site)
+    assert (site / "dsilab" / "results" / "all-lab.json").is_file(), "the committed results are not in the wheel"
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    where = subprocess.run([sys.executable, "-c", "import dsilab; print(dsilab.__file__)"], capture_output=True,
+                           text=True, check=True, cwd=tmp_path).stdout
+    assert where.startswith(str(site)), f"the wheel is not what Python imports: {where}"
+    work = tmp_path / "outside"
+    work.mkdir()
+    notebook = next(p for p in NOTEBOOKS if p.name.startswith("09"))
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    before = {p: p.stat().st_mtime for p in site.rglob("*")}
+    papermill.execute_notebook(str(notebook), str(work / notebook.name), parameters={"FAST": True, "SOLUTIONS": True},
+                               kernel_name="python3", progress_bar=False, cwd=str(work))
+    assert {p: p.stat().st_mtime for p in site.rglob("*") if p.suffix != ".pyc"} == \
+        {p: t for p, t in before.items() if p.suffix != ".pyc"}, "running the notebook wrote into the installed package"
