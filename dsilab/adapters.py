@@ -82,6 +82,25 @@ def _docid_token_indices(model: DSIModel) -> dict[str, list[int]]:
     return out
 
 
+def _untie_head_from_decoder_embeddings(model: DSIModel, tokens: dict[str, list[int]]) -> None:
+    """Give the output layer its own docid-row adapter when it is tied to a decoder embedding peft does not see as tied.
+
+    peft's token adapter follows a tie only between the model's *input* embeddings and its head. In minilm-seq2seq
+    the head is tied to the decoder's word embeddings instead, so without this the head's docid rows (the atomic
+    docids themselves) never trained, and merging wrote the embeddings' delta into the shared matrix, changing the
+    head: a different function after `merge_lora`. A separate copy of the matrix for the head, with its own adapter,
+    keeps training and merging exact (one extra frozen matrix in memory).
+    """
+    head = model.net.get_output_embeddings()
+    if head is None:
+        return
+    tied = [name for name, m in model.net.named_modules() if isinstance(m, nn.Embedding) and m.weight is head.weight]
+    if not tied or tied[0] not in tokens or model.net.get_submodule(tied[0]) is model.net.get_input_embeddings():
+        return
+    head.weight = nn.Parameter(head.weight.detach().clone(), requires_grad=False)
+    tokens[next(name for name, m in model.net.named_modules() if m is head)] = tokens[tied[0]]
+
+
 def _untied_head(model: DSIModel) -> str | None:
     """The output layer's module name when it has its own weight (e.g. flan-t5, T5 v1.1); None when tied."""
     head = model.net.get_output_embeddings()
@@ -105,7 +124,9 @@ def lora(model: DSIModel, r: int = 8, alpha: int = 16, dropout: float = 0.05, ta
     targets = default_targets(model) if target_modules is None else target_modules
     train_modules = NEW_MODULES.get(model.backbone, ()) if train_modules is None else tuple(train_modules)
     tokens = _docid_token_indices(model) if train_docid_tokens else None
-    head = _untied_head(model)
+    head = _untied_head(model)  # a head with a weight of its own from the start (T5 v1.1) trains in full
+    if tokens:
+        _untie_head_from_decoder_embeddings(model, tokens)
     if train_docid_tokens and head and head not in train_modules:  # its docid rows must learn too: train the head
         train_modules = (*train_modules, head)
     # Embedding rows inside a fully trained module need no token adapter.

@@ -218,7 +218,7 @@ def bench_dsi(collection: Collection, split: str = "test", seed: int = 0,
             print(f"{next(reversed(rows))}: " + ", ".join(f"{k} {row[k]}" for k in
                   ("Hits@1", "Hits@10", "memo Hits@1", "steps", "stopped", "train_s")), flush=True)
     dsi = {name: r for name, r in rows.items() if "memo Hits@1" in r}
-    best = max(dsi, key=lambda n: (dsi[n]["best dev Hits@1"] or 0)) if dev_from != "none" else None
+    best = max(dsi, key=lambda n: (dsi[n]["best dev Hits@1"] or 0)) if dsi and dev_from != "none" else None
     history = {name: r.pop("history") for name, r in dsi.items()}
     return {
         "benchmark": "dsi",
