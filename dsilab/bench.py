@@ -344,13 +344,18 @@ EFFICIENCY_VARIANTS: dict[str, dict[str, Any]] = {
 EFFICIENCY_BENCH = ["frozen encoder (default)", "full fine-tuning", "LoRA r=8", "QLoRA r=8 (NF4)", "pruned 80%"]
 
 
+def _efficiency_changes(name: str) -> dict[str, Any]:
+    """Recipe changes of one efficiency variant: EFFICIENCY_BASE + its own."""
+    if name not in EFFICIENCY_VARIANTS:
+        raise DsilabError(f"unknown efficiency variant {name!r}; choose from {list(EFFICIENCY_VARIANTS)}.")
+    return {**EFFICIENCY_BASE, **EFFICIENCY_VARIANTS[name]}
+
+
 def efficiency_recipe(name: str, **changes: Any):
     """The `Recipe` of one efficiency variant (EFFICIENCY_BASE + its changes + yours)."""
     from .recipes import Recipe
 
-    if name not in EFFICIENCY_VARIANTS:
-        raise DsilabError(f"unknown efficiency variant {name!r}; choose from {list(EFFICIENCY_VARIANTS)}.")
-    return Recipe(**{**EFFICIENCY_BASE, **EFFICIENCY_VARIANTS[name], **changes})
+    return Recipe(**{**_efficiency_changes(name), **changes})
 
 
 def bench_efficiency(collection: Collection, split: str = "test", seed: int = 0, topics: int | None = 3,
@@ -362,7 +367,7 @@ def bench_efficiency(collection: Collection, split: str = "test", seed: int = 0,
     """
     subset = collection.topics(topics) if topics and collection.meta.get("docs") else collection
     names = variants or EFFICIENCY_BENCH
-    result = bench_dsi(subset, split, seed, {n: {**EFFICIENCY_BASE, **EFFICIENCY_VARIANTS[n]} for n in names})
+    result = bench_dsi(subset, split, seed, {n: _efficiency_changes(n) for n in names})
     import torch
 
     result.update({
