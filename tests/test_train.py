@@ -20,7 +20,7 @@ def _cfg(**kw):
 def test_training_memorises_a_tiny_index(tiny_dsi):
     coll, tree, ex = tiny_dsi
     model = build_model("t5-scratch", tree, ex, seed=0, **TINY)
-    result = train(model, ex, _cfg(max_steps=250, batch_size=8, lr=1e-2, log_every=10))  # 120 steps was borderline (0.8-1.0)
+    result = train(model, ex, _cfg(max_steps=250, batch_size=8, log_every=10))  # lr 1e-2 was borderline (Hits@1 0.8-1.0 by seed)
     losses = [h["loss"] for h in result.history if "loss" in h]
     docs = {e.doc_id: e.source for e in ex if e.task == "index"}
     hits = evaluate(search(model, docs, k=3), {d: {d: 1} for d in docs}, ("Hits@1",))["Hits@1"]
