@@ -23,18 +23,45 @@ def tokenize(text: str, stopwords: bool = True) -> list[str]:
 
 
 class BM25:
-    """Okapi BM25 over a collection's documents, from `rank-bm25` (k1, b as in the literature)."""
+    """Okapi BM25 over a collection's documents, from `rank-bm25` (k1, b as in the literature).
+
+    rank-bm25 scores one query at a time in Python (15 ms a query on SciFact's 5,183 abstracts); `search` computes the
+    same scores from rank-bm25's own statistics as one sparse product, so 100k generated queries take seconds.
+    """
 
     def __init__(self, collection: Collection, k1: float = 1.2, b: float = 0.75, stopwords: bool = True):
+        from scipy.sparse import csr_matrix
+
         self.doc_ids = collection.doc_ids
         self.stopwords = stopwords
-        self.index = BM25Okapi([tokenize(t, stopwords) for t in collection.contents], k1=k1, b=b)
+        self.index = ix = BM25Okapi([tokenize(t, stopwords) for t in collection.contents], k1=k1, b=b)
+        self.vocab = {w: i for i, w in enumerate(ix.idf)}
+        rows, cols, vals = [], [], []
+        norm = ix.k1 * (1 - ix.b + ix.b * np.asarray(ix.doc_len) / ix.avgdl)
+        for d, freqs in enumerate(ix.doc_freqs):  # one BM25 term weight per (document, word): rank-bm25's formula
+            for w, f in freqs.items():
+                rows.append(d), cols.append(self.vocab[w]), vals.append(ix.idf[w] * f * (ix.k1 + 1) / (f + norm[d]))
+        self.weights = csr_matrix((vals, (rows, cols)), shape=(len(self.doc_ids), len(self.vocab)))
 
-    def search(self, queries: dict[str, str], k: int = 100) -> Run:
+    def scores(self, queries: list[str]):
+        """(queries x docs) BM25 scores, equal to rank-bm25's `get_scores` (a repeated query word counts again)."""
+        from scipy.sparse import csr_matrix
+
+        rows, cols = [], []
+        for i, q in enumerate(queries):
+            ids = [self.vocab[w] for w in tokenize(q, self.stopwords) if w in self.vocab]
+            rows += [i] * len(ids)
+            cols += ids
+        counts = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(queries), len(self.vocab)))
+        return (counts @ self.weights.T).toarray()
+
+    def search(self, queries: dict[str, str], k: int = 100, batch_size: int = 1024) -> Run:
         """Top-k documents per query by BM25 score."""
-        qids = list(queries)
-        scores = np.vstack([self.index.get_scores(tokenize(queries[q], self.stopwords)) for q in qids]) if qids else np.zeros((0, len(self.doc_ids)))
-        return run_from_scores(qids, self.doc_ids, scores, k)
+        qids, run = list(queries), {}
+        for i in range(0, len(qids), batch_size):  # batches bound the dense (queries x docs) score matrix
+            chunk = qids[i : i + batch_size]
+            run.update(run_from_scores(chunk, self.doc_ids, self.scores([queries[q] for q in chunk]), k))
+        return run
 
 
 class Dense:

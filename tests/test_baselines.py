@@ -17,6 +17,16 @@ def test_bm25_finds_the_obvious_doc(tiny_beir):
     assert run["1"][0][0] == "a" and len(run["1"]) == 3
 
 
+def test_bm25_sparse_scores_equal_rank_bm25():
+    c = load_collection("lab")
+    bm25 = BM25(c)
+    queries = [c.docs["d000"].contents[:60], "jupiter jupiter moons", "no such word zzz"]
+    expected = np.vstack([bm25.index.get_scores(tokenize(q)) for q in queries])
+    assert np.allclose(bm25.scores(queries), expected, atol=1e-9)
+    run = bm25.search({"a": queries[0]}, k=5, batch_size=1)
+    assert run["a"][0][0] == "d000" and len(run["a"]) == 5
+
+
 def test_encoder_is_offline_normalised_and_cached():
     enc = load_encoder()
     a = enc.encode(["a river flows to the sea", "stars fuse hydrogen"])
