@@ -51,7 +51,9 @@ class Recipe:
     prune: float = 0.0                   # final sparsity of gradual magnitude pruning (dsilab.pruning); 0: none
     prune_epochs: int = 10               # pruning ramps from epoch 1 to epoch 1 + prune_epochs; no stop before that
     doc_len: int = 64                    # words of each document read by indexing
-    pseudo_per_doc: int = 0              # offline pseudo-queries per document (0: none)
+    pseudo_per_doc: int = 0              # generated queries per document (0: none): DSI-QG when > 0
+    query_generator: str = "span"        # "span" | "trained" | a hub doc2query name (dsilab.querygen)
+    query_filter_k: int | None = None    # keep a generated query only if BM25 ranks its document in this top k
     train_queries: bool = True           # use the collection's training queries (when it has any)
     lr: float = 1e-3
     encoder_lr: float | None = None      # when the encoder trains (freeze_encoder=False)
@@ -80,7 +82,8 @@ class Recipe:
     @property
     def label(self) -> str:
         """A short name for tables: docid kind, plus what differs from the pure DSI row."""
-        extra = [f"+PQ{self.pseudo_per_doc}"] if self.pseudo_per_doc else []
+        extra = [f"+{self.pseudo_per_doc} {self.query_generator} queries/doc"
+                 + (f", BM25 top-{self.query_filter_k} filter" if self.query_filter_k else "")] if self.pseudo_per_doc else []
         extra += ["dense-initialised rows"] if self.docid_init == "encoder" else []
         extra += ["encoder fine-tuned"] if not self.freeze_encoder else []
         if self.adapter != "full":
@@ -166,6 +169,8 @@ class DSIResult:
     stopped: str = "step cap"            # converged | step cap | time limit
     sparsity: float = 0.0                # share of prunable weights that are zero (recipe.prune)
     n_examples: int = 0                  # training examples (indexing + queries + extra)
+    examples_by_task: dict[str, int] = field(default_factory=dict)
+    query_filter: dict[str, Any] | None = None  # what the round-trip filter dropped (recipe.query_filter_k)
 
     def search(self, queries: dict[str, str], k: int = 10) -> Run:
         """Constrained beam search: the ranked docids of each query."""
@@ -179,6 +184,7 @@ class DSIResult:
                 "steps": self.train.steps, "epochs": self.train.epochs_done, "steps_to_memorise": self.steps_to_memorise,
                 "memo Hits@1": round(self.memorisation, 4), "best dev": self.train.best,
                 "stopped": self.stopped, "sparsity": round(self.sparsity, 4), "examples": self.n_examples,
+                "examples by task": self.examples_by_task, **({"query filter": self.query_filter} if self.query_filter else {}),
                 "train_s": round(self.seconds), "step_ms": round(1000 * self.train.step_time_s),
                 "peak_mb": self.train.peak_rss_mb, "history": self.history}
 
@@ -201,16 +207,22 @@ def train_dsi(collection: Collection, recipe: Recipe = Recipe(), tree: DocidTree
     """
     from .models import build_model
     from .pruning import MagnitudePruning
-    from .tasks import TaskConfig, build_examples, doc_views
+    from .tasks import TaskConfig, build_examples, describe_examples, doc_views
 
     t0 = time.perf_counter()
     seed_everything(recipe.seed)
     coll, dev_from = with_dev(collection, recipe.dev_holdout, recipe.seed)
     tree = tree or make_docids(coll, recipe.docids, k=recipe.k, c=recipe.c, seed=recipe.seed)
     use_queries = recipe.train_queries and "train" in coll.qrels
-    task = TaskConfig(doc_len=recipe.doc_len, query_split="train" if use_queries else None,
-                      pseudo_per_doc=recipe.pseudo_per_doc, seed=recipe.seed)
-    examples = build_examples(coll, tree, task) + list(extra_examples or [])
+    task = TaskConfig(doc_len=recipe.doc_len, query_split="train" if use_queries else None, seed=recipe.seed)
+    pseudo, filtered = None, None
+    if recipe.pseudo_per_doc:  # generated from the training split only: dev and test queries stay unseen
+        from .querygen import generate_queries, roundtrip_filter
+
+        pseudo = generate_queries(coll, recipe.pseudo_per_doc, recipe.query_generator, seed=recipe.seed, progress=progress)
+        if recipe.query_filter_k:
+            pseudo, filtered = roundtrip_filter(coll, pseudo, recipe.query_filter_k)
+    examples = build_examples(coll, tree, task, pseudo=pseudo) + list(extra_examples or [])
     arch: dict[str, Any] = {}
     if recipe.backbone == "minilm-seq2seq":
         arch = {"decoder_layers": recipe.decoder_layers, "freeze_encoder": recipe.freeze_encoder}
@@ -246,7 +258,8 @@ def train_dsi(collection: Collection, recipe: Recipe = Recipe(), tree: DocidTree
     return DSIResult(recipe, model, tree, coll, dev_from, result, stop.steps_to_memorise, memo,
                      time.perf_counter() - t0, [h for h in result.history if "Hits@1" in h],
                      "time limit" if stop.out_of_time else "converged" if result.stopped_early else "step cap",
-                     callbacks[0].report()["total"]["sparsity"] if callbacks else 0.0, len(examples))
+                     callbacks[0].report()["total"]["sparsity"] if callbacks else 0.0, len(examples),
+                     describe_examples(examples), filtered)
 
 
 def seen_unseen(collection: Collection, split: str = "test", trained_on: str = "train") -> dict[str, list[str]]:

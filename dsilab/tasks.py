@@ -11,32 +11,27 @@ write its docid) and *retrieval* (read a query, write the docid of a relevant do
   U = O u P of the seed report), mixed with indexing at a chosen `ratio`.
 
 Documents are represented by their first L words or by n random spans of L words (`doc_views`).
-`pseudo_queries` makes queries without labels: an offline generator (spans and key-phrases of the
-document, seedable, cached on disk) or docT5query with a hub seq2seq model.
+Pseudo-queries (queries without labels, one docid each) come from `dsilab.querygen.generate_queries`:
+spans of the document, a generator trained here, or docT5query from the hub.
 
 >>> cfg = TaskConfig(indexing="inputs2targets", doc_len=64, pseudo_per_doc=4)
 >>> examples = build_examples(collection, tree, cfg)        # list[Example]
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
 
-from .core import DsilabError, cache_dir, require_hub
+from .core import DsilabError
 from .data import Collection
 from .docids import DocidTree
 
 INDEXING = ("inputs2targets", "targets2inputs", "bidirectional", "none")
 DOC_REPR = ("first", "spans")
 REVERSE_PREFIX = "docid2text: "
-DOCT5QUERY = "castorini/doc2query-t5-base-msmarco"
 
 
 @dataclass(frozen=True)
@@ -55,8 +50,8 @@ class TaskConfig:
 
     indexing: one of INDEXING; doc_repr: "first" (first `doc_len` words) or "spans" (`n_spans` random
     spans of `doc_len` words); query_split: the split whose real queries are retrieval examples
-    (None for the zero-shot setting); pseudo_per_doc: pseudo-queries per document (0 = none);
-    ratio: indexing examples per retrieval example (None keeps the natural counts).
+    (None for the zero-shot setting); pseudo_per_doc: generated queries per document (0 = none), by
+    `pseudo_generator` ("span", "trained" or a hub name: dsilab.querygen); ratio: indexing examples per retrieval example (None keeps the natural counts).
     """
 
     indexing: str = "inputs2targets"
@@ -65,7 +60,7 @@ class TaskConfig:
     n_spans: int = 2
     query_split: str | None = "train"
     pseudo_per_doc: int = 0
-    pseudo_method: str = "offline"
+    pseudo_generator: str = "span"
     ratio: float | None = None
     seed: int = 0
 
@@ -98,82 +93,6 @@ def doc_views(collection: Collection, doc_repr: str = "first", length: int = 64,
     return out
 
 
-# -- pseudo-queries ----------------------------------------------------------------------------------------
-_WORD = re.compile(r"[a-z0-9][a-z0-9'\-]*")
-_SENT = re.compile(r"(?<=[.!?])\s+")
-
-
-def _offline_queries(collection: Collection, n: int, seed: int) -> dict[str, list[str]]:
-    """Spans and key-phrases of each document: alternately a short contiguous span of a sentence and
-    the rarest words (by IDF) of a sentence in their order, like a terse search query."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    docs = [[_WORD.findall(s.lower()) for s in _SENT.split(text) if s.strip()] for text in collection.contents]
-    df = Counter(w for sents in docs for w in {w for s in sents for w in s})
-    idf = {w: math.log(len(docs) / c) for w, c in df.items()}
-    rng = np.random.default_rng(seed)
-    out: dict[str, list[str]] = {}
-    for doc_id, sents in zip(collection.doc_ids, docs):
-        sents = [s for s in sents if s] or [["empty"]]
-        queries: list[str] = []
-        for j in range(n):
-            sent = sents[int(rng.integers(len(sents)))]
-            if j % 2 == 0:
-                width = int(rng.integers(3, 8))
-                start = int(rng.integers(0, max(1, len(sent) - width + 1)))
-                queries.append(" ".join(sent[start : start + width]))
-            else:
-                content = [w for w in dict.fromkeys(sent) if w not in ENGLISH_STOP_WORDS] or sent
-                top = set(sorted(content, key=lambda w: -idf.get(w, 0.0))[: int(rng.integers(2, 5))])
-                queries.append(" ".join(w for w in content if w in top))
-        out[doc_id] = queries
-    return out
-
-
-def _doct5query(collection: Collection, n: int, seed: int, model_name: str, batch_size: int = 16) -> dict[str, list[str]]:
-    """docT5query (Nogueira & Lin, 2019): sample n queries per document from a doc->query seq2seq model."""
-    require_hub(f"docT5query pseudo-queries ({model_name})", 'pseudo_queries(..., method="offline")')
-    import torch
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_name)
-    model = AutoModelForSeq2SeqLM.from_pretrained(model_name).eval()
-    torch.manual_seed(seed)
-    out: dict[str, list[str]] = {}
-    ids, texts = collection.doc_ids, collection.contents
-    for i in range(0, len(ids), batch_size):
-        enc = tok(texts[i : i + batch_size], truncation=True, max_length=512, padding=True, return_tensors="pt")
-        with torch.no_grad():
-            gen = model.generate(**enc, max_length=64, do_sample=True, top_k=10, num_return_sequences=n)
-        decoded = tok.batch_decode(gen, skip_special_tokens=True)
-        for j, doc_id in enumerate(ids[i : i + batch_size]):
-            out[doc_id] = decoded[j * n : (j + 1) * n]
-    return out
-
-
-def pseudo_queries(collection: Collection, n: int = 4, method: str = "offline", seed: int = 0,
-                   model_name: str = DOCT5QUERY, cache: bool = True) -> dict[str, list[str]]:
-    """doc_id -> n pseudo-queries. method: "offline" (spans + key-phrases) or "doct5query" (hub model).
-
-    Deterministic per seed and cached on disk by method, n, seed and the corpus text.
-    """
-    if method not in ("offline", "doct5query"):
-        raise DsilabError(f"pseudo-query method {method!r}; choose 'offline' or 'doct5query'.")
-    if n < 1:
-        raise DsilabError(f"pseudo_queries needs n >= 1 queries per document, got {n}.")
-    key = hashlib.sha256(json.dumps([method, n, seed, model_name if method != "offline" else "",
-                                     collection.doc_ids, collection.contents]).encode()).hexdigest()[:20]
-    path = cache_dir("pseudo_queries") / f"{key}.json"
-    if cache and path.is_file():
-        return json.loads(path.read_text())
-    out = _offline_queries(collection, n, seed) if method == "offline" else _doct5query(collection, n, seed, model_name)
-    if cache:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(out))
-        tmp.replace(path)
-    return out
-
-
 # -- examples ----------------------------------------------------------------------------------------------
 def indexing_examples(collection: Collection, tree: DocidTree, cfg: TaskConfig) -> list[Example]:
     """inputs2targets / targets2inputs / bidirectional examples for every document."""
@@ -199,7 +118,7 @@ def build_examples(collection: Collection, tree: DocidTree, cfg: TaskConfig = Ta
                    pseudo: dict[str, list[str]] | None = None) -> list[Example]:
     """The full training mix: indexing + real retrieval queries + pseudo-queries, mixed at `cfg.ratio`.
 
-    `pseudo` overrides the pseudo-queries (else `cfg.pseudo_per_doc` are generated with `cfg.pseudo_method`).
+    `pseudo` overrides the pseudo-queries (else `cfg.pseudo_per_doc` are generated by `cfg.pseudo_generator`).
     The order is deterministic; the training loop shuffles.
     """
     if set(tree.codes) != set(collection.doc_ids):
@@ -210,7 +129,9 @@ def build_examples(collection: Collection, tree: DocidTree, cfg: TaskConfig = Ta
         queries, qrels = collection.split(cfg.query_split)
         retrieval += retrieval_examples(queries, qrels, tree)
     if pseudo is None and cfg.pseudo_per_doc > 0:
-        pseudo = pseudo_queries(collection, cfg.pseudo_per_doc, cfg.pseudo_method, cfg.seed)
+        from .querygen import generate_queries
+
+        pseudo = generate_queries(collection, cfg.pseudo_per_doc, cfg.pseudo_generator, cfg.seed)
     for doc_id, qs in (pseudo or {}).items():
         retrieval += [Example(q, tree.text(doc_id), "pseudo", doc_id) for q in qs]
     if not index and not retrieval:

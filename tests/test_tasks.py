@@ -4,7 +4,7 @@ import pytest
 from dsilab.core import DsilabError
 from dsilab.data import synthetic_collection
 from dsilab.docids import make_docids
-from dsilab.tasks import REVERSE_PREFIX, TaskConfig, build_examples, describe_examples, doc_views, pseudo_queries
+from dsilab.tasks import REVERSE_PREFIX, TaskConfig, build_examples, describe_examples, doc_views
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +45,6 @@ def test_random_spans_are_seeded(coll):
         assert all(s in " ".join(coll.docs[doc_id].contents.split()) for s in spans)
 
 
-def test_pseudo_queries_are_seeded_cached_and_from_the_doc(coll):
-    pq = pseudo_queries(coll, n=4, seed=0)
-    assert pq == pseudo_queries(coll, n=4, seed=0, cache=False)
-    assert pq != pseudo_queries(coll, n=4, seed=1, cache=False)
-    assert set(pq) == set(coll.doc_ids) and all(len(v) == 4 and all(v) for v in pq.values())
-    for doc_id, qs in pq.items():
-        words = set(coll.docs[doc_id].contents.lower().replace(".", " ").replace("(", " ").replace(")", " ").split())
-        assert all(set(q.split()) <= words for q in qs)
-
-
 def test_zero_shot_mix_and_ratio(coll, tree):
     ex = build_examples(coll, tree, TaskConfig(query_split=None, pseudo_per_doc=2, ratio=0.5))
     counts = describe_examples(ex)
@@ -73,5 +63,3 @@ def test_bad_config(coll, tree):
     other = synthetic_collection(n_docs=5, n_topics=1, n_subtopics=1, queries_per_doc=1, n_common=10, seed=0)
     with pytest.raises(DsilabError, match="another collection"):
         build_examples(other, tree)
-    with pytest.raises(DsilabError, match="doct5query"):
-        pseudo_queries(coll, method="t5")

@@ -2,7 +2,7 @@
 
 A *long-tail setting* gives each document a popularity rank (a seeded random permutation) and keeps
 round(n_max / (rank+1)^s) training queries for it (Zipf's law): the collection's own training
-queries first, then offline pseudo-queries (dsilab.tasks.pseudo_queries) when a popular document
+queries first, then span pseudo-queries (dsilab.querygen.generate_queries) when a popular document
 needs more. Every document also has its indexing example (its own embedding), so tail documents
 are learnable, but from far less signal. Test queries stay one per document and are grouped by the
 popularity rank of their relevant document: head (top 20% of documents), torso (next 30%), tail.
@@ -82,7 +82,7 @@ def long_tail(collection: Collection, s: float = 1.0, n_max: int = 64, seed: int
               train_split: str = "train", fractions: tuple[float, float] = (0.2, 0.3), encoder: str = "minilm") -> LongTailSetting:
     """A Zipfian long-tail setting of any collection (see the module docstring). Deterministic per seed."""
     from ..embed import load_encoder
-    from ..tasks import pseudo_queries
+    from ..querygen import generate_queries
 
     doc_ids = collection.doc_ids
     rank, counts = zipf_counts(len(doc_ids), s, n_max, seed)
@@ -94,7 +94,7 @@ def long_tail(collection: Collection, s: float = 1.0, n_max: int = 64, seed: int
                 if g > 0:
                     real[d].append(queries[q])
     short = int(max((c - len(real[d]) for d, c in zip(doc_ids, counts)), default=0))
-    pseudo = pseudo_queries(collection, n=short, seed=seed) if short > 0 else {}
+    pseudo = generate_queries(collection, short, "span", seed=seed) if short > 0 else {}
     texts, owner = [], []
     for i, d in enumerate(doc_ids):
         pool = real[d] + list(pseudo.get(d, []))
