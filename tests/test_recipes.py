@@ -61,3 +61,15 @@ def test_pruned_recipe_reaches_its_sparsity_before_it_may_stop():
     assert result.train.best["step"] >= 5 and "pruned 50%" in result.recipe.label
     with pytest.raises(DsilabError, match="prune"):
         Recipe(prune=1.0)
+
+
+def test_generated_queries_join_training_filtered_and_counted():
+    coll = synthetic_collection(n_docs=20, n_topics=2, n_subtopics=1, doc_len=10, queries_per_doc=1, seed=2)
+    recipe = Recipe(docids="atomic", doc_len=10, pseudo_per_doc=3, query_generator="span", query_filter_k=1,
+                    max_epochs=2, eval_every=5, backbone="t5-scratch")
+    assert recipe.label == "DSI atomic (+3 span queries/doc, BM25 top-1 filter, t5-scratch)"
+    result = train_dsi(coll, recipe)
+    report = result.query_filter
+    assert report["queries"] == 60 and report["kept"] + report["dropped"] == 60
+    assert result.examples_by_task["pseudo"] == report["kept"] and result.examples_by_task["index"] == 20
+    assert result.summary()["query filter"] == report
