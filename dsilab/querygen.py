@@ -133,6 +133,7 @@ class QueryGenerator:
         seed_everything(config.seed)
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the new cross-attention weights are announced as "newly initialized"
+        hf_logging.disable_progress_bar()  # and each load draws a progress bar
         try:
             self.tok = AutoTokenizer.from_pretrained(path)
             encoder = BertModel.from_pretrained(path, add_pooling_layer=False)
@@ -141,6 +142,7 @@ class QueryGenerator:
             decoder = BertLMHeadModel.from_pretrained(path, config=cfg)
         finally:
             hf_logging.set_verbosity(verbosity)
+            hf_logging.enable_progress_bar()
         self.net = EncoderDecoderModel(encoder=encoder, decoder=decoder).to(self.device)
         tok = self.tok
         for c in (self.net.config, self.net.generation_config):
@@ -174,8 +176,12 @@ class QueryGenerator:
         import torch
         from transformers.modeling_outputs import BaseModelOutput
 
+        from transformers.models.encoder_decoder.modeling_encoder_decoder import shift_tokens_right
+
         labels = self._labels(queries)
-        logits = self.net(encoder_outputs=BaseModelOutput(last_hidden_state=states), attention_mask=mask, labels=labels).logits
+        inputs = shift_tokens_right(labels, self.tok.pad_token_id, self.tok.cls_token_id)
+        logits = self.net(encoder_outputs=BaseModelOutput(last_hidden_state=states), attention_mask=mask,
+                          decoder_input_ids=inputs).logits
         logits = logits + self.copy_weight * bag[:, None, :]
         return torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
 
