@@ -1,0 +1,518 @@
+"""Incremental indexing: add documents to a trained DSI index without forgetting the old ones (DSI++).
+
+A DSI model keeps its corpus in its weights, so a new document can only get in by more training. Three ways
+(Mehta et al. 2022, *DSI++: Updating Transformer Memory with New Documents*, arXiv:2212.09744):
+
+* ``continue``: train the trained model on the new documents' examples only. Cheap, but gradient descent on the new
+  data also moves the weights that held the old documents: *catastrophic forgetting*.
+* ``replay``: the new examples plus a seeded sample of the old documents' indexing examples (experience replay):
+  the old mappings are rehearsed while the new ones are learned.
+* ``retrain``: `train_dsi` from scratch on every document: the reference, and the cost an update wants to avoid.
+
+BM25 and a dense index add a document by adding its postings or its vector (`baseline_updates`).
+`bench_incremental` (`dsilab bench incremental`) runs all of it and checks the floors an update should reach.
+
+    split = split_collection(collection, new_share=0.2, seed=0)      # old 80% / new 20% of the documents
+    initial = train_dsi(split.old, Recipe(docids="semantic"))          # the index before the update
+    update = add_documents(initial, split, "replay", UpdateConfig(replay=1.0))
+    measure(update, split, "test", update.model)                       # memorisation + Hits on old/new queries
+
+Docids of new documents (`extend_docids`): atomic and naive docids take the next free numbers; a semantic docid
+goes to the leaf cluster whose centroid is nearest (MiniLM, as `make_docids`) and takes that leaf's next free last
+digit. The tree is not re-clustered, so old docids never change, but leaves grow past `c` (the stats say how many).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable
+
+import numpy as np
+
+from .core import DsilabError, Qrels, Run, seed_everything
+from .data import Collection
+from .docids import DocidTree
+from .recipes import Convergence, DSIResult, Recipe, _sample, memorisation, train_dsi, with_dev
+from .tasks import Example, TaskConfig, build_examples, doc_views
+from .train import Callback, TrainConfig, train
+
+STRATEGIES = ("continue", "replay", "retrain")
+
+
+# -- the split -------------------------------------------------------------------------------------------------
+@dataclass
+class IncrementalSplit:
+    """A collection cut in two in time: the documents indexed first (`old`) and those that arrive later (`new_ids`).
+
+    `full` is the whole collection with a dev split (held out of train once, so every model sees the same dev);
+    `old` keeps the old documents and, in every split, only the judgements of old documents (a query whose relevant
+    documents are all new did not have an answer yet, and is dropped).
+    """
+
+    full: Collection
+    old: Collection
+    new_ids: list[str]
+    dev_from: str
+    seed: int
+
+    @property
+    def old_ids(self) -> list[str]:
+        return self.old.doc_ids
+
+    def groups(self, split: str = "test") -> dict[str, list[str]]:
+        """Queries of `split` by their relevant documents: all old ("old"), all new ("new"), or both ("mixed")."""
+        new = set(self.new_ids)
+        out: dict[str, list[str]] = {"old": [], "new": [], "mixed": []}
+        for q, rels in self.full.split(split)[1].items():
+            kinds = {d in new for d, g in rels.items() if g > 0}
+            out["mixed" if len(kinds) > 1 else "new" if kinds == {True} else "old"].append(q)
+        return out
+
+
+def _restrict(collection: Collection, keep: set[str], name: str) -> Collection:
+    """The documents in `keep` and the judgements of those documents (queries left without any are dropped)."""
+    qrels: dict[str, Qrels] = {}
+    for split, judged in collection.qrels.items():
+        part = {q: {d: g for d, g in rels.items() if d in keep} for q, rels in judged.items()}
+        part = {q: rels for q, rels in part.items() if any(g > 0 for g in rels.values())}
+        if part:
+            qrels[split] = part
+    queries = {q: collection.queries[q] for judged in qrels.values() for q in judged}
+    docs = {d: doc for d, doc in collection.docs.items() if d in keep}
+    return Collection(name, docs, queries, qrels, collection.meta)
+
+
+def split_collection(collection: Collection, new_share: float = 0.2, seed: int = 0,
+                     holdout: float = 0.1) -> IncrementalSplit:
+    """Split the documents into an old (1 - new_share) and a new (new_share) part, seeded.
+
+    holdout: share of training queries held out as dev when the collection has no dev split (as `train_dsi` does).
+    """
+    if not 0 < new_share < 1:
+        raise DsilabError(f"new_share={new_share}; use a fraction in (0, 1), e.g. 0.2 for 20% new documents.")
+    n_new = round(new_share * len(collection.docs))
+    if not 1 <= n_new < len(collection.docs):
+        raise DsilabError(f"new_share={new_share} of {len(collection.docs)} documents leaves {n_new} new and "
+                          f"{len(collection.docs) - n_new} old; both parts need at least one document.")
+    full, dev_from = with_dev(collection, holdout, seed)
+    chosen = set(np.random.default_rng(seed).choice(full.doc_ids, size=n_new, replace=False).tolist())
+    new_ids = [d for d in full.doc_ids if d in chosen]
+    old = _restrict(full, set(full.doc_ids) - chosen, f"{collection.name}-old{100 - round(100 * new_share)}%")
+    return IncrementalSplit(full, old, new_ids, dev_from, seed)
+
+
+# -- docids of new documents -----------------------------------------------------------------------------------
+def extend_docids(tree: DocidTree, collection: Collection, new_ids: list[str],
+                  embed: Callable[[list[str]], np.ndarray] | None = None) -> tuple[DocidTree, dict[str, Any]]:
+    """A tree with docids for `new_ids` added and every existing docid kept; and what the growth did to the tree.
+
+    atomic: the next free numbers (one new token each); naive: the next free numbers, written digit by digit;
+    semantic: each new document joins the leaf cluster (a docid minus its last digit) whose centroid of document
+    embeddings is nearest by cosine, and takes that leaf's next free last digit. Nothing is re-clustered, so a leaf
+    can grow past `c` documents and a last digit past any seen so far (a new token): the stats count both.
+    embed: texts -> unit-norm rows (default: the packaged MiniLM, cached, as `make_docids` uses).
+    """
+    if not new_ids:
+        raise DsilabError("no new documents to add: pass at least one document id.")
+    if len(set(new_ids)) != len(new_ids):
+        raise DsilabError("the new document ids contain duplicates; each document is added once.")
+    indexed = [d for d in new_ids if d in tree.codes]
+    if indexed:
+        raise DsilabError(f"{len(indexed)} document(s) are already indexed (e.g. {indexed[0]!r}); "
+                          "add only documents the tree does not hold.")
+    unknown = [d for d in new_ids if d not in collection.docs] + [d for d in tree.codes if d not in collection.docs]
+    if unknown:
+        raise DsilabError(f"document {unknown[0]!r} is not in collection {collection.name!r}; pass the collection "
+                          "that holds both the indexed and the new documents (IncrementalSplit.full).")
+    codes = dict(tree.codes)
+    stats: dict[str, Any] = {"kind": tree.kind, "old docs": len(tree), "new docs": len(new_ids)}
+    if tree.kind == "atomic":
+        start = max(c[0] for c in tree.codes.values()) + 1
+        codes.update({d: (start + i,) for i, d in enumerate(new_ids)})
+    elif tree.kind == "naive":
+        start = max(int("".join(map(str, c))) for c in tree.codes.values()) + 1
+        codes.update({d: tuple(int(ch) for ch in str(start + i)) for i, d in enumerate(new_ids)})
+    else:
+        codes.update(_join_nearest_leaves(tree, collection, new_ids, embed, stats))
+    grown = DocidTree(tree.kind, codes, {**tree.params, "added": len(new_ids)})
+    stats["new tokens"] = [t for t in grown.token_vocab if t not in set(tree.token_vocab)]
+    return grown, stats
+
+
+def _join_nearest_leaves(tree: DocidTree, collection: Collection, new_ids: list[str],
+                         embed: Callable[[list[str]], np.ndarray] | None, stats: dict[str, Any]) -> dict[str, tuple]:
+    """Semantic docids for new documents: nearest leaf centroid + the leaf's next free last digit (fills `stats`)."""
+    if embed is None:
+        from .embed import load_encoder
+
+        embed = load_encoder().encode_cached
+    old_ids = list(tree.codes)
+    old_emb = np.asarray(embed([collection.docs[d].contents for d in old_ids]), dtype=np.float32)
+    new_emb = np.asarray(embed([collection.docs[d].contents for d in new_ids]), dtype=np.float32)
+    leaves = sorted({c[:-1] for c in tree.codes.values()})
+    row = {leaf: i for i, leaf in enumerate(leaves)}
+    member = np.array([row[tree.codes[d][:-1]] for d in old_ids])
+    centroids = np.zeros((len(leaves), old_emb.shape[1]), dtype=np.float32)
+    np.add.at(centroids, member, old_emb)
+    centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    nearest = (new_emb @ centroids.T).argmax(axis=1)
+    next_digit = {leaf: 0 for leaf in leaves}
+    for c in tree.codes.values():
+        next_digit[c[:-1]] = max(next_digit[c[:-1]], c[-1] + 1)
+    before = np.bincount(member, minlength=len(leaves))
+    out: dict[str, tuple] = {}
+    for d, i in zip(new_ids, nearest):
+        leaf = leaves[int(i)]
+        out[d] = leaf + (next_digit[leaf],)
+        next_digit[leaf] += 1
+    after = before + np.bincount(nearest, minlength=len(leaves))
+    c = tree.params.get("c")
+    stats.update({"leaves": len(leaves), "leaves that took new docs": int((after > before).sum()),
+                  "largest leaf (before/after)": f"{before.max()}/{after.max()}", "c": c,
+                  "leaves over c (before/after)": f"{int((before > c).sum())}/{int((after > c).sum())}" if c else None})
+    return out
+
+
+# -- the update ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UpdateConfig:
+    """How an update trains (strategies "continue" and "replay"; "retrain" is `train_dsi` with the initial recipe).
+
+    replay: old examples replayed per new example; replay_queries: draw them from the old documents' indexing *and*
+    training-query examples (everything the initial model learned), not from indexing alone; stopping as `train_dsi`: once the new documents are
+    memorised (the recipe's memo_threshold) and dev Hits@1 has not gained for `patience` evaluations, or at
+    `max_epochs` epochs of the update's examples; the best dev checkpoint among the memorised ones is kept.
+    """
+
+    replay: float = 1.0
+    replay_queries: bool = False
+    lr: float | None = None               # None: the initial recipe's
+    warmup_steps: int = 10
+    max_epochs: int = 60
+    eval_every: int | None = None         # steps between dev evaluations (None: about 5 epochs, at least 20 steps)
+    patience: int = 2
+    curve_every: int = 10                 # steps between points of the forgetting curve (0: none)
+    curve_docs: int = 200                 # documents per curve probe, old and new each (a seeded sample)
+
+    def __post_init__(self) -> None:
+        if self.replay < 0:
+            raise DsilabError(f"UpdateConfig.replay={self.replay}; use >= 0 old examples per new example (e.g. 1.0).")
+        if self.max_epochs < 1 or self.patience < 0 or self.curve_every < 0 or self.curve_docs < 1:
+            raise DsilabError("UpdateConfig: max_epochs and curve_docs must be >= 1, patience and curve_every >= 0.")
+
+
+@dataclass
+class Update:
+    """The index after adding documents: model, tree, what it cost, and how memorisation moved during training."""
+
+    strategy: str
+    model: Any
+    tree: DocidTree
+    seconds: float                        # wall time of the update (docids, model growth, training); no curve probes
+    steps: int
+    n_examples: int
+    stopped: str
+    curve: list[dict[str, float]] = field(default_factory=list)
+    tree_stats: dict[str, Any] = field(default_factory=dict)
+    best_dev: dict[str, Any] = field(default_factory=dict)   # the kept checkpoint's dev scores
+
+    def search(self, queries: dict[str, str], k: int = 10) -> Run:
+        from .decode import search
+
+        return search(self.model, queries, k=k)
+
+
+class ForgettingCurve(Callback):
+    """Every `every` steps: memorisation (indexing Hits@1) of a sample of old and of new documents.
+
+    The time it takes is kept in `seconds`, so that an update's cost leaves the measurement out.
+    """
+
+    def __init__(self, old: dict[str, str], new: dict[str, str], every: int):
+        self.old, self.new, self.every = old, new, every
+        self.points: list[dict[str, float]] = []
+        self.seconds = 0.0
+
+    def _measure(self, trainer) -> None:
+        t0 = time.perf_counter()
+        self.points.append({"step": trainer.step, "old memo": round(memorisation(trainer.net, self.old), 4),
+                            "new memo": round(memorisation(trainer.net, self.new), 4)})
+        self.seconds += time.perf_counter() - t0
+
+    def on_train_begin(self, trainer) -> None:
+        if self.every:
+            self._measure(trainer)
+
+    def on_step_end(self, trainer) -> None:
+        if self.every and trainer.step % self.every == 0:
+            self._measure(trainer)
+
+
+def _task(recipe: Recipe, collection: Collection) -> TaskConfig:
+    """The examples `train_dsi` builds for this recipe (generated queries too, without its round-trip filter)."""
+    queries = recipe.train_queries and "train" in collection.qrels
+    return TaskConfig(doc_len=recipe.doc_len, query_split="train" if queries else None,
+                      pseudo_per_doc=recipe.pseudo_per_doc, pseudo_generator=recipe.query_generator, seed=recipe.seed)
+
+
+def replay_sample(examples: list[Example], n: int, seed: int = 0) -> list[Example]:
+    """`n` examples drawn from `examples`, seeded: whole copies first when n exceeds them, then a sample without
+    replacement (every old document is rehearsed about equally often)."""
+    if n <= 0 or not examples:
+        return []
+    reps, rest = divmod(n, len(examples))
+    picked = np.sort(np.random.default_rng(seed).choice(len(examples), size=rest, replace=False))
+    return examples * reps + [examples[i] for i in picked]
+
+
+def grow(model: Any, tree: DocidTree, sources: list[str] = ()) -> Any:
+    """A copy of `model` that also knows the docids of `tree` (the original is left untouched)."""
+    grown = copy.deepcopy(model)
+    longest = max((len(grown.tokenizer(s, add_special_tokens=False)["input_ids"]) for s in sources), default=0)
+    grown.add_docids(tree, max_source_len=longest + 1 if longest else None)
+    return grown
+
+
+def update_examples(initial: DSIResult, split: IncrementalSplit, tree: DocidTree, strategy: str,
+                    cfg: UpdateConfig = UpdateConfig()) -> list[Example]:
+    """What an update trains on: the new documents' examples (indexing, and their training queries when the recipe
+    uses them), plus for "replay" `cfg.replay` x as many old examples (indexing ones, or with `cfg.replay_queries`
+    any the initial model trained on), seeded."""
+    new = set(split.new_ids)
+    everything = build_examples(split.full, tree, _task(initial.recipe, split.full))
+    examples = [e for e in everything if e.doc_id in new]
+    if strategy == "replay":
+        old = [e for e in everything if e.doc_id not in new and (cfg.replay_queries or e.task == "index")]
+        examples += replay_sample(old, round(cfg.replay * len(examples)), initial.recipe.seed)
+    return examples
+
+
+def add_documents(initial: DSIResult, split: IncrementalSplit, strategy: str = "replay",
+                  cfg: UpdateConfig = UpdateConfig(), progress: bool = False) -> Update:
+    """Add `split.new_ids` to the index `initial` (trained on `split.old`) by one of STRATEGIES."""
+    if strategy not in STRATEGIES:
+        raise DsilabError(f"strategy={strategy!r}; choose one of {list(STRATEGIES)}.")
+    if set(initial.tree.codes) != set(split.old_ids):
+        raise DsilabError("the initial model was not trained on split.old: train it with train_dsi(split.old, recipe).")
+    recipe = initial.recipe
+    if strategy == "retrain":
+        res = train_dsi(split.full, recipe, progress=progress)
+        return Update(strategy, res.model, res.tree, res.seconds, res.train.steps, res.n_examples, res.stopped,
+                      best_dev=res.train.best)
+    t0 = time.perf_counter()
+    seed_everything(recipe.seed)
+    tree, stats = extend_docids(initial.tree, split.full, split.new_ids)
+    examples = update_examples(initial, split, tree, strategy, cfg)
+    model = grow(initial.model, tree, [e.source for e in examples])
+    if recipe.docid_init == "encoder" and tree.kind == "atomic":  # a new document's own token starts at its encoding
+        model.init_docid_embeddings([e for e in examples if e.doc_id in set(split.new_ids)])
+    views = doc_views(split.full, "first", recipe.doc_len)
+    probe_new = {d: views[d][0] for d in _sample(split.new_ids, recipe.memo_sample, recipe.seed)}
+    if split.dev_from != "none":
+        queries, qrels = split.full.split("dev")
+        qids = _sample(list(qrels), recipe.dev_queries, recipe.seed)
+        dev: tuple[dict[str, str], Qrels] = ({q: queries[q] for q in qids}, {q: qrels[q] for q in qids})
+    else:
+        dev = (probe_new, {d: {d: 1} for d in probe_new})
+    curve = ForgettingCurve({d: views[d][0] for d in _sample(split.old_ids, cfg.curve_docs, recipe.seed)},
+                            {d: views[d][0] for d in _sample(split.new_ids, cfg.curve_docs, recipe.seed)},
+                            cfg.curve_every)
+    stop = Convergence(probe_new, recipe.memo_threshold, cfg.patience, dev_is_memo=split.dev_from == "none")
+    steps_per_epoch = max(1, math.ceil(len(examples) / recipe.batch_size))
+    eval_every = cfg.eval_every or max(20, 5 * steps_per_epoch)
+    train_cfg = TrainConfig(max_steps=cfg.max_epochs * steps_per_epoch, lr=cfg.lr or recipe.lr,
+                            encoder_lr=recipe.encoder_lr, batch_size=recipe.batch_size, eval_every=eval_every,
+                            warmup_steps=cfg.warmup_steps, eval_queries=len(dev[0]),
+                            eval_k=1 if split.dev_from == "none" else 10, patience=0, keep_best=True,
+                            progress=progress, seed=recipe.seed)
+    result = train(model, examples, train_cfg, dev=dev, callbacks=[curve, stop])
+    seconds = time.perf_counter() - t0 - curve.seconds
+    return Update(strategy, model, tree, seconds, result.steps, len(examples),
+                  "converged" if result.stopped_early else "step cap", curve.points, stats, result.best)
+
+
+# -- measuring -------------------------------------------------------------------------------------------------
+def measure(retriever: Any, split: IncrementalSplit, which: str = "test", model: Any = None, doc_len: int = 64,
+            seed: int = 0) -> dict[str, Any]:
+    """Hits@1/10 (95% intervals, chance) on the queries about old documents and about new ones; with a DSI `model`,
+    also memorisation (indexing Hits@1) of every old and every new document it has indexed.
+
+    retriever: anything with `search(queries, k)`; model: the DSI model behind it (its docids say what is indexed;
+    without one, every document of `split.full` is); doc_len: words of each document the model indexed (the recipe's).
+    The chance levels are those of a random ranking of the indexed documents (0 for a query none of whose relevant
+    documents is indexed).
+    """
+    from .metrics import chance, summarize
+
+    queries, qrels = split.full.split(which)
+    run = retriever.search(queries, k=10)
+    indexed = set(model.docids.codes) if model is not None else set(split.full.docs)
+    row: dict[str, Any] = {}
+    if model is not None:
+        views = doc_views(split.full, "first", doc_len)
+        for name, ids in (("old", split.old_ids), ("new", split.new_ids)):
+            ids = [d for d in ids if d in indexed]
+            row[f"{name} memo"] = round(memorisation(model, {d: views[d][0] for d in ids}), 4) if ids else None
+    for name, qids in split.groups(which).items():
+        if not qids:
+            continue
+        part = {q: qrels[q] for q in qids}
+        scores = summarize({q: run.get(q, []) for q in qids}, part, ("Hits@1", "Hits@10"), seed=seed)
+        findable = {q: {d: g for d, g in rels.items() if d in indexed} for q, rels in part.items()}
+        for k in (1, 10):
+            row[f"{name} Hits@{k}"], row[f"{name} Hits@{k} CI"] = scores[f"Hits@{k}"], scores[f"Hits@{k} CI"]
+            row[f"{name} chance Hits@{k}"] = round(chance(findable, len(indexed), k), 4)
+    return row
+
+
+def baseline_updates(split: IncrementalSplit, which: str = "test", seed: int = 0) -> dict[str, dict[str, Any]]:
+    """BM25 and dense (MiniLM) retrieval indexing the old documents, then adding the new ones: time to add, Hits.
+
+    Dense adds a document by encoding it and appending its vector. rank-bm25 has no add, so BM25's "add" rebuilds
+    its index over all documents (an inverted index would append the new postings: cheaper still).
+    """
+    from .baselines import BM25, Dense
+
+    new_docs = [split.full.docs[d].contents for d in split.new_ids]
+    rows: dict[str, dict[str, Any]] = {}
+    bm25 = BM25(split.old)
+    t0 = time.perf_counter()
+    bm25 = BM25(Collection(split.full.name, {**split.old.docs, **{d: split.full.docs[d] for d in split.new_ids}},
+                           {}, {}))
+    rows["BM25 + new docs (index rebuilt)"] = {"seconds": round(time.perf_counter() - t0, 3)}
+    dense = Dense(split.old)
+    t0 = time.perf_counter()
+    dense.doc_emb = np.vstack([dense.doc_emb, dense.encoder.encode(new_docs)])
+    dense.doc_ids = dense.doc_ids + list(split.new_ids)
+    rows["Dense (MiniLM) + new docs (vectors appended)"] = {"seconds": round(time.perf_counter() - t0, 3)}
+    for name, retriever in zip(rows, (bm25, dense)):
+        rows[name] = {**measure(retriever, split, which, seed=seed), **rows[name]}
+    return rows
+
+
+def table(rows: dict[str, dict[str, Any]], group: str = "old") -> Any:
+    """Rows of `measure` (plus cost) as a table for one query group ("old" or "new"): Hits@1/10 with their 95%
+    intervals, the chance level of each row's index, a verdict ("too small to tell" when the interval reaches down to
+    chance), that group's memorisation, seconds and steps."""
+    import pandas as pd
+
+    out = {}
+    for name, r in rows.items():
+        if f"{group} Hits@10" not in r:
+            continue
+        row: dict[str, Any] = {}
+        for k in (1, 10):
+            ci, level = r[f"{group} Hits@{k} CI"], r[f"{group} chance Hits@{k}"]
+            row.update({f"Hits@{k}": r[f"{group} Hits@{k}"], f"Hits@{k} CI": ci, f"chance Hits@{k}": level,
+                        f"Hits@{k} vs chance": "above chance" if ci[0] > level else "too small to tell"})
+        row.update({"memorisation": r.get(f"{group} memo"), "seconds": r.get("seconds"), "steps": r.get("steps")})
+        out[name] = row
+    return pd.DataFrame(out).T
+
+
+# -- the benchmark ---------------------------------------------------------------------------------------------
+INITIAL, CONTINUE, RETRAIN = "DSI initial (old docs only)", "DSI + continue", "DSI + retrain"
+REPLAYS = {"DSI + replay (old indexing)": False, "DSI + replay (old indexing + queries)": True}
+
+
+def check_floors(rows: dict[str, dict[str, Any]], replay: str = "DSI + replay") -> list[dict[str, Any]]:
+    """What an update should reach (DSI++'s question, on our numbers): each line with the measured value and whether
+    it holds. rows: INITIAL, CONTINUE, RETRAIN and the replay row named `replay`."""
+    init, cont, rep, ret = rows[INITIAL], rows[CONTINUE], rows[replay], rows[RETRAIN]
+    kept = rep["old memo"] / max(init["old memo"], 1e-9)
+    gap = ret["old Hits@10"] - rep["old Hits@10"]
+    cost = rep["seconds"] / max(ret["seconds"], 1e-9)
+    drop = init["old memo"] - cont["old memo"]
+    return [
+        {"floor": "replay keeps >= 90% of the old documents' memorisation", "measured": round(kept, 3), "holds": kept >= 0.9},
+        {"floor": "replay's old-query Hits@10 within 3 points of retraining", "measured": round(gap, 4), "holds": gap <= 0.03},
+        {"floor": "replay costs <= 30% of retraining's seconds", "measured": round(cost, 3), "holds": cost <= 0.3},
+        {"floor": "continued training without replay forgets (old memorisation drops >= 5 points)",
+         "measured": round(drop, 4), "holds": drop >= 0.05},
+    ]
+
+
+def bench_incremental(collection: Collection, split: str = "test", seed: int = 0, docids: str = "semantic",
+                      new_share: float = 0.2, update: UpdateConfig = UpdateConfig(curve_every=20),
+                      topics: int | None = None, recipe: dict[str, Any] | None = None,
+                      progress: bool = False) -> dict[str, Any]:
+    """Index 80% of the documents, add the other 20% by continue / replay / retrain, and BM25 and dense beside them.
+
+    Every DSI model trains with `train_dsi`'s recipe (`docids`, plus `recipe` changes); rows report memorisation of
+    old and new documents, Hits@1/10 (95% intervals, chance) on the test queries about old and about new documents,
+    and the cost in seconds and steps. Replay runs twice, from old indexing examples (DSI++'s setting) and from
+    indexing + training-query examples; the one with the better dev Hits@1 is the one the floors read.
+    `topics`: only the documents of that many lab topics. Env DSILAB_TIME_LIMIT_S caps each from-scratch training.
+    """
+    import gc
+    import os
+
+    from .bench import environment
+
+    coll = collection.topics(topics) if topics else collection
+    parts = split_collection(coll, new_share, seed)
+    rec = Recipe(**{"docids": docids, "seed": seed, **(recipe or {})})
+    if os.environ.get("DSILAB_TIME_LIMIT_S"):
+        rec = replace(rec, time_limit_s=float(os.environ["DSILAB_TIME_LIMIT_S"]))
+    groups = {g: len(q) for g, q in parts.groups(split).items() if q}
+    print(f"{coll.name}: {len(parts.old_ids)} old + {len(parts.new_ids)} new documents; {split} queries {groups}",
+          flush=True)
+    rows: dict[str, dict[str, Any]] = {}
+    curves: dict[str, list] = {}
+    best_dev: dict[str, Any] = {}
+    tree_stats: dict[str, Any] = {}
+
+    def record(name: str, index: Any, model: Any, seconds: float, steps: int, examples: int, stopped: str) -> None:
+        rows[name] = {**measure(index, parts, split, model, rec.doc_len, seed), "seconds": round(seconds, 1),
+                      "steps": steps, "examples": examples, "stopped": stopped}
+        print(f"{name}: " + ", ".join(f"{k} {rows[name].get(k)}" for k in
+                                      ("old memo", "new memo", "old Hits@10", "new Hits@10", "seconds", "steps")), flush=True)
+
+    initial = train_dsi(parts.old, rec, progress=progress)
+    record(INITIAL, initial, initial.model, initial.seconds, initial.train.steps, initial.n_examples, initial.stopped)
+    plan = [(CONTINUE, "continue", update)] + [(n, "replay", replace(update, replay_queries=q)) for n, q in REPLAYS.items()]
+    for name, strategy, cfg in plan + [(RETRAIN, "retrain", update)]:
+        up = add_documents(initial, parts, strategy, cfg, progress)
+        record(name, up, up.model, up.seconds, up.steps, up.n_examples, up.stopped)
+        curves[name], best_dev[name] = up.curve, up.best_dev
+        tree_stats = tree_stats or up.tree_stats
+        del up
+        gc.collect()
+    rows.update(baseline_updates(parts, split, seed))
+    chosen = max(REPLAYS, key=lambda n: best_dev[n].get("Hits@1", 0.0)) if parts.dev_from != "none" else list(REPLAYS)[0]
+    floors = check_floors(rows, chosen)
+    return {
+        "benchmark": "incremental",
+        "collection": coll.name,
+        "split": split,
+        "n_docs": len(coll.docs),
+        "n_queries": sum(groups.values()),
+        "old_docs": len(parts.old_ids),
+        "new_docs": len(parts.new_ids),
+        "groups": groups,
+        "seed": seed,
+        "setting": (f"{rec.label}: trained with dsilab.recipes.train_dsi on the old {100 - round(100 * new_share)}% "
+                    f"of the documents, then the new {round(100 * new_share)}% added by continued training (new "
+                    f"documents' examples only), replay ({update.replay} old examples per new example) or "
+                    "retraining from scratch; new documents bring their training queries when the recipe uses them"),
+        "recipe": asdict(rec),
+        "update": asdict(update),
+        "dev_from": parts.dev_from,
+        "best_dev": best_dev,
+        "selected_on": "dev" if parts.dev_from != "none" else None,
+        "selected_replay": chosen,
+        "tree_growth": tree_stats,
+        "floors": floors,
+        "notes": ["old/new = test queries whose relevant documents are all old / all new; [a, b] = 95% bootstrap "
+                  "interval over queries; chance = a random ranking of the documents that row's index holds.",
+                  "seconds: wall time of training (for updates also of giving docids to the new documents and growing "
+                  "the model); the forgetting-curve probes are not counted. Baselines: time to add the new documents.",
+                  f"Replay variant read by the floors, chosen on dev Hits@1: {chosen}. Floors: "
+                  + "; ".join(f"{f['floor']}: {f['measured']} ({'holds' if f['holds'] else 'does not hold'})"
+                              for f in floors) + "."],
+        "environment": environment(),
+        "results": rows,
+        "curves": curves,
+    }
