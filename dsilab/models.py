@@ -80,6 +80,52 @@ class DSIModel(nn.Module):
         index[self.docid_vocab] = torch.arange(len(self.docid_vocab))
         self.register_buffer("_docid_index", index, persistent=False)
 
+    def add_docids(self, docids: DocidTree, max_source_len: int | None = None) -> list[str]:
+        """Grow the model to a larger `DocidTree` (documents added to the index, e.g. `dsilab.incremental`).
+
+        Every document the model already knows must keep its docid (else its learned mapping would point elsewhere).
+        Tokens the new tree uses and the model lacks (atomic: one per new document; semantic: a last digit beyond any
+        seen before) are added to the tokenizer, the embeddings of encoder and decoder grow by as many rows (frozen
+        weights stay frozen), and the docid head's buffers are rebuilt. `max_source_len` may only grow (longer inputs).
+        Returns the tokens added. Changes the model in place: copy it first to keep the original.
+        """
+        if docids.kind != self.docids.kind:
+            raise DsilabError(f"add_docids: the model has {self.docids.kind} docids, the new tree {docids.kind}; "
+                              "grow a tree of the same kind (dsilab.incremental.extend_docids).")
+        moved = [d for d, code in self.docids.codes.items() if docids.codes.get(d) != code]
+        if moved:
+            raise DsilabError(f"add_docids: {len(moved)} indexed document(s) lost or changed their docid (e.g. "
+                              f"{moved[0]!r}); a grown tree must keep every existing docid and only add new ones.")
+        if self.adapter != "full":
+            raise DsilabError(f"add_docids supports adapter='full' models, not {self.adapter!r}: grow the model "
+                              "before wrapping it in an adapter.")
+        new = [t for t in docids.token_vocab if t not in self.docid_token_ids]
+        if new:
+            self.tokenizer.add_tokens(new, special_tokens=True)
+            net = self.net
+            parts = [net.get_encoder(), net.get_decoder()] if type(net).__name__ == "EncoderDecoderModel" else [net]
+            for part in parts:  # EncoderDecoderModel cannot resize itself; its encoder and decoder can
+                frozen = {n for n, p in part.named_parameters() if not p.requires_grad}
+                part.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
+                for n, p in part.named_parameters():
+                    p.requires_grad_(n not in frozen)
+        self._index_docids(docids)
+        self.max_target_len = max(self.max_target_len, min(int(docids.depths.max()) + 1, self.model_limit))
+        if max_source_len is not None:
+            self.max_source_len = max(self.max_source_len, min(max_source_len, self.model_limit))
+        return new
+
+    def _index_docids(self, docids: DocidTree) -> None:
+        """Point the docid head at `docids`' tokens (they must be in the tokenizer): ids, `docid_vocab`, `_docid_index`."""
+        self.docids = docids
+        ids = self.tokenizer.convert_tokens_to_ids(docids.token_vocab)
+        self.docid_token_ids = dict(zip(docids.token_vocab, ids))
+        device = self.docid_vocab.device
+        self.docid_vocab = torch.tensor(list(ids) + [self.eos_id], device=device)
+        index = torch.full((len(self.tokenizer),), -100, dtype=torch.long, device=device)
+        index[self.docid_vocab] = torch.arange(len(self.docid_vocab), device=device)
+        self._docid_index = index
+
     # -- what is trainable ------------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
