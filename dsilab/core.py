@@ -4,8 +4,10 @@ from __future__ import annotations
 import os
 import random
 import socket
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -44,6 +46,22 @@ def configure_threads(n: int | None = None) -> int:
     torch.set_num_threads(n)
     threadpool_limits(n)
     return n
+
+
+@contextmanager
+def quiet_hf_loading() -> Iterator[None]:
+    """Load transformers models without their load reports and progress bars: building a new head or decoder on a
+    pretrained encoder is expected to leave keys unused or new, and the report would only clutter a notebook."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
 
 
 def cache_dir(kind: str) -> Path:

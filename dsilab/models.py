@@ -39,7 +39,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .core import DsilabError, cache_dir, require_hub, seed_everything
+from .core import DsilabError, cache_dir, quiet_hf_loading, require_hub, seed_everything
 from .docids import DocidTree
 from .tasks import Example
 
@@ -394,10 +394,11 @@ def _minilm_seq2seq(texts: list[str], docids: DocidTree, decoder_layers: int = 2
 
     path = minilm_path()
     tok = AutoTokenizer.from_pretrained(path)
-    encoder = BertModel.from_pretrained(path, add_pooling_layer=False)
-    pretrained_words = encoder.get_input_embeddings().weight.detach().clone()
-    tok.add_tokens(docids.token_vocab, special_tokens=True)
-    encoder.resize_token_embeddings(len(tok))
+    with quiet_hf_loading():  # no load report for the pooler left out on purpose, nor a note on how new rows start
+        encoder = BertModel.from_pretrained(path, add_pooling_layer=False)
+        pretrained_words = encoder.get_input_embeddings().weight.detach().clone()
+        tok.add_tokens(docids.token_vocab, special_tokens=True)
+        encoder.resize_token_embeddings(len(tok))
     hidden = encoder.config.hidden_size
     cfg = BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=decoder_layers,
                      num_attention_heads=heads, intermediate_size=d_ff, hidden_dropout_prob=dropout,

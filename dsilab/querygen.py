@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .core import DsilabError, cache_dir, require_hub, seed_everything
+from .core import DsilabError, cache_dir, quiet_hf_loading, require_hub, seed_everything
 from .data import Collection
 
 DOCT5QUERY = "doc2query/msmarco-t5-base-v1"
@@ -123,26 +123,18 @@ class QueryGenerator:
     def __init__(self, config: QGConfig = QGConfig(), device: str | None = None):
         import torch
         from transformers import AutoTokenizer, BertConfig, BertLMHeadModel, BertModel, EncoderDecoderModel
-        from transformers.utils import logging as hf_logging
-
         from .embed import minilm_path
 
         self.config = config
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         path = minilm_path()
         seed_everything(config.seed)
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # the new cross-attention weights are announced as "newly initialized"
-        hf_logging.disable_progress_bar()  # and each load draws a progress bar
-        try:
+        with quiet_hf_loading():  # the new cross-attention weights are reported as "newly initialized"
             self.tok = AutoTokenizer.from_pretrained(path)
             encoder = BertModel.from_pretrained(path, add_pooling_layer=False)
             cfg = BertConfig.from_pretrained(path, is_decoder=True, add_cross_attention=True,
                                              num_hidden_layers=config.decoder_layers)
             decoder = BertLMHeadModel.from_pretrained(path, config=cfg)
-        finally:
-            hf_logging.set_verbosity(verbosity)
-            hf_logging.enable_progress_bar()
         self.net = EncoderDecoderModel(encoder=encoder, decoder=decoder).to(self.device)
         tok = self.tok
         for c in (self.net.config, self.net.generation_config):
