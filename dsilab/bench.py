@@ -396,7 +396,7 @@ def prepare_qg(collection: Collection, seed: int = 0, n_values: list[int] | None
     """Train the query generator on the training split and generate every set of queries `bench_qg` trains on
     (cached on disk, so that the variant processes read them); returns the generator's report and each generator's
     quality. A GPU run can call it alone first, to stay within one command's time limit."""
-    from .querygen import QGConfig, generate_queries, query_quality, train_generator
+    from .querygen import QGConfig, generate_queries, query_quality, real_queries, train_generator
     from .recipes import with_dev
 
     trained_on, dev_from = with_dev(collection, seed=seed)
@@ -415,11 +415,7 @@ def prepare_qg(collection: Collection, seed: int = 0, n_values: list[int] | None
         quality[name] = {"n_per_doc": n_values[-1], **query_quality(trained_on, queries, seed=seed)}
         print(f"{name} queries:", quality[name], flush=True)
     report["generate_s"] = round(time.perf_counter() - t0)
-    real = {}
-    for q, rels in trained_on.split("train")[1].items():  # the real training queries, read the same way
-        for d in rels:
-            real.setdefault(d, []).append(trained_on.queries[q])
-    quality["real training queries"] = query_quality(trained_on, real, seed=seed)
+    quality["real training queries"] = query_quality(trained_on, real_queries(trained_on), seed=seed)
     return {"generator": report, "quality": quality}
 
 

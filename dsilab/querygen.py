@@ -117,6 +117,14 @@ def _training_pairs(collection: Collection, split: str) -> list[tuple[str, str]]
     return [(d, queries[q]) for q, rels in qrels.items() for d, g in rels.items() if g > 0]
 
 
+def real_queries(collection: Collection, split: str = "train") -> dict[str, list[str]]:
+    """doc_id -> the real queries of `split` that judge it relevant: the standard generated queries are read against."""
+    out: dict[str, list[str]] = {}
+    for d, q in _training_pairs(collection, split):
+        out.setdefault(d, []).append(q)
+    return out
+
+
 class QueryGenerator:
     """A doc -> query seq2seq on the packaged MiniLM (see the module docstring); `generate` samples queries."""
 

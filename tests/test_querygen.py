@@ -4,7 +4,7 @@ import pytest
 from dsilab import core
 from dsilab.core import DsilabError
 from dsilab.data import load_collection
-from dsilab.querygen import QGConfig, generate_queries, query_quality, roundtrip_filter, train_generator
+from dsilab.querygen import QGConfig, generate_queries, query_quality, real_queries, roundtrip_filter, train_generator
 
 TINY_QG = QGConfig(max_steps=40, eval_every=10, batch_size=8, patience=10, source_len=64)
 
@@ -61,6 +61,10 @@ def test_query_quality_reads_each_generator(lab1):
     lo, hi = q["source is BM25 top-1 CI"]
     assert 0 <= lo <= q["source is BM25 top-1"] <= hi <= 1 and q["source in BM25 top-10"] >= q["source is BM25 top-1"]
     assert q["words found in the document"] == 1.0 and q["distinct per doc (mean)"] == 4
+    real = real_queries(lab1)
+    queries, qrels = lab1.split("train")
+    assert sum(map(len, real.values())) == sum(len(r) for r in qrels.values())
+    assert query_quality(lab1, real)["copies of a training query"] == 1.0
 
 
 def test_bad_requests_fail_clearly(lab1, monkeypatch):
