@@ -34,7 +34,7 @@ import numpy as np
 from .core import DsilabError, Qrels, Run, seed_everything
 from .data import Collection
 from .docids import DocidTree
-from .recipes import Convergence, DSIResult, Recipe, _sample, memorisation, train_dsi, with_dev
+from .recipes import Convergence, DSIResult, Recipe, _sample, dev_set, memorisation, train_dsi, with_dev
 from .tasks import Example, TaskConfig, build_examples, doc_views
 from .train import Callback, TrainConfig, train
 
@@ -310,12 +310,7 @@ def add_documents(initial: DSIResult, split: IncrementalSplit, strategy: str = "
         model.init_docid_embeddings([e for e in examples if e.doc_id in set(split.new_ids)])
     views = doc_views(split.full, "first", recipe.doc_len)
     probe_new = {d: views[d][0] for d in _sample(split.new_ids, recipe.memo_sample, recipe.seed)}
-    if split.dev_from != "none":
-        queries, qrels = split.full.split("dev")
-        qids = _sample(list(qrels), recipe.dev_queries, recipe.seed)
-        dev: tuple[dict[str, str], Qrels] = ({q: queries[q] for q in qids}, {q: qrels[q] for q in qids})
-    else:
-        dev = (probe_new, {d: {d: 1} for d in probe_new})
+    dev = dev_set(split.full, split.dev_from, recipe, probe_new)
     curve = ForgettingCurve({d: views[d][0] for d in _sample(split.old_ids, cfg.curve_docs, recipe.seed)},
                             {d: views[d][0] for d in _sample(split.new_ids, cfg.curve_docs, recipe.seed)},
                             cfg.curve_every)

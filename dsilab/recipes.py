@@ -119,6 +119,16 @@ def _sample(ids: list[str], n: int, seed: int) -> list[str]:
     return ids if n >= len(ids) else sorted(np.random.default_rng(seed).choice(ids, size=n, replace=False).tolist())
 
 
+def dev_set(collection: Collection, dev_from: str, recipe: Recipe, probe: dict[str, str]) -> tuple[dict[str, str], Qrels]:
+    """What checkpoints are chosen on: a seeded sample of `recipe.dev_queries` dev queries, or, with no dev queries
+    (zero-shot), the memorisation probe's documents read back to themselves."""
+    if dev_from == "none":
+        return probe, {d: {d: 1} for d in probe}
+    queries, qrels = collection.split("dev")
+    qids = _sample(list(qrels), recipe.dev_queries, recipe.seed)
+    return {q: queries[q] for q in qids}, {q: qrels[q] for q in qids}
+
+
 class Convergence(Callback):
     """Stops training once memorised (`threshold`) and dev Hits@1 has not gained `min_delta` for `patience` evaluations."""
 
@@ -231,12 +241,7 @@ def train_dsi(collection: Collection, recipe: Recipe = Recipe(), tree: DocidTree
 
     views = doc_views(coll, "first", recipe.doc_len)
     probe = {d: views[d][0] for d in _sample(coll.doc_ids, recipe.memo_sample, recipe.seed)}
-    if dev_from != "none":
-        queries, qrels = coll.split("dev")
-        qids = _sample(list(qrels), recipe.dev_queries, recipe.seed)
-        dev: tuple[dict[str, str], Qrels] = ({q: queries[q] for q in qids}, {q: qrels[q] for q in qids})
-    else:
-        dev = (probe, {d: {d: 1} for d in probe})
+    dev = dev_set(coll, dev_from, recipe, probe)
     steps_per_epoch = max(1, math.ceil(len(examples) / recipe.batch_size))
     eval_every = recipe.eval_every or max(50, 5 * steps_per_epoch)
     callbacks: list[Callback] = []
