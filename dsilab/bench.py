@@ -152,7 +152,8 @@ def dsi_variant(collection: Collection, changes: Any, split: str = "test", seed:
     # training state: the weights, plus a gradient and AdamW's 2 fp32 moments per trainable weight
     state_mb = params["weights_mb"] + 3 * 4 * params["trainable"] / 2**20
     row = {**row, "memo Hits@1": summary["memo Hits@1"], "steps": summary["steps"],
-            "steps_to_memorise": summary["steps_to_memorise"], "stopped": summary["stopped"],
+            "steps_to_memorise": summary["steps_to_memorise"], "seconds_to_memorise": summary["seconds_to_memorise"],
+            "stopped": summary["stopped"],
             "best dev Hits@1": summary["best dev"].get("Hits@1"), "train_s": summary["train_s"],
             "step_ms": summary["step_ms"], "ms_per_query": round(ms, 2), "peak_mb": summary["peak_mb"],
             **({"gpu_peak_mb": round(peak)} if peak else {}), "trainable_M": round(params["trainable"] / 1e6, 3),
@@ -478,6 +479,24 @@ def bench_incremental(collection: Collection, split: str = "test", seed: int = 0
 
 
 BENCHMARKS["incremental"] = bench_incremental
+
+
+def bench_throughput(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:
+    """Tokens/s of the DSI training loop vs a bare forward+backward of the same network: see dsilab.scaling."""
+    from .scaling import bench_throughput as run
+
+    return run(collection, split=split, seed=seed)
+
+
+def bench_scaling(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:
+    """Corpus size, model size, indexing:retrieval ratio and forgetting during training: see dsilab.scaling."""
+    from .scaling import bench_scaling as run
+
+    return run(collection, split=split, seed=seed)
+
+
+BENCHMARKS["throughput"] = bench_throughput
+BENCHMARKS["scaling"] = bench_scaling
 
 
 def run_benchmark(name: str, collection: str = "lab", split: str = "test", seed: int = 0, out_dir: str = "build/bench") -> dict[str, Any]:

@@ -6,6 +6,7 @@ The offline default is MiniLM (all-MiniLM-L6-v2) shipped inside the PyPI package
 from __future__ import annotations
 
 import hashlib
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -44,7 +45,9 @@ class Encoder:
         else:
             require_hub(f"encoder {name!r}", f'Encoder("{DEFAULT_ENCODER}") (packaged MiniLM)')
             source = name
-        self.model = SentenceTransformer(source, device=device or "cpu")
+        # The CPU unless told (argument, or env DSILAB_ENCODER_DEVICE=cuda for 10^5 documents): a GPU's float
+        # rounding differs, and with it k-means' semantic docids, so committed results stay reproducible on a laptop.
+        self.model = SentenceTransformer(source, device=device or os.environ.get("DSILAB_ENCODER_DEVICE", "cpu"))
         self.dim = int(self.model.get_embedding_dimension())
 
     def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:

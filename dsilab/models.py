@@ -44,11 +44,20 @@ from .docids import DocidTree
 from .tasks import Example
 
 BACKBONES = ("t5-scratch", "minilm-seq2seq")
+#: The published T5 v1 shapes, for `build_model("t5-scratch", ..., **T5_SHAPES[name])`: the same network as the hub
+#: checkpoint, randomly initialised (offline; sizes and speed, not pretrained knowledge).
+T5_SHAPES: dict[str, dict[str, int]] = {
+    "t5-small": {"d_model": 512, "d_ff": 2048, "layers": 6, "decoder_layers": 6, "heads": 8},
+    "t5-base": {"d_model": 768, "d_ff": 3072, "layers": 12, "decoder_layers": 12, "heads": 12},
+}
 
 #: (encoder_key, max_source_len, text) -> encoder states: shared by every model whose frozen encoder is the same
 #: pretrained network (e.g. the packaged MiniLM), so the lab's documents are encoded once per process, not per
 #: variant. The length is part of the key: a text cut at another length ends elsewhere (and ends with EOS).
 _SHARED_ENCODINGS: dict[tuple[str, int, str], torch.Tensor] = {}
+#: At most this many texts in the shared memo (about 0.4 GB of float32 states at 64 tokens): it serves the lab-size
+#: collections that many variants re-read in one process; a 100k-document corpus would fill the host's memory.
+SHARED_ENCODINGS_MAX = 20_000
 
 
 def clear_encoder_cache() -> None:
@@ -152,7 +161,7 @@ class DSIModel(nn.Module):
 
     def tokenize_sources(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """Encoder inputs (ids + mask), truncated to `max_source_len` with a warning when anything is cut."""
-        rows = [self._ids(t)[: 10 * self.max_source_len] for t in texts]
+        rows = [r[: 10 * self.max_source_len] for r in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
         too_long = sum(len(r) + 1 > self.max_source_len for r in rows)
         if too_long:
             warnings.warn(f"{too_long} input(s) longer than max_source_len={self.max_source_len} tokens were truncated.",
@@ -236,15 +245,17 @@ class DSIModel(nn.Module):
         fresh: dict[str, torch.Tensor] = {}
         was = self.training
         self.eval()
+        todo.sort(key=len)  # similar lengths in a chunk: less padding
         for i in range(0, len(todo), batch_size):
-            chunk = sorted(todo, key=len)[i : i + batch_size]
+            chunk = todo[i : i + batch_size]
             enc = self.tokenize_sources(chunk)
             hidden = self.encode(enc["input_ids"].to(device), enc["attention_mask"].to(device)).float()
             for j, t in enumerate(chunk):
                 n = int(enc["attention_mask"][j].sum())
                 fresh[t] = hidden[j, :n].cpu()
                 if frozen:
-                    if shared and int(enc["input_ids"][j, :n].max()) < self.base_vocab:
+                    if shared and int(enc["input_ids"][j, :n].max()) < self.base_vocab \
+                            and len(_SHARED_ENCODINGS) < SHARED_ENCODINGS_MAX:
                         _SHARED_ENCODINGS[key(t)] = fresh[t]
                     elif memo is not None:
                         memo[t] = fresh[t]
@@ -305,15 +316,22 @@ class DSIModel(nn.Module):
         bias = head.bias[self.docid_vocab] if head.bias is not None else None
         return nn.functional.linear(feats, head.weight[self.docid_vocab], bias)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
-                encoder_hidden: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor, labels: torch.Tensor,
+                encoder_hidden: torch.Tensor | None = None, text_rows: torch.Tensor | None = None) -> torch.Tensor:
         """Mean token cross-entropy of the labels; pass `encoder_hidden` to skip the encoder.
 
         Rows whose labels are docids are scored by the docid head, text targets (docid2text) by the full vocabulary.
+        `text_rows` (a CPU bool per row, when the caller knows it) says which rows are text targets without asking
+        the device, which would make a GPU wait at every step.
         """
         hidden = self.encode(input_ids, attention_mask) if encoder_hidden is None else encoder_hidden
         dec = self.shift_right(labels)
         restricted = torch.where(labels == -100, labels, self._docid_index[labels.clamp(min=0)])
+        if text_rows is not None and not bool(text_rows.any()):
+            logits = self.docid_logits(hidden, attention_mask, dec)
+            total = nn.functional.cross_entropy(logits.float().flatten(0, 1), restricted.flatten(),
+                                                ignore_index=-100, reduction="sum")
+            return total / (labels != -100).sum().clamp(min=1)
         docid_rows = ((labels == -100) | (restricted != -100)).all(dim=1)
         total = hidden.new_zeros((), dtype=torch.float32)
         for rows, target, scorer in ((docid_rows, restricted, self.docid_logits), (~docid_rows, labels, self.decode)):
@@ -471,7 +489,7 @@ def build_model(backbone: str, docids: DocidTree, examples: list[Example], adapt
     net, tok, start, eos, limit = parts
     # Lengths from the data: the longest source/target seen in training (+EOS), within the backbone's limit.
     if max_source_len is None:
-        longest = max(len(tok(t, add_special_tokens=False)["input_ids"]) for t in dict.fromkeys(e.source for e in examples))
+        longest = max(map(len, tok(list(dict.fromkeys(e.source for e in examples)), add_special_tokens=False)["input_ids"]))
         max_source_len = min(longest + 1, limit)
     if max_target_len is None:
         text_targets = [len(tok(e.target, add_special_tokens=False)["input_ids"]) for e in examples if e.task == "docid2text"]

@@ -3,8 +3,17 @@
 Tay et al. 2022, "Transformer Memory as a Differentiable Search Index" (NeurIPS 2022, arXiv 2202.06991):
 T5 models fine-tuned on NQ10K / NQ100K / NQ320K (documents = Wikipedia pages of Natural Questions, queries = NQ
 questions), Hits@1 and Hits@10 in percent. `Hits@k` there is ir-measures' `Success@k` here.
+
+`nq320k_table` sets its NQ320K rows beside later papers' (NCI, arXiv 2206.02743; GENRET, arXiv 2304.04171). NQ320K has
+one relevant document per query, so their Recall@k (share of queries whose document is in the top k) is Hits@k too.
 """
 from __future__ import annotations
+
+from math import isnan
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CITATION = "Tay et al. 2022, Transformer Memory as a Differentiable Search Index, arXiv 2202.06991"
 
@@ -48,4 +57,70 @@ def dsi_paper_markdown(sizes: tuple[str, ...] = ("-", "Base", "XXL")) -> str:
         if s in sizes:
             lines.append(f"| {m}{f' ({s})' if s != '-' else ''} | "
                          + " | ".join(f"{cols[c][0]} / {cols[c][1]}" for c in colls) + " |")
+    return "\n".join(lines)
+
+
+# --- NQ320K in later papers (quoted, not measured) -------------------------------------------------------------------
+# NCI's arXiv v1 (Table 1: Recall@1 88.72) was superseded by later versions (65.86 for NCI Base) and is not quoted.
+
+#: paper -> where its rows were read (paper, arXiv id and version, table).
+SOURCES: dict[str, str] = {
+    "DSI": "Tay et al. 2022, arXiv 2202.06991, Table 2 (supervised)",
+    "NCI": ("Wang et al. 2022, arXiv 2206.02743 (version not read): NQ320k table of the authors' README, "
+            "github.com/solidsea98/Neural-Corpus-Indexer-NCI @00898d7"),
+    "GENRET": "Sun et al. 2023, arXiv 2304.04171v1, Table 2 (full test)",
+}
+
+#: (method, size, paper) -> (Hits@1, Hits@10, MRR@100 or None), percent, on the full NQ320K test queries.
+#: "reproduced": the citing paper re-ran that baseline itself; "-": no size stated. GENRET re-ran NCI's own code.
+NQ320K_LATER: dict[tuple[str, str, str], tuple[float, float, float | None]] = {
+    ("BM25 + DocT5Query", "-", "NCI"): (35.43, 61.83, 44.47),
+    ("DSI", "T5-Base", "NCI"): (27.40, 56.60, None),  # = DSI semantic (Base) of Tay et al.
+    ("DSI", "T5-Large", "NCI"): (35.60, 62.60, None),  # = DSI semantic (Large)
+    ("SEAL", "Large", "NCI"): (59.93, 81.24, 67.70),
+    ("NCI", "Base", "NCI"): (65.86, 85.20, 73.12),
+    ("NCI", "Large", "NCI"): (66.23, 85.27, 73.37),
+    ("NCI", "Ensemble", "NCI"): (70.46, 89.35, 77.82),
+    ("BM25", "-", "GENRET"): (29.7, 60.3, 40.2),
+    ("DSI reproduced", "T5-Base", "GENRET"): (55.2, 67.4, 59.6),  # with NCI's docids
+    ("DSI-QG reproduced", "T5", "GENRET"): (63.1, 80.7, 69.5),
+    ("NCI", "-", "GENRET"): (66.4, 85.7, 73.6),
+    ("GENRET", "T5-Base", "GENRET"): (68.1, 88.8, 75.9),
+}
+
+#: GENRET's Table 2 split of the NQ320K test queries by whether their document had training queries:
+#: method -> {"seen" (6,075 queries) | "unseen" (1,755): (Hits@1, Hits@10, MRR@100)}, percent, methods as in
+#: NQ320K_LATER. (Its Table 5, trained without the unseen documents, is another setting: unseen Hits@1 DSI 1.3,
+#: NCI 15.5, GENRET 34.2.)
+GENRET_SEEN_UNSEEN: dict[str, dict[str, tuple[float, float, float]]] = {
+    "BM25": {"seen": (29.1, 59.8, 39.5), "unseen": (32.3, 61.9, 42.7)},
+    "DSI reproduced": {"seen": (69.7, 83.6, 74.7), "unseen": (1.3, 7.2, 3.5)},
+    "DSI-QG reproduced": {"seen": (68.0, 85.0, 74.3), "unseen": (45.9, 65.8, 52.8)},
+    "NCI": {"seen": (69.8, 88.5, 76.8), "unseen": (54.5, 75.9, 62.4)},
+    "GENRET": {"seen": (70.2, 90.3, 77.7), "unseen": (62.5, 83.6, 70.4)},
+}
+
+
+def nq320k_table(dsi_sizes: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """NQ320K Hits@1 / Hits@10 (MRR@100 where given) from the DSI paper and later papers, one row per quoted result.
+
+    Index: (method (size), paper); columns: Hits@1, Hits@10, MRR@100 (NaN if not given), source. `dsi_sizes` keeps only
+    those T5 sizes of the DSI paper's rows (default: all).
+    """
+    import pandas as pd
+
+    rows = {(f"{m} ({s})" if s != "-" else m, "DSI"): (cols["NQ320K"][0], cols["NQ320K"][1], None)
+            for (m, s), cols in DSI_PAPER_SUPERVISED.items() if dsi_sizes is None or s in dsi_sizes}
+    rows |= {(f"{m} ({s})" if s != "-" else m, p): v for (m, s, p), v in NQ320K_LATER.items()}
+    df = pd.DataFrame.from_dict(rows, orient="index", columns=["Hits@1", "Hits@10", "MRR@100"]).astype(float)
+    df.index = pd.MultiIndex.from_tuples(df.index, names=["method (size)", "paper"])
+    return df.assign(source=[SOURCES[p] for _, p in df.index])
+
+
+def nq320k_markdown(dsi_sizes: tuple[str, ...] | None = None) -> str:
+    """The same table in Markdown, one line per quoted result (for docs/benchmarks.md)."""
+    lines = ["| method (size) | paper | Hits@1 | Hits@10 | MRR@100 | source |", "|---" * 6 + "|"]
+    for (label, paper), r in nq320k_table(dsi_sizes).iterrows():
+        mrr = "-" if isnan(r["MRR@100"]) else r["MRR@100"]
+        lines.append(f"| {label} | {paper} | {r['Hits@1']} | {r['Hits@10']} | {mrr} | {r['source']} |")
     return "\n".join(lines)

@@ -9,9 +9,13 @@ constrained beam search (Hits@1/10) and stop early after `patience` evaluations 
 `checkpoint_every` steps save model, optimizer, scheduler, RNG states and the data position, so that
 `resume=True` continues exactly where an interrupted run stopped (same batches, same final weights).
 
-Frozen encoder: when no encoder weight trains (`model.encoder_frozen`), each distinct input is encoded
-once and the cached states feed the decoder, which is exact (the frozen encoder runs without dropout)
-and makes the MiniLM backbone cheap on a CPU.
+Tensors built once (`PackedExamples`): before the first step every distinct input is tokenised once, or, when
+no encoder weight trains (`model.encoder_frozen`), encoded once (exact: the frozen encoder runs without dropout),
+and all inputs and labels sit as padded tensors on the training device. A micro-batch is then an index into them,
+cut to its longest row: no Python tokenisation, no host-to-device copy and no GPU synchronisation per step (the loss
+is read back only every `log_every` steps). That is what keeps a GPU busy (pinned memory and loader workers have
+nothing left to do); `bucket` groups inputs of similar length to cut padding, `compile` hands the model to
+`torch.compile`.
 
 Accelerate: the model and optimizer go through `accelerate.Accelerator`, so `accelerate launch` on
 several GPUs works unchanged; every process reads its own slice of each global batch.
@@ -65,6 +69,8 @@ class TrainConfig:
     log_path: str | None = None           # JSONL metrics log
     log_every: int = 10
     cache_encoder: bool = True            # encode each input once when the encoder is frozen
+    bucket: int = 0                       # >0: sort each window of `bucket` micro-batches by input length (less padding)
+    compile: bool = False                 # torch.compile the model (GPU; the first steps pay for compilation)
     progress: bool = True
     seed: int = 0
 
@@ -160,6 +166,67 @@ def _param_groups(model, params: list[torch.nn.Parameter], cfg: TrainConfig) -> 
     return groups
 
 
+class PackedExamples:
+    """Every example as rows of tensors built once on the model's device: the inputs (token ids, or the frozen
+    encoder's states when `encode`), the labels, and which rows have text targets (docid2text)."""
+
+    def __init__(self, model, examples: list[Example], encode: bool, dtype: torch.dtype | None = None,
+                 chunk: int = 256):
+        device = model.device
+        sources = list(dict.fromkeys(e.source for e in examples))
+        where = {t: i for i, t in enumerate(sources)}
+        self.encode, self.device = encode, device
+        self.source_row = torch.tensor([where[e.source] for e in examples])
+        self.source_len = torch.zeros(len(sources), dtype=torch.long)
+        parts = []   # (rows, padded inputs): encoded or tokenised in chunks of similar length, to limit padding
+        by_len = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+        for i in range(0, len(by_len), chunk):
+            rows = by_len[i : i + chunk]
+            texts = [sources[j] for j in rows]
+            if encode:
+                x, mask = model.encode_texts(texts)
+                x = x.to(dtype or x.dtype)
+            else:
+                enc = model.tokenize_sources(texts)
+                x, mask = enc["input_ids"].to(device), enc["attention_mask"]
+            self.source_len[rows] = mask.sum(1).cpu()
+            parts.append((torch.tensor(rows, device=device), x))
+        width = int(self.source_len.max())
+        shape = (len(sources), width, *parts[0][1].shape[2:])
+        fill = 0 if encode else model.pad_id
+        self.inputs = torch.full(shape, fill, dtype=parts[0][1].dtype, device=device)
+        for rows, x in parts:
+            self.inputs[rows, : x.shape[1]] = x
+        del parts
+        labels = model.tokenize_targets(examples)
+        self.label_len = (labels != -100).sum(1)
+        self.labels = labels.to(device)
+        self.text_rows = torch.tensor([e.task == "docid2text" for e in examples])
+        self._rows = self.source_row.to(device)
+        self._len = self.source_len.to(device)
+
+    def lengths_of(self, idx: np.ndarray) -> np.ndarray:
+        """Input length (tokens) of the examples at `idx`."""
+        return self.source_len[self.source_row[idx]].numpy()
+
+    def batch(self, idx: np.ndarray) -> dict[str, Any]:
+        """The model's keyword arguments for the examples at `idx`, each tensor cut to the batch's longest row."""
+        idx_cpu = torch.as_tensor(idx)
+        width = int(self.source_len[self.source_row[idx_cpu]].max())
+        if self.device.type == "cuda":  # widths in steps of 8: few distinct shapes, each met (and tuned for) often
+            width = min(-(-width // 8) * 8, self.inputs.shape[1])
+        depth = int(self.label_len[idx_cpu].max())
+        at = idx_cpu.to(self.device, non_blocking=True)
+        rows = self._rows[at]
+        mask = (torch.arange(width, device=self.device) < self._len[rows, None]).long()
+        inputs = self.inputs[rows, :width]
+        out = {"input_ids": None if self.encode else inputs, "attention_mask": mask,
+               "labels": self.labels[at, :depth], "text_rows": self.text_rows[idx_cpu]}
+        if self.encode:
+            out["encoder_hidden"] = inputs
+        return out
+
+
 class Trainer:
     """The loop's state, visible to callbacks: model, optimizer, scheduler, config, step, epoch, position."""
 
@@ -196,7 +263,8 @@ class Trainer:
         self.best: dict[str, float] = {}
         self.best_state: dict[str, torch.Tensor] | None = None
         self.bad_evals, self.history, self.stopped_early = 0, [], False
-        self.cache: dict[str, torch.Tensor] | None = None
+        self.packed: PackedExamples | None = None
+        self._order: tuple[int, np.ndarray | None] = (-1, None)
 
     @property
     def net(self):
@@ -205,23 +273,36 @@ class Trainer:
 
     # -- data ----------------------------------------------------------------------------------------------
     def order(self, epoch: int) -> np.ndarray:
-        """The example order of one epoch: a permutation seeded by (seed, epoch), the same after a resume."""
-        return np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.examples))
+        """The example order of one epoch: a permutation seeded by (seed, epoch), the same after a resume.
 
-    def micro_batch(self, epoch: int, micro: int) -> list[Example]:
-        """This process's share of global micro-batch `micro` of `epoch`."""
+        With `bucket`, each window of `bucket` global micro-batches is sorted by input length, cut into micro-batches,
+        and the batches of the whole epoch are shuffled (seeded): every batch holds inputs of similar length.
+        """
+        rng = np.random.default_rng([self.cfg.seed, epoch])
+        perm = rng.permutation(len(self.examples))
+        if not self.cfg.bucket or self.packed is None:
+            return perm
         size = self.cfg.batch_size * self.world
-        idx = self.order(epoch)[micro * size : (micro + 1) * size][self.rank :: self.world]
-        return [self.examples[i] for i in idx]
+        window = size * self.cfg.bucket
+        lengths = self.packed.lengths_of(perm)
+        chunks = []
+        for i in range(0, len(perm), window):
+            part = perm[i : i + window][np.argsort(lengths[i : i + window], kind="stable")]
+            chunks += [part[j : j + size] for j in range(0, len(part), size)]
+        full = [c for c in chunks if len(c) == size]
+        batches = [full[i] for i in rng.permutation(len(full))] + [c for c in chunks if len(c) < size]
+        return np.concatenate(batches)
 
-    def tensors(self, batch: list[Example]) -> dict[str, torch.Tensor]:
-        """Tensors of a micro-batch; with a frozen encoder the (memoised) encoder states come along."""
-        if self.cache is None:
-            return {k: v.to(self.acc.device) for k, v in self.net.batch(batch).items()}
-        # memoised states and their own mask: the states of each text, exactly as the encoder saw it
-        hidden, mask = self.net.encode_texts([e.source for e in batch], self.cache)
-        return {"input_ids": None, "attention_mask": mask, "encoder_hidden": hidden,
-                "labels": self.net.tokenize_targets(batch).to(self.acc.device)}
+    def micro_batch(self, epoch: int, micro: int) -> np.ndarray:
+        """This process's share (example indices) of global micro-batch `micro` of `epoch`."""
+        if self._order[0] != epoch:
+            self._order = (epoch, self.order(epoch))
+        size = self.cfg.batch_size * self.world
+        return self._order[1][micro * size : (micro + 1) * size][self.rank :: self.world]
+
+    def tensors(self, idx: np.ndarray) -> dict[str, Any]:
+        """The model's inputs for the examples at `idx`, cut from the packed tensors."""
+        return self.packed.batch(idx)
 
     # -- checkpoints -----------------------------------------------------------------------------------------
     def save(self) -> Path:
@@ -294,6 +375,10 @@ class Trainer:
     def _trainable_names(self) -> set[str]:
         return {n for n, p in self.net.named_parameters() if p.requires_grad}
 
+    def _sync(self) -> None:
+        if self.acc.device.type == "cuda":
+            torch.cuda.synchronize(self.acc.device)
+
     # -- the loop ------------------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
         from tqdm.auto import tqdm
@@ -303,20 +388,26 @@ class Trainer:
         if cfg.resume and last is not None and last.is_file():
             self.load(last)
         t_cache = time.perf_counter()
-        if cfg.cache_encoder and self.net.encoder_frozen:
-            self.cache = {}
-            self.net.encode_texts(sorted({e.source for e in self.examples}), self.cache)
+        states = cfg.cache_encoder and self.net.encoder_frozen
+        self.packed = PackedExamples(self.net, self.examples, encode=states,
+                                     dtype=self.amp if states and self.acc.device.type == "cuda" else None)
         cache_seconds = time.perf_counter() - t_cache
+        if cfg.compile:
+            self.model = torch.compile(self.model, dynamic=True)
         for cb in self.callbacks:
             cb.on_train_begin(self)
         self.model.train()
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not cfg.progress or not self.acc.is_main_process,
                    desc="train", leave=False)
         peak = psutil.Process().memory_info().rss
-        train_seconds, loss_sum, loss_n, final_loss, steps_here = 0.0, 0.0, 0, float("nan"), 0
+        loss_n, final_loss, steps_here = 0, float("nan"), 0
+        loss_sum = torch.zeros((), device=self.acc.device)  # summed on the device: reading it back would wait for the GPU
+        # Training time = the loop's wall time minus evaluations and checkpoints. Not a sum of per-step times: on a GPU
+        # a step returns before its kernels have run; the clock is read where the device has caught up.
+        t_start, paused = time.perf_counter(), 0.0
+        train_time = lambda: (self._sync(), time.perf_counter() - t_start - paused)[1]
         while self.step < self.total_steps and not self.stopped_early:
-            t0 = time.perf_counter()
-            step_loss = 0.0
+            step_loss = torch.zeros((), device=self.acc.device)
             for a in range(cfg.grad_accum):
                 batch = self.tensors(self.micro_batch(self.epoch, self.micro))
                 sync = a == cfg.grad_accum - 1
@@ -324,7 +415,7 @@ class Trainer:
                 with ctx, torch.autocast(self.acc.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
                     loss = self.model(**batch) / cfg.grad_accum
                     self.acc.backward(self.scaler.scale(loss) if self.scaler else loss)
-                step_loss += float(loss.detach())
+                step_loss += loss.detach().float()
                 self.micro += 1
                 if self.micro >= self.micro_per_epoch:
                     self.epoch, self.micro = self.epoch + 1, 0
@@ -341,26 +432,34 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
             steps_here += 1
-            train_seconds += time.perf_counter() - t0
-            loss_sum, loss_n, final_loss = loss_sum + step_loss, loss_n + 1, step_loss
-            peak = max(peak, psutil.Process().memory_info().rss)
+            loss_sum, loss_n = loss_sum + step_loss, loss_n + 1
             bar.update(1)
-            bar.set_postfix(loss=f"{step_loss:.3f}")
             for cb in self.callbacks:
                 cb.on_step_end(self)
-            if self.step % cfg.log_every == 0:
+            if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                final_loss = float(step_loss)
+                peak = max(peak, psutil.Process().memory_info().rss)
+                bar.set_postfix(loss=f"{final_loss:.3f}")
                 self.log({"step": self.step, "epoch": round(self.epoch + self.micro / self.micro_per_epoch, 3),
-                          "loss": round(loss_sum / loss_n, 5), "lr": self.scheduler.get_last_lr()[0],
-                          "step_time_s": round(train_seconds / steps_here, 4)})
-                loss_sum, loss_n = 0.0, 0
-            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < self.total_steps:
-                self.maybe_evaluate()
-                self.model.train()
-                if cfg.patience and self.bad_evals >= cfg.patience:
-                    self.stopped_early = True
-            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                self.save()
+                          "loss": round(float(loss_sum) / loss_n, 5), "lr": self.scheduler.get_last_lr()[0],
+                          "step_time_s": round(train_time() / steps_here, 4)})
+                loss_sum, loss_n = torch.zeros((), device=self.acc.device), 0
+            evaluate = cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < self.total_steps
+            save = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
+            if evaluate or save:
+                t_pause = (self._sync(), time.perf_counter())[1]
+                if evaluate:
+                    self.maybe_evaluate()
+                    self.model.train()
+                    if cfg.patience and self.bad_evals >= cfg.patience:
+                        self.stopped_early = True
+                if save:
+                    self.save()
+                paused += time.perf_counter() - t_pause
+        train_seconds = train_time()
         bar.close()
+        if steps_here and math.isnan(final_loss):
+            final_loss = float(step_loss)
         evaluated = [h["step"] for h in self.history if "Hits@1" in h]
         if not evaluated or evaluated[-1] != self.step:
             self.maybe_evaluate(final=True)

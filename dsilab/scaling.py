@@ -1,0 +1,320 @@
+"""How DSI training scales: the training loop's speed against the hardware's ceiling, and what happens to
+memorisation and retrieval as the corpus, the model and the indexing : retrieval mix grow.
+
+    throughput(load_collection("lab"), shapes=("minilm-seq2seq",))   # tokens/s of the loop vs a bare step
+    corpus_study(["synthetic:1000", "scifact-path", "synthetic:20000"], kinds=("atomic", "semantic"))
+
+`dsilab bench throughput` and `dsilab bench scaling` run them and write JSON; the committed results
+(dsilab/results/throughput-*.json, scaling-*.json) come from one H200 (`benchmarks/gpu_dsi/scaling.sh`), and notebook
+10 reads them. Each training row is one `dsilab.bench.dsi_variant` (train to convergence, then read the test split
+once), in its own process.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from .core import DsilabError
+from .data import Collection, load_collection
+from .recipes import Recipe
+from .train import Callback, TrainConfig, train
+
+SHAPES = ("minilm-seq2seq", "t5-small", "t5-base")
+
+
+def shape_recipe(shape: str, **changes: Any) -> Recipe:
+    """The recipe of one network shape: the MiniLM seq2seq, or t5-small / t5-base built from config (random weights)."""
+    from .models import T5_SHAPES
+
+    if shape == "minilm-seq2seq":
+        return Recipe(**changes)
+    if shape in T5_SHAPES:
+        return Recipe(backbone="t5-scratch", docid_init="random", arch={**T5_SHAPES[shape], "vocab_size": 8000}, **changes)
+    raise DsilabError(f"unknown shape {shape!r}; choose one of {list(SHAPES)}.")
+
+
+class _Clock(Callback):
+    """Wall time between the end of step `start` and the end of training, with the device caught up at both ends."""
+
+    def __init__(self, start: int):
+        self.start, self.t0, self.seconds, self.steps, self.packed = start, None, None, 0, None
+
+    def on_train_begin(self, trainer) -> None:
+        self.packed = trainer.packed  # the tensors the loop trains on (their lengths count the tokens)
+
+    def on_step_end(self, trainer) -> None:
+        if trainer.step == self.start:
+            trainer._sync()
+            self.t0 = time.perf_counter()
+
+    def on_train_end(self, trainer) -> None:
+        trainer._sync()
+        self.seconds, self.steps = time.perf_counter() - self.t0, trainer.step - self.start
+
+
+def _bare_step_rate(model, batch: int, src_len: int, tgt_len: int, steps: int, warmup: int, amp) -> float:
+    """Optimizer steps per second of the same network on synthetic tensors: no data path, no Python per batch.
+
+    The same computation as the loop's step: a frozen encoder's states (random) into the decoder, or token ids into
+    the whole network when the encoder trains; docid labels; forward, backward, clipping and fused AdamW.
+    """
+    import torch
+
+    device = model.device
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    docid_tokens = model.docid_vocab.cpu()
+    labels = docid_tokens[torch.randint(len(docid_tokens) - 1, (batch, tgt_len), generator=gen)]
+    labels[:, -1] = model.eos_id
+    kw: dict[str, Any] = {"attention_mask": torch.ones(batch, src_len, dtype=torch.long, device=device),
+                          "labels": labels.to(device), "text_rows": torch.zeros(batch, dtype=torch.bool)}
+    if model.encoder_frozen:
+        hidden = model.net.get_encoder().config.hidden_size
+        kw |= {"input_ids": None, "encoder_hidden": torch.randn(batch, src_len, hidden, generator=gen).to(device, amp or torch.float32)}
+    else:
+        kw["input_ids"] = torch.randint(model.base_vocab, (batch, src_len), generator=gen).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4, fused=True)  # as the loop (dsilab.train)
+    model.train()
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            loss = model(**kw)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(warmup):
+        step()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    return steps / (time.perf_counter() - t0)
+
+
+def throughput(collection: Collection, shapes: tuple[str, ...] = SHAPES, batch_sizes: tuple[int, ...] = (64, 256),
+               steps: int = 60, warmup: int = 20, docids: str = "semantic", buckets: tuple[int, ...] = (0, 50),
+               seed: int = 0, verbose: bool = False) -> list[dict[str, Any]]:
+    """Training tokens/s of the DSI loop (`dsilab.train`, on `collection`'s real examples; without and with length
+    bucketing) beside a bare forward+backward+step of the same network on synthetic tensors (the ceiling).
+
+    Tokens per step = batch x (mean input tokens + mean docid tokens) of the training examples, for all: padding
+    is waste, so the loop is charged for it.
+    """
+    import torch
+
+    from .recipes import prepare
+    from .train import _amp_dtype
+
+    rows = []
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    for shape in shapes:
+        for batch in batch_sizes:
+            recipe = shape_recipe(shape, docids=docids, batch_size=batch, seed=seed)
+            _, _, _, examples, model, _ = prepare(collection, recipe)
+            loops = {}
+            # torch.compile (env DSILAB_COMPILE=1): the MiniLM seq2seq on a GPU only. Off by default: with batch shapes
+            # that vary, it recompiled and ran 10x slower than eager on an H200 (188-272 ms vs 17-20 ms per step).
+            with_compile = device.type == "cuda" and shape == "minilm-seq2seq" and os.environ.get("DSILAB_COMPILE") == "1"
+            for bucket, compiled in [(b, False) for b in buckets] + [(buckets[-1], True)] * with_compile:
+                clock = _Clock(warmup)
+                cfg = TrainConfig(max_steps=warmup + steps, batch_size=batch, lr=recipe.lr, warmup_steps=0,
+                                  progress=False, keep_best=False, bucket=bucket, compile=compiled, seed=seed,
+                                  log_every=10**9)
+                try:
+                    res = train(model, examples, cfg, callbacks=[clock])
+                    loops[bucket, compiled] = (clock.steps / clock.seconds, res.cache_seconds, None)
+                except Exception as e:  # noqa: BLE001  (compilation can fail on a backbone: the row says why)
+                    loops[bucket, compiled] = (float("nan"), float("nan"), f"{type(e).__name__}: {str(e)[:200]}")
+            packed = clock.packed
+            src = float(packed.source_len[packed.source_row].float().mean())
+            tgt = float(packed.label_len.float().mean())
+            tokens = batch * (src + tgt)
+            bare = _bare_step_rate(model, batch, round(src), round(tgt), steps, warmup, _amp_dtype("auto", device))
+            base = {"shape": shape, "batch": batch, "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+                    "trainable_M": round(model.num_parameters(True) / 1e6, 1),
+                    "encoder": "frozen, states cached" if model.encoder_frozen else "trains",
+                    "mean_input_tokens": round(src, 1), "mean_docid_tokens": round(tgt, 2),
+                    "bare_step_ms": round(1000 / bare, 2), "bare_tokens_per_s": round(tokens * bare),
+                    "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
+            for (bucket, compiled), (rate, pack_s, error) in loops.items():
+                if error:
+                    rows.append({**base, "bucket": bucket, "compiled": compiled, "error": error})
+                    continue
+                rows.append({**base, "bucket": bucket, "compiled": compiled, "loop_step_ms": round(1000 / rate, 2),
+                             "loop_tokens_per_s": round(tokens * rate), "loop_vs_bare": round(rate / bare, 3),
+                             "pack_s": pack_s})
+                if verbose:  # a long GPU run's progress, in its log
+                    print({k: rows[-1][k] for k in ("shape", "batch", "bucket", "compiled", "loop_step_ms", "bare_step_ms",
+                                                    "loop_vs_bare")}, flush=True)
+            del model, packed, clock
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    return rows
+
+
+def bench_throughput(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:
+    """`dsilab bench throughput`: the loop vs the bare step for every shape (env DSILAB_SHAPES, DSILAB_BATCHES)."""
+    from .bench import environment
+
+    shapes = tuple(os.environ.get("DSILAB_SHAPES", ",".join(SHAPES)).split(","))
+    batches = tuple(int(b) for b in os.environ.get("DSILAB_BATCHES", "64,256").split(","))
+    steps = int(os.environ.get("DSILAB_STEPS", 60))
+    rows = throughput(collection, shapes, batches, steps=steps, seed=seed, verbose=True)
+    return {"benchmark": "throughput", "collection": collection.name, "split": "train", "n_docs": len(collection.docs),
+            "n_queries": 0, "seed": seed,
+            "notes": ["Training tokens/s of the DSI loop (dsilab.train: packed tensors, bf16 autocast on a GPU, fused "
+                      "AdamW) on the collection's training examples, and of a bare forward+backward+step of the same "
+                      f"network on synthetic tensors of the same mean lengths; {steps} timed steps after 20 warm-up steps. "
+                      "t5-small / t5-base: the T5 v1 shapes built from config (random weights, encoder trains); "
+                      "minilm-seq2seq: frozen MiniLM encoder (its states computed once, `pack_s`), new 2-layer decoder."],
+            "environment": environment(),
+            "results": {f"{r['shape']} batch {r['batch']}" + (" bucketed" if r["bucket"] else "")
+                        + (" compiled" if r["compiled"] else ""): r for r in rows}}
+
+
+# -- scaling studies -----------------------------------------------------------------------------------------------
+def resolve(spec: str, max_eval_queries: int = 2000) -> Collection:
+    """A collection from a study's spec: "synthetic:N" (N documents, 3 queries each: train / dev / test), "lab",
+    or a BEIR folder path. Dev and test keep a seeded sample of at most `max_eval_queries` queries (100k test queries
+    would cost more beam search than training; 2,000 give a 95% interval of about +-2 points)."""
+    if not spec.startswith("synthetic:"):
+        return load_collection(spec)
+    coll = load_collection("synthetic", n_docs=int(spec.split(":")[1]), queries_per_doc=3, seed=0)
+    qrels = dict(coll.qrels)
+    for split in ("dev", "test"):
+        qids = sorted(qrels[split])
+        if len(qids) > max_eval_queries:
+            keep = np.random.default_rng(0).choice(len(qids), max_eval_queries, replace=False)
+            qrels[split] = {qids[i]: qrels[split][qids[i]] for i in sorted(keep)}
+    return Collection(coll.name, coll.docs, coll.queries, qrels, {**coll.meta, "eval_queries_sampled": max_eval_queries})
+
+
+def _row(spec: str | Collection, changes: dict[str, Any], split: str, seed: int, threads: int | None, name: str,
+         gpu: str | None = None) -> dict[str, Any]:
+    if gpu is not None:  # before this process first touches CUDA: it sees one GPU, its own
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    from .bench import dsi_variant
+    from .metrics import chance
+
+    t0 = time.perf_counter()
+    coll = resolve(spec) if isinstance(spec, str) else spec
+    print(f"[{name}] {coll.name} ready after {time.perf_counter() - t0:.0f} s; training", flush=True)
+    changes = dict(changes)
+    shape = changes.pop("_shape", None)
+    recipe = shape_recipe(shape, seed=seed, **changes) if shape else Recipe(**{"seed": seed, **changes})
+    row = dsi_variant(coll, recipe, split, seed, threads, name)
+    _, qrels = coll.split(split)
+    row = {**row, "collection": coll.name, "n_docs": len(coll.docs), "n_test_queries": len(qrels),
+           "chance Hits@1": round(chance(qrels, len(coll.docs), 1), 5),
+           "chance Hits@10": round(chance(qrels, len(coll.docs), 10), 5)}
+    partial = os.environ.get("DSILAB_PARTIAL")  # each row on disk as soon as it is done (a lease may end first)
+    if partial:
+        import json
+        import re
+
+        os.makedirs(partial, exist_ok=True)
+        with open(os.path.join(partial, re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".json"), "w") as f:
+            json.dump(row, f)
+    print(f"[{name}] done after {time.perf_counter() - t0:.0f} s", flush=True)
+    return row
+
+
+def run_study(rows: dict[str, tuple[str | Collection, dict[str, Any]]], split: str = "test", seed: int = 0,
+              jobs: int | None = None) -> dict[str, dict[str, Any]]:
+    """Train every (collection spec, recipe changes) row to convergence, each in its own process, `jobs` at a time,
+    spread round-robin over the GPUs listed in env DSILAB_GPUS (e.g. "0,1"; default: all)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = jobs or int(os.environ.get("DSILAB_BENCH_JOBS", 1))
+    threads = int(os.environ.get("DSILAB_THREADS", 0)) or (max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None)
+    gpus = os.environ.get("DSILAB_GPUS")
+    if gpus is None:
+        import torch
+
+        gpus = ",".join(str(i) for i in range(torch.cuda.device_count()))
+    gpu_list = gpus.split(",") if gpus else [None]
+    out: dict[str, dict[str, Any]] = {}
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as pool:
+        futures = {name: pool.submit(_row, spec, changes, split, seed, threads, name, gpu_list[i % len(gpu_list)])
+                   for i, (name, (spec, changes)) in enumerate(rows.items())}
+        for name, fut in futures.items():
+            try:
+                out[name] = fut.result()
+            except Exception as e:  # noqa: BLE001  (kept in the JSON as the row's error; the others stay)
+                out[name] = {"error": f"{type(e).__name__}: {e}"}
+            print(name, {k: out[name].get(k) for k in ("Hits@1", "Hits@10", "memo Hits@1", "seconds_to_memorise",
+                                                       "steps", "stopped", "train_s", "error") if k in out[name]}, flush=True)
+    return out
+
+
+def forgetting(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Best vs last checkpoint of one training run (its evaluation history): dev Hits@1 and memorisation at each."""
+    evals = [h for h in history if "Hits@1" in h]
+    if not evals:
+        raise DsilabError("forgetting: the history holds no evaluation (train with eval_every > 0).")
+    best = max(evals, key=lambda h: h["Hits@1"])
+    last = evals[-1]
+    return {"best step": best["step"], "best dev Hits@1": best["Hits@1"], "best memo": best.get("memo Hits@1"),
+            "last step": last["step"], "last dev Hits@1": last["Hits@1"], "last memo": last.get("memo Hits@1"),
+            "drop": round(best["Hits@1"] - last["Hits@1"], 4)}
+
+
+#: The studies `dsilab bench scaling` runs: name -> rows (collection spec, recipe changes). "{real}" stands for the
+#: real supervised collection given with --collection (SciFact on the GPU); synthetic sizes go beyond it. Corpus rows
+#: train at batch 256 (a 100k-document epoch is 800 steps instead of 3,100) with the default lr.
+_BIG = {"batch_size": 256}
+_KINDS = (("atomic", {"docid_init": "encoder"}), ("semantic", {}))
+STUDIES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
+    "corpus": {
+        **{f"{kind} · synthetic {n // 1000}k": (f"synthetic:{n}", {"docids": kind, **extra, **_BIG})
+           for n in (1000, 20000) for kind, extra in _KINDS},
+        **{f"{kind} · {{real}}": ("{real}", {"docids": kind, **extra, **_BIG}) for kind, extra in _KINDS},
+    },
+    "corpus1k": {f"{kind} · synthetic 1k": ("synthetic:1000", {"docids": kind, **extra, **_BIG}) for kind, extra in _KINDS},
+    "corpus100k": {f"{kind} · synthetic 100k": ("synthetic:100000", {"docids": kind, **extra, **_BIG})
+                   for kind, extra in _KINDS},
+    # The reference for the three studies below is the default recipe's "DSI semantic" row of `dsilab bench dsi` on
+    # the same collection (batch 64, lr 1e-3, 2-layer decoder, natural mix): dsilab/results/dsi-scifact.json.
+    "batch": {"semantic, batch 256, lr 1e-3": ("{real}", {"docids": "semantic", "batch_size": 256}),
+              "semantic, batch 256, lr 2e-3 (square-root rule)": ("{real}", {"docids": "semantic", "batch_size": 256, "lr": 2e-3})},
+    "model": {
+        **{f"minilm-seq2seq, {n}-layer decoder": ("{real}", {"docids": "semantic", "decoder_layers": n}) for n in (1, 4)},
+        "t5-small shape (from config, encoder trains)": ("{real}", {"_shape": "t5-small", "docids": "semantic"}),
+    },
+    "ratio": {f"indexing:retrieval {r}": ("{real}", {"docids": "semantic", "ratio": float(r)}) for r in (16, 32)},
+    "forgetting": {f"{kind}, no early stop": ("{real}", {"docids": kind, "patience": 10**6, "max_epochs": 200})
+                   for kind in ("atomic", "naive", "semantic")},
+}
+
+def bench_scaling(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:
+    """`dsilab bench scaling`: the studies named in env DSILAB_STUDY (default all of STUDIES), `{real}` rows on
+    `collection`; each row trained to convergence (or the DSILAB_TIME_LIMIT_S cap) and read on `split` once."""
+    from .bench import environment
+
+    names = os.environ.get("DSILAB_STUDY", ",".join(STUDIES)).split(",")
+    unknown = [n for n in names if n not in STUDIES]
+    if unknown:
+        raise DsilabError(f"DSILAB_STUDY: unknown stud{'y' if len(unknown) == 1 else 'ies'} {unknown}; choose from {list(STUDIES)}.")
+    rows = {f"{study}: {label.format(real=collection.name)}": (collection if spec == "{real}" else spec, changes)
+            for study in names for label, (spec, changes) in STUDIES[study].items()}
+    results = run_study(rows, split, seed)
+    for name, row in results.items():
+        if name.startswith("forgetting") and "history" in row:
+            row["forgetting"] = forgetting(row["history"])
+    return {"benchmark": "scaling", "collection": collection.name, "split": split, "n_docs": len(collection.docs),
+            "n_queries": len(collection.split(split)[1]), "seed": seed, "studies": names,
+            "notes": ["Each row: dsilab.recipes.train_dsi to convergence (memorised, then dev Hits@1 without gain for "
+                      "`patience` evaluations) or the time cap, then the test split read once. Hits@k = ir-measures' "
+                      "Success@k with a 95% bootstrap interval; chance = a random ranking over the row's corpus. "
+                      "Synthetic rows: dsilab.data.synthetic_collection with 3 queries per document (train / dev / "
+                      "test), dev and test sampled to 2,000 queries."],
+            "environment": environment(), "results": results}
