@@ -31,6 +31,7 @@ class DocidTrie:
         if not sequences:
             raise DsilabError("a DocidTrie needs at least one docid sequence.")
         self.root: dict[int, Any] = {}
+        self._tensors: dict[tuple, torch.Tensor] = {}  # (prefix, device) -> allowed ids, as `allowed_tensor` gives
         for doc_id, seq in sequences.items():
             self.add(doc_id, seq)
         self.size = len(sequences)
@@ -42,6 +43,7 @@ class DocidTrie:
         if _END in node:
             raise DsilabError(f"docid collision in the trie: {node[_END]!r} and {doc_id!r} share one token sequence.")
         node[_END] = doc_id
+        self._tensors.clear()
 
     def _node(self, prefix: list[int] | tuple[int, ...]) -> dict[int, Any]:
         node = self.root
@@ -54,6 +56,14 @@ class DocidTrie:
     def allowed(self, prefix: list[int] | tuple[int, ...] = ()) -> list[int]:
         """Token ids that may follow `prefix` (DsilabError when the prefix leads to no docid)."""
         return sorted(t for t in self._node(prefix) if t != _END)
+
+    def allowed_tensor(self, prefix: list[int] | tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """`allowed(prefix)` as a tensor on `device`, built once per prefix: with atomic docids the root allows every
+        document (100k ids at 100k documents), and sorting and copying them for every query costs more than the model."""
+        key = (tuple(int(t) for t in prefix), str(device))
+        if key not in self._tensors:
+            self._tensors[key] = torch.tensor(self.allowed(prefix), dtype=torch.long, device=device)
+        return self._tensors[key]
 
     def doc(self, seq: list[int] | tuple[int, ...]) -> str | None:
         """The doc_id of a complete sequence, or None when it is not (exactly) a valid docid."""
@@ -113,7 +123,7 @@ def _beam_search(model, hidden: torch.Tensor, mask: torch.Tensor, trie: DocidTri
         prefix = torch.tensor([[model.start_id] + b[0] for b in beams], dtype=torch.long, device=hidden.device)
         idx = torch.tensor(owners, device=hidden.device)
         logp = model.next_token_logprobs(hidden[idx], mask[idx], prefix)
-        allowed = [trie.allowed(b[0]) for b in beams]
+        allowed = [trie.allowed_tensor(b[0], logp.device) for b in beams]
         masked = torch.full_like(logp, float("-inf"))
         for i, a in enumerate(allowed):
             masked[i, a] = logp[i, a]
@@ -158,7 +168,7 @@ def _record(model, traces, step, owners, beams, logp, allowed, kept, trace_top) 
         st = per_q.setdefault(q, BeamStep(step, [], [], []))
         local = len(st.beams)
         st.beams.append((vocab(seq), score))
-        ok = set(allowed[i])
+        ok = set(allowed[i].tolist())
         probs = logp[i].exp()
         st.invalid_mass.append(float(1.0 - probs[allowed[i]].sum()))
         top_any = torch.topk(probs, trace_top).indices.tolist()

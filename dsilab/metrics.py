@@ -1,4 +1,4 @@
-"""Scoring a `Run` against qrels with ir-measures, under the course's names (Hits@k = Success@k).
+"""Scoring a `Run` against qrels with ir-measures, under its own names or the course's (Hits@k = Success@k).
 
 Every retriever in the course, classic or learned, is scored by `evaluate`, so numbers compare.
 """
@@ -8,30 +8,33 @@ import ir_measures
 
 from .core import DsilabError, Qrels, Run
 
-#: Course name -> ir-measures measure. Hits@k is "at least one relevant doc in the top k".
-MEASURES = {
-    "Hits@1": ir_measures.Success @ 1,
-    "Hits@5": ir_measures.Success @ 5,
-    "Hits@10": ir_measures.Success @ 10,
-    "MRR@10": ir_measures.RR @ 10,
-    "Recall@10": ir_measures.R @ 10,
-    "Recall@100": ir_measures.R @ 100,
-    "nDCG@10": ir_measures.nDCG @ 10,
-}
+#: The course's display names for ir-measures' measures: Hits@k is ir-measures' Success@k ("at least one relevant
+#: doc in the top k"), MRR@k is RR@k, Recall@k is R@k. Either spelling works everywhere a metric is named.
+ALIASES = {"Hits": "Success", "MRR": "RR", "Recall": "R"}
 DEFAULT = ("Hits@1", "Hits@5", "Hits@10", "MRR@10", "Recall@100", "nDCG@10")
 
 
+def measure(name: str):
+    """The ir-measures measure behind a metric name: a course alias (Hits@1, MRR@10, Recall@100) or any ir-measures
+    name (Success@1, RR@10, R@100, nDCG@10, P@5, ...)."""
+    base, at, cutoff = name.partition("@")
+    try:
+        return ir_measures.parse_measure(ALIASES.get(base, base) + at + cutoff)
+    except Exception:  # noqa: BLE001  (ir-measures raises several types for a bad name)
+        raise DsilabError(f"unknown metric {name!r}; use an ir-measures name (Success@1, RR@10, R@100, nDCG@10) "
+                          f"or a course alias ({', '.join(DEFAULT)}).") from None
+
+
 def _measures(names: tuple[str, ...] | list[str]) -> list:
-    unknown = [n for n in names if n not in MEASURES]
-    if unknown:
-        raise DsilabError(f"unknown metric(s) {unknown}; choose from {list(MEASURES)}.")
-    return [MEASURES[n] for n in names]
+    return [measure(n) for n in names]
 
 
 def per_query(run: Run, qrels: Qrels, metrics: tuple[str, ...] | list[str] = DEFAULT) -> dict[str, dict[str, float]]:
     """metric -> {qid: value} for every judged query; a query missing from the run scores 0."""
     measures = _measures(metrics)
-    name_of = {repr(m): n for n, m in zip(metrics, measures)}
+    names_of: dict[str, list[str]] = {}  # one measure may be asked for under two names (Hits@1 and Success@1)
+    for n, m in zip(metrics, measures):
+        names_of.setdefault(repr(m), []).append(n)
     out: dict[str, dict[str, float]] = {n: {q: 0.0 for q in qrels} for n in metrics}
     # Score by rank, not raw score: the Run's order is the ranking (ties stay in the Run's order).
     scored: dict[str, dict[str, float]] = {}
@@ -40,8 +43,9 @@ def per_query(run: Run, qrels: Qrels, metrics: tuple[str, ...] | list[str] = DEF
             ranks = scored.setdefault(q, {})
             for i, (d, _) in enumerate(ranked):
                 ranks.setdefault(d, float(len(ranked) - i))
-    for m in ir_measures.iter_calc(measures, qrels, scored):
-        out[name_of[repr(m.measure)]][m.query_id] = float(m.value)
+    for m in ir_measures.iter_calc(list({repr(x): x for x in measures}.values()), qrels, scored):
+        for n in names_of[repr(m.measure)]:
+            out[n][m.query_id] = float(m.value)
     return out
 
 

@@ -216,13 +216,14 @@ def _row(spec: str | Collection, changes: dict[str, Any], split: str, seed: int,
            "chance Hits@1": round(chance(qrels, len(coll.docs), 1), 5),
            "chance Hits@10": round(chance(qrels, len(coll.docs), 10), 5)}
     partial = os.environ.get("DSILAB_PARTIAL")  # each row on disk as soon as it is done (a lease may end first)
-    if partial:
+    if partial:  # one JSON line per row in one file: a device lease returns only a few files
+        import fcntl
         import json
-        import re
 
-        os.makedirs(partial, exist_ok=True)
-        with open(os.path.join(partial, re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".json"), "w") as f:
-            json.dump(row, f)
+        os.makedirs(os.path.dirname(partial) or ".", exist_ok=True)
+        with open(partial, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            f.write(json.dumps({"name": name, **row}) + "\n")
     print(f"[{name}] done after {time.perf_counter() - t0:.0f} s", flush=True)
     return row
 

@@ -33,7 +33,7 @@ def test_cutoffs_and_errors():
     deep = {"q1": [(f"x{i}", 1.0 - i / 100) for i in range(10)] + [("d1", 0.0)]}
     assert evaluate(deep, {"q1": {"d1": 1}}, ["Hits@10", "Recall@100"]) == {"Hits@10": 0.0, "Recall@100": 1.0}
     with pytest.raises(DsilabError, match="unknown metric"):
-        evaluate(RUN, QRELS, ["P@3"])
+        evaluate(RUN, QRELS, ["Precision@@3"])
     with pytest.raises(DsilabError, match="qrels are empty"):
         evaluate(RUN, {})
 
@@ -78,3 +78,14 @@ def test_results_table_says_too_small_to_tell_near_chance():
     qrels = {f"q{i}": {f"d{i}": 1} for i in range(50)}
     big = results_table({"perfect": {q: [(next(iter(r)), 1.0)] for q, r in qrels.items()}}, qrels, n_docs=100)
     assert big.loc["perfect", "Hits@1"] == 1.0 and big.loc["perfect", "Hits@1 vs chance"] == "above chance"
+
+
+def test_ir_measures_names_and_course_aliases_agree():
+    run = {"q1": [("d2", 2.0), ("d1", 1.0)], "q2": [("d3", 1.0)]}
+    qrels = {"q1": {"d1": 1}, "q2": {"d9": 1}}
+    got = evaluate(run, qrels, ("Success@1", "Hits@1", "RR@10", "MRR@10", "R@100", "Recall@100", "P@2"))
+    assert got["Success@1"] == got["Hits@1"] == 0.0
+    assert got["RR@10"] == got["MRR@10"] == 0.25            # q1: first relevant at rank 2; q2: none
+    assert got["R@100"] == got["Recall@100"] == 0.5 and got["P@2"] == 0.25
+    with pytest.raises(DsilabError, match="unknown metric 'Hitz@1'"):
+        evaluate(run, qrels, ("Hitz@1",))

@@ -313,3 +313,32 @@ def test_capstone_runs_from_the_installed_wheel(tmp_path, monkeypatch):
                                kernel_name="python3", progress_bar=False, cwd=str(work))
     assert {p: p.stat().st_mtime for p in site.rglob("*") if p.suffix != ".pyc"} == \
         {p: t for p, t in before.items() if p.suffix != ".pyc"}, "running the notebook wrote into the installed package"
+
+
+def test_module_level_imports_form_no_cycle():
+    """Every `from .x import y` at module level, as a graph over dsilab's modules: acyclic, so any module imports alone
+    (imports inside functions are left out: they run later, once every module is loaded)."""
+    import ast
+    from graphlib import CycleError, TopologicalSorter
+    from pathlib import Path
+
+    import dsilab
+
+    root = Path(dsilab.__file__).parent
+    names = {".".join(f.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__"): f
+             for f in root.rglob("*.py")}
+    graph = {}
+    for name, f in names.items():
+        pkg = name if f.name == "__init__.py" else name.rpartition(".")[0]
+        deps = set()
+        for node in ast.parse(f.read_text()).body:
+            if isinstance(node, ast.ImportFrom) and node.level:
+                parts = pkg.split(".")
+                target = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+                deps |= {t for t in [target] + [f"{target}.{a.name}" for a in node.names] if t in names}
+        graph[name] = deps - {name}
+    assert len(graph) > 30 and graph["dsilab.recipes"] >= {"dsilab.core", "dsilab.train"}
+    try:
+        list(TopologicalSorter(graph).static_order())
+    except CycleError as e:
+        pytest.fail(f"import cycle: {' -> '.join(e.args[1])}")
