@@ -393,6 +393,8 @@ def table(rows: dict[str, dict[str, Any]], group: str = "old") -> Any:
     chance), that group's memorisation, seconds and steps."""
     import pandas as pd
 
+    from .metrics import verdict
+
     out = {}
     for name, r in rows.items():
         if f"{group} Hits@10" not in r:
@@ -401,7 +403,7 @@ def table(rows: dict[str, dict[str, Any]], group: str = "old") -> Any:
         for k in (1, 10):
             ci, level = r[f"{group} Hits@{k} CI"], r[f"{group} chance Hits@{k}"]
             row.update({f"Hits@{k}": r[f"{group} Hits@{k}"], f"Hits@{k} CI": ci, f"chance Hits@{k}": level,
-                        f"Hits@{k} vs chance": "above chance" if ci[0] > level else "too small to tell"})
+                        f"Hits@{k} vs chance": verdict(ci, level)})
         row.update({"memorisation": r.get(f"{group} memo"), "seconds": r.get("seconds"), "steps": r.get("steps")})
         out[name] = row
     return pd.DataFrame(out).T

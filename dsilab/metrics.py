@@ -85,6 +85,11 @@ def summarize(run: Run, qrels: Qrels, metrics: tuple[str, ...] | list[str] = ("H
     return out
 
 
+def verdict(ci, level: float) -> str:
+    """"above chance" when the 95% interval `ci` lies wholly above the chance `level`, else "too small to tell"."""
+    return "above chance" if isinstance(ci, (list, tuple)) and ci[0] > level else "too small to tell"
+
+
 def against_chance(rows: dict[str, dict], qrels: Qrels, n_docs: int, ks: tuple[int, ...] = (1, 10)):
     """Rows (name -> metrics with "Hits@k" and "Hits@k CI") as a table with the chance level of each Hits@k beside it
     and a verdict: "too small to tell" when the 95% interval reaches down to chance, so that no number that could be
@@ -99,8 +104,7 @@ def against_chance(rows: dict[str, dict], qrels: Qrels, n_docs: int, ks: tuple[i
         level = round(chance(qrels, n_docs, k), 4)
         table[f"chance {m}"] = level
         if f"{m} CI" in table:
-            table[f"{m} vs chance"] = ["above chance" if isinstance(ci, (list, tuple)) and ci[0] > level
-                                       else "too small to tell" for ci in table[f"{m} CI"]]
+            table[f"{m} vs chance"] = [verdict(ci, level) for ci in table[f"{m} CI"]]
     return table
 
 

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
 from typing import Any
-
-import numpy as np
 
 from .core import DsilabError
 from .data import Collection, load_collection
-from .recipes import Recipe
+from .recipes import Recipe, _sample
 from .train import Callback, TrainConfig, train
 
 SHAPES = ("minilm-seq2seq", "t5-small", "t5-base")
@@ -188,12 +185,8 @@ def resolve(spec: str, max_eval_queries: int = 2000) -> Collection:
     if not spec.startswith("synthetic:"):
         return load_collection(spec)
     coll = load_collection("synthetic", n_docs=int(spec.split(":")[1]), queries_per_doc=3, seed=0)
-    qrels = dict(coll.qrels)
-    for split in ("dev", "test"):
-        qids = sorted(qrels[split])
-        if len(qids) > max_eval_queries:
-            keep = np.random.default_rng(0).choice(len(qids), max_eval_queries, replace=False)
-            qrels[split] = {qids[i]: qrels[split][qids[i]] for i in sorted(keep)}
+    qrels = {**coll.qrels, **{split: {q: coll.qrels[split][q] for q in _sample(list(coll.qrels[split]), max_eval_queries, 0)}
+                              for split in ("dev", "test")}}
     return Collection(coll.name, coll.docs, coll.queries, qrels, {**coll.meta, "eval_queries_sampled": max_eval_queries})
 
 
