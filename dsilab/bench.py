@@ -33,7 +33,7 @@ def environment() -> dict[str, Any]:
     import importlib.metadata as md
 
     versions = {}
-    for pkg in ("dsilab", "torch", "transformers", "sentence-transformers", "rank-bm25", "ir-measures", "numpy"):
+    for pkg in ("dsilab", "torch", "transformers", "sentence-transformers", "rank-bm25", "ir-measures", "numpy", "faiss-cpu"):
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -306,13 +306,17 @@ def update_doc_section(doc: Path, key: str, body: str) -> None:
 
 
 def bench_ann(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:
-    """Soft tree and learned hashing vs flat / IVF / k-means tree / LSH: recall@10 against distance
-    computations per query, training time, ms/query, and the two goals the soft tree and the learned hash were set.
+    """Soft tree and learned hashing vs flat / IVF / k-means tree / LSH, with FAISS IVF-Flat and HNSW as the
+    industrial anchor: recall@10 against distance computations per query and ms/query, training time, and the two
+    goals the soft tree and the learned hash were set.
 
-    Vectors are MiniLM embeddings of `collection` (docs = database, train split = training queries).
-    `--collection synthetic` instead uses 100,000 x 384 clustered synthetic vectors
-    (`dsilab.ann.synthetic_vectors`; `DSILAB_ANN_N` sets another size), whose queries are
-    perturbed database vectors.
+    Vectors are MiniLM embeddings of `collection` (docs = database); the index learns from the train split, or, for
+    a collection without one, from spans of its documents (env DSILAB_ANN_TRAIN_ON = "train queries" or "document
+    spans" chooses; default "auto"). `--collection synthetic` instead uses 100,000 x 384 clustered synthetic vectors
+    (`dsilab.ann.synthetic_vectors`; `DSILAB_ANN_N` sets another size), whose queries are perturbed database vectors.
+    DSILAB_ANN_ONLY=reference runs flat, IVF and FAISS only (e.g. at 1M vectors, where training the learned
+    structures does not fit a laptop run); DSILAB_ANN_ONLY=structures every index once, without the 3-seed
+    soft-sort / joint-training comparisons.
     """
     from .ann import lab_vectors, synthetic_vectors
     from .ann.experiments import run_ann_benchmark
@@ -322,9 +326,15 @@ def bench_ann(collection: Collection, split: str = "test", seed: int = 0) -> dic
         vs = synthetic_vectors(n=int(os.environ.get("DSILAB_ANN_N", 100_000)), seed=seed)
         name, split = vs.name, "synthetic queries"
     else:
-        vs, name = lab_vectors(collection, split=split), collection.name
-    out = run_ann_benchmark(vs, seed=seed)
-    return {"benchmark": "ann", "collection": name, "split": split, "seed": seed, "environment": environment(), **out}
+        train_on = os.environ.get("DSILAB_ANN_TRAIN_ON", "auto")
+        vs, name = lab_vectors(collection, split=split, train_on=train_on, seed=seed), collection.name
+    out = run_ann_benchmark(vs, seed=seed, only=os.environ.get("DSILAB_ANN_ONLY") or None)
+    tested = split if split.endswith("queries") else f"{split} queries"
+    setting = (f"index trained on {vs.meta.get('train_signal')} ({len(vs.train_queries)} training queries, each with its "
+               f"exact top-{vs.k} database vectors as targets); the {tested} are only searched")
+    slug = f"-{out['only']}" if out.get("only") else ""
+    return {"benchmark": "ann", "collection": f"{name}{slug}", "split": split, "seed": seed, "setting": setting,
+            "environment": environment(), **out}
 
 
 #: `dsilab bench efficiency`: the same DSI recipe trained several ways (changes to EFFICIENCY_BASE, a `Recipe`).
@@ -504,6 +514,10 @@ def run_benchmark(name: str, collection: str = "lab", split: str = "test", seed:
     result = BENCHMARKS[name](load_collection(collection), split=split, seed=seed)
     print(format_table(result["results"]))
     path = write_result(result, out_dir)
+    if name == "ann":  # the recall-vs-cost plot beside the JSON
+        from .ann.experiments import save_plots
+
+        print(f"wrote {save_plots(result, path.with_suffix('.png'))}")
     if result.get("failed"):  # the finished rows are written; the failures must still fail the command
         raise DsilabError(f"{len(result['failed'])} variant(s) failed (rows written to {path}): {result['failed']}")
     print(f"wrote {path}" + (f" and updated {BENCH_DOC.relative_to(ROOT)}" if Path(out_dir).resolve() == RESULTS_DIR.resolve() else ""))

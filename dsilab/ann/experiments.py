@@ -1,15 +1,20 @@
 """The measurements the ANN notebooks and `dsilab bench ann` share: recall@10-vs-cost sweeps,
-the learned-vs-unlearned tree comparison at the 80% budget, the lambda trade-off curve, and the
-learned-hash-vs-LSH table. Everything is fitted on training queries and read on test queries.
+the learned-vs-unlearned tree comparison at the 80% budget, the lambda trade-off curve, the
+learned-hash-vs-LSH table, and FAISS (IVF-Flat, HNSW) as the industrial anchor. Everything is fitted on
+training queries and read on test queries.
 """
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from ..core import DsilabError
 from .evaluation import budget_for_recall, recall_at_budget, score
+from .faiss_index import FaissHNSW, FaissIVFFlat
 from .hashing import LSH, LearnedHash
 from .reference import IVF, Flat, KMeansTree
 from .soft_tree import SoftTree
@@ -92,13 +97,21 @@ def plot_curves(curves: dict[str, list[dict[str, Any]]], ax: Any = None, x: str 
     return ax
 
 
-#: Index shapes and sweeps per vector set: chosen on held-out *training* queries, never on test.
+#: Index shapes and sweeps per vector set: chosen on held-out *training* queries, never on test. FAISS IVF-Flat
+#: sweeps nprobe with its own nlist ("huge", 1M vectors: more lists, as FAISS's guidelines advise); HNSW sweeps efSearch.
 PLANS = {
     "small": dict(k=4, depth=3, beams=[1, 2, 3, 4, 6, 8, 12, 16], nlist=16, nprobe=[1, 2, 3, 4, 6, 8],
-                  candidates=[10, 20, 40, 80], ref_candidates=20),
+                  candidates=[10, 20, 40, 80], ref_candidates=20, faiss_nlist=16, faiss_nprobe=[1, 2, 3, 4, 6, 8],
+                  ef_search=[10, 16, 24, 32, 64, 128]),
     "large": dict(k=16, depth=2, beams=[1, 2, 3, 4, 6, 8], nlist=256, nprobe=[1, 2, 4, 8, 16],
-                  candidates=[250, 500, 1000, 2000], ref_candidates=1000),
+                  candidates=[250, 500, 1000, 2000], ref_candidates=1000, faiss_nlist=256, faiss_nprobe=[1, 2, 4, 8, 16],
+                  ef_search=[10, 16, 24, 32, 64, 128, 256]),
+    "huge": dict(k=16, depth=2, beams=[1, 2, 3, 4, 6, 8], nlist=256, nprobe=[1, 2, 4, 8, 16],
+                 candidates=[250, 500, 1000, 2000], ref_candidates=1000, faiss_nlist=1024,
+                 faiss_nprobe=[1, 2, 4, 8, 16, 32], ef_search=[10, 16, 24, 32, 64, 128, 256]),
 }
+#: FAISS's "HNSW32" factory defaults (M = 32 links per node, efConstruction = 40), built on one thread (reproducible).
+HNSW_BUILD = dict(m=32, ef_construction=40)
 TREE_TRAIN = dict(lr=3e-4, epochs=20, t_start=0.1, t_end=0.05)
 #: lambda = 1 with mass-0.9 beams was the best setting on held-out training queries of a 20k synthetic
 #: set (tree goal +3.2 points there); lambda = 0 is reported beside it. The goal is read on the first.
@@ -117,21 +130,83 @@ def lambda_notes(curves: dict[str, Any]) -> list[str]:
     return out
 
 
-def run_ann_benchmark(vs: VectorSet, seed: int = 0, hash_epochs: int | None = None, progress: bool = False) -> dict[str, Any]:
-    """Every method on one vector set: result rows for the table, full curves, and both goals.
-    (The learned hash trains 20 epochs on small sets, 10 on large ones to keep the run near 10 minutes.)"""
-    small = vs.database.shape[0] < 10_000
-    plan = PLANS["small" if small else "large"]
+def faiss_curves(vs: VectorSet, plan: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+    """FAISS IVF-Flat swept over nprobe and HNSW over efSearch, both searching on one thread (like the numpy
+    indexes); IVF's k-means builds on every core (same lists: the result does not depend on it)."""
+    t0 = time.perf_counter()
+    ivf = FaissIVFFlat(vs.database, vs.ids, nlist=plan["faiss_nlist"], seed=seed, threads=1, build_threads=os.cpu_count())
+    ivf_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    hnsw = FaissHNSW(vs.database, vs.ids, **HNSW_BUILD, threads=1, build_threads=1)
+    hnsw_s = time.perf_counter() - t0
+    return {"FAISS IVF-Flat": sweep(ivf, vs, "nprobe", plan["faiss_nprobe"]),
+            "FAISS HNSW": sweep(hnsw, vs, "ef_search", plan["ef_search"]),
+            "build_s": {"FAISS IVF-Flat": ivf_s, "FAISS HNSW": hnsw_s}}
+
+
+def at_recall(rows: list[dict[str, Any]], target: float) -> dict[str, Any]:
+    """Distances/query and ms/query where a curve first reaches `target` recall@10 (interpolated; NaN if never).
+    upper_bound: the curve's cheapest setting already passes the target, so the true cost may be lower."""
+    return {"distances/query": budget_for_recall(*_xy(rows), target),
+            "ms/query": budget_for_recall([r["ms/query"] for r in rows], [r["recall@10"] for r in rows], target),
+            "upper_bound": bool(min(rows, key=lambda r: r["distances/query"])["recall@10"] >= target)}
+
+
+def equal_recall_notes(curves: dict[str, list[dict[str, Any]]], names: Sequence[str], targets: Sequence[float] = (0.8, 0.9)
+                       ) -> tuple[dict[str, Any], list[str]]:
+    """Every method read at the same recall@10: its cost in distances/query and ms/query, one note per target."""
+    table: dict[str, Any] = {}
+    notes = []
+    for t in targets:
+        table[t] = {n: at_recall(curves[n], t) for n in names if n in curves}
+        parts = [f"{n} never (best {max(r['recall@10'] for r in curves[n]):.1%})" if np.isnan(v["distances/query"])
+                 else f"{n} {'<= ' if v['upper_bound'] else ''}{v['distances/query']:,.0f} distances, {v['ms/query']:.2f} ms"
+                 for n, v in table[t].items()]
+        notes.append(f"At equal recall@10 = {t:.0%} (interpolated between swept settings; '<=': already above it at the "
+                     "cheapest setting): " + "; ".join(parts) + ".")
+    return table, notes
+
+
+def save_plots(result: dict[str, Any], path: str | Path) -> Path:
+    """recall@10 against distances/query and against ms/query (trees, IVF, FAISS; log x), as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keep = {n: rows for n, rows in result["curves"].items()
+            if n.startswith(("flat", "IVF", "FAISS", "k-means tree", "soft tree"))}
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+    plot_curves(keep, ax=axes[0], title=f"{result['collection']}: recall@10 vs distance computations")
+    plot_curves(keep, ax=axes[1], x="ms/query", title="recall@10 vs ms/query (FAISS on 1 thread)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def run_ann_benchmark(vs: VectorSet, seed: int = 0, hash_epochs: int | None = None, progress: bool = False,
+                      only: str | None = None) -> dict[str, Any]:
+    """Every method on one vector set: result rows for the table, full curves, both goals and FAISS as the anchor.
+    (The learned hash trains 20 epochs on small sets, 10 on large ones to keep the run near 10 minutes.)
+    only="reference": flat, IVF and FAISS only, skipping the learned structures (for 1M vectors on a laptop);
+    only="structures": every index once, without the 3-seed soft-sort / joint comparisons (`learning_rows`)."""
+    if only not in (None, "reference", "structures"):
+        raise DsilabError(f"run_ann_benchmark: only must be None, 'reference' or 'structures'; got {only!r}.")
+    n = vs.database.shape[0]
+    small = n < 10_000
+    plan = PLANS["small" if small else "large" if n < 500_000 else "huge"]
     hash_epochs = hash_epochs or (20 if small else 10)
     na = "-" if vs.test_qrels is None else None
 
     def row(r: dict[str, Any], train_s: float = 0.0) -> dict[str, Any]:
         return {"recall@10": round(r["recall@10"], 4), "distances/query": round(r["distances/query"], 1),
-                "Hits@10": na or round(r["Hits@10"], 4), "ms/query": round(r["ms/query"], 2), "train_s": round(train_s, 1)}
+                "Hits@10": na or round(r["Hits@10"], 4), "ms/query": round(r["ms/query"], 3), "train_s": round(train_s, 1)}
 
     rows: dict[str, dict[str, Any]] = {}
     curves: dict[str, Any] = {}
     flat = sweep(Flat(vs.database, vs.ids), vs, "k", [10])
+    curves["flat (exact)"] = flat
     rows["flat (exact)"] = row(flat[0])
     t0 = time.perf_counter()
     ivf = IVF(vs.database, vs.ids, nlist=plan["nlist"], seed=seed)
@@ -139,6 +214,27 @@ def run_ann_benchmark(vs: VectorSet, seed: int = 0, hash_epochs: int | None = No
     curves["IVF"] = sweep(ivf, vs, "nprobe", plan["nprobe"])
     for r in curves["IVF"]:
         rows[f"IVF nlist={plan['nlist']} nprobe={r['nprobe']}"] = row(r, ivf_s)
+    fc = faiss_curves(vs, plan, seed)
+    curves["FAISS IVF-Flat"], curves["FAISS HNSW"] = fc["FAISS IVF-Flat"], fc["FAISS HNSW"]
+    for r in fc["FAISS IVF-Flat"]:
+        rows[f"FAISS IVF-Flat nlist={plan['faiss_nlist']} nprobe={r['nprobe']}"] = row(r, fc["build_s"]["FAISS IVF-Flat"])
+    for r in fc["FAISS HNSW"]:
+        rows[f"FAISS HNSW M={HNSW_BUILD['m']} efSearch={r['ef_search']}"] = row(r, fc["build_s"]["FAISS HNSW"])
+    signal = vs.meta.get("train_signal", "train queries")
+    faiss_note = (f"FAISS {_faiss_version()} anchors: IVF-Flat (nlist={plan['faiss_nlist']}, seeded k-means) swept over nprobe, "
+                  f"HNSW (M={HNSW_BUILD['m']}, efConstruction={HNSW_BUILD['ef_construction']}, built on 1 thread) over "
+                  "efSearch, inner product on unit vectors. They search on 1 thread (faiss.omp_set_num_threads(1)), one "
+                  "FAISS call per query for HNSW so that its distance counter (hnsw_stats.ndis, all layers) is read per "
+                  "query; IVF-Flat's cost = nlist centroid products + the sizes of the probed lists. The numpy/torch "
+                  "indexes run on the process's threads (DSILAB_THREADS, default every core).")
+    common = {"n_docs": int(n), "n_queries": len(vs.test_qids), "n_train_queries": int(len(vs.train_queries)),
+              "train_signal": signal, "plan": plan, "hnsw": HNSW_BUILD, "faiss_threads": 1}
+    if only == "reference":
+        _, eq = equal_recall_notes(curves, ("IVF", "FAISS IVF-Flat", "FAISS HNSW"))
+        notes = [*eq, faiss_note, "DSILAB_ANN_ONLY=reference: the learned structures (soft tree, learned hash) and the "
+                 "k-means tree were skipped on this vector set; only flat, IVF and FAISS ran.",
+                 "train_s = index build seconds; ms/query measured on this machine."]
+        return {"results": rows, "curves": curves, "notes": notes, "only": "reference", **common}
     trees = tree_curves(vs, plan["k"], plan["depth"], plan["beams"], lams=LAMS, seed=seed, mass=MASS, progress=progress,
                         **TREE_TRAIN)
     curves["k-means tree"] = trees["k-means tree"]
@@ -163,6 +259,8 @@ def run_ann_benchmark(vs: VectorSet, seed: int = 0, hash_epochs: int | None = No
         "hash": {"bits": 32, "candidates": ref, "LSH": lsh32, "learned": ours32,
                  "gain_points": 100 * (ours32 - lsh32), "met": bool(100 * (ours32 - lsh32) >= 10)},
     }
+    eq_table, eq_notes = equal_recall_notes(curves, ("k-means tree", f"soft tree lambda={LAMS[0]}", "IVF", "FAISS IVF-Flat",
+                                                     "FAISS HNSW", "learned hash 32 bits"))
     notes = [
         f"Goal (tree): at the budget where the k-means tree reaches 80% recall@10 ({g['budget']:.0f} distances/query, "
         f"interpolated between beam widths), the learned soft tree (lambda={LAMS[0]}, mass={MASS}) reaches {100 * g['learned']:.1f}% vs "
@@ -170,10 +268,84 @@ def run_ann_benchmark(vs: VectorSet, seed: int = 0, hash_epochs: int | None = No
         f"Goal (hashing): at 32 bits and {ref} candidates, learned hash {100 * ours32:.1f}% vs LSH {100 * lsh32:.1f}% "
         f"recall@10: {goals['hash']['gain_points']:+.1f} points (goal +10): {'met' if goals['hash']['met'] else 'MISSED'}.",
         *lambda_notes(curves),
+        *eq_notes,
+        anchor_verdict(eq_table, f"soft tree lambda={LAMS[0]}"),
+        faiss_note,
         "distances/query counts inner products with stored vectors (documents, centroids, hash hyperplanes); "
         "Hamming comparisons of the hash indexes (n per query, bit operations) are not included. "
-        "train_s = index build + training seconds; ms/query of this pure-Python/numpy implementation.",
+        "train_s = index build + training seconds; ms/query of this pure-Python/numpy implementation (FAISS: C++).",
     ]
-    return {"results": rows, "curves": curves, "goals": goals, "notes": notes,
-            "n_docs": int(vs.database.shape[0]), "n_queries": len(vs.test_qids), "n_train_queries": int(len(vs.train_queries)),
-            "plan": plan, "tree_train": TREE_TRAIN, "lams": list(LAMS)}
+    learning = None if only == "structures" else learning_rows(vs, progress=progress)
+    notes.insert(-1, learning_note(learning) if learning else "The 3-seed soft-sort and joint-training comparisons "
+                 "and the routing ceiling were skipped on this vector set (only='structures').")
+    ceiling = None if only == "structures" else ceiling_row(vs, plan, seed)
+    if ceiling:
+        notes.insert(-1, ceiling_note(ceiling))
+    return {"results": rows, "curves": curves, "goals": goals, "notes": notes, "equal_recall": eq_table,
+            "tree_train": TREE_TRAIN, "lams": list(LAMS), "learning": learning,
+            "routing_ceiling": ceiling, **({"only": only} if only else {}), **common}
+
+
+def anchor_verdict(eq_table: dict[float, dict[str, dict[str, float]]], learned: str) -> str:
+    """One sentence: how many times more distance computations the learned tree needs than HNSW and IVF-Flat."""
+    parts = []
+    for t, by in eq_table.items():
+        ours = by.get(learned, {}).get("distances/query", float("nan"))
+        if np.isnan(ours):
+            parts.append(f"at {t:.0%} recall@10 the {learned} never gets there in its sweep")
+            continue
+        vs = [f"{'at least ' if by[a]['upper_bound'] else ''}{ours / by[a]['distances/query']:.2f}x {a}'s"
+              for a in ("FAISS HNSW", "FAISS IVF-Flat")
+              if a in by and not np.isnan(by[a]["distances/query"])]
+        parts.append(f"at {t:.0%} recall@10 the {learned} needs " + " and ".join(vs) + " distance computations")
+    return "Against the anchors: " + "; ".join(parts) + "."
+
+
+def _faiss_version() -> str:
+    import faiss
+
+    return faiss.__version__
+
+
+def learning_rows(vs: VectorSet, seeds: Sequence[int] = (0, 1, 2), progress: bool = False) -> dict[str, Any]:
+    """Soft-sort vs default loss and joint (query adapter) vs frozen encoder, recall@10 at a fixed
+    budget, mean and 95% t-interval over `seeds` (see `dsilab.ann.learning.learning_table`)."""
+    from .learning import learning_table
+
+    return learning_table(vs, seeds, progress)
+
+
+def learning_note(learning: dict[str, Any]) -> str:
+    """One sentence per training change (soft-sort loss, joint query adapter): its recall@10 difference over seeds."""
+    parts = [f"{name}: {100 * d['mean']:+.1f} points [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]"
+             for name, d in learning["differences"].items()]
+    return (f"Training changes, recall@10 differences on the test queries ({len(learning['seeds'])} seeds, "
+            f"{learning['interval']}; {learning['note']}): " + "; ".join(parts) + ".")
+
+
+def ceiling_row(vs: VectorSet, plan: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+    """`dsilab.ann.learning.routing_ceiling` of the benchmark's tree (held-out training queries): what an oracle
+    router and a soft tree fitted on those very queries gain at the k-means tree's 80% budget, beside the soft tree."""
+    from .learning import routing_ceiling
+
+    try:
+        return routing_ceiling(vs, plan["k"], plan["depth"], plan["beams"], seed=seed, mass=MASS, lam=LAMS[0], **TREE_TRAIN)
+    except DsilabError as e:  # e.g. the k-means tree never reaches 80% on the held-out queries: say so in the JSON
+        return {"error": str(e)}
+
+
+def ceiling_note(ceiling: dict[str, Any]) -> str:
+    """The routing ceiling in one sentence (points of recall@10 over the k-means tree at its 80% budget)."""
+    if "error" in ceiling:
+        return f"Routing ceiling not measured: {ceiling['error']}"
+    g = ceiling["gain_points"]
+    return (f"Routing ceiling, on {ceiling['held_out_queries']} held-out training queries at the k-means tree's 80% "
+            f"budget ({ceiling['budget']:.0f} distances/query): an oracle router that knows each query's neighbours "
+            f"gains {g['oracle router']:+.1f} points, the soft tree fitted with those queries "
+            f"{g['soft tree, strong fit incl. these queries']:+.1f}, the soft tree that never saw them "
+            f"{g['soft tree']:+.1f} ({g['soft tree, strong fit']:+.1f} with a stronger fit): " + (
+                "even an oracle gains less than 5 points, so +5 is out of reach in this tree."
+                if g["oracle router"] < 5 else
+                "the routing can represent a large gain for queries it has seen, but what it learns carries over to "
+                "new queries only in part." if g["soft tree, strong fit incl. these queries"] >= g["soft tree"] + 5 else
+                "fitting those very queries gains little more, so the linear routing itself is the limit here."))

@@ -5,6 +5,9 @@ distance (cheap bit operations, counted apart), and re-score the best `candidate
 The learned hash trains its hyperplanes through a relaxation of sign(): tanh(slope * u) with a
 slope that grows during training (or a straight-through sign), so that a query's true
 neighbours get codes close to its own. At inference the codes are exactly +-1 (stored as bits).
+Options: `loss="softsort"` trains each neighbour's soft Hamming rank into the top `top` candidates;
+`adapter=True` learns a query-side residual map with the codes (the query's hyperplanes become
+W (I + A): an asymmetric hash whose documents keep their codes).
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ import numpy as np
 
 from ..core import DsilabError, seed_everything
 from .evaluation import SearchResult, as_matrix, check_ids, torch_threads
+from .joint import QueryAdapter
+from .softsort import check_loss, rank_among, soft_topk_loss
 
 
 def pack_bits(signs: np.ndarray) -> np.ndarray:
@@ -49,6 +54,10 @@ class _HashIndex:
     def signs(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - defined by subclasses
         raise NotImplementedError
 
+    def query_signs(self, q: np.ndarray) -> np.ndarray:
+        """The bits of a query: the database's hash unless a subclass hashes queries its own way."""
+        return self.signs(q)
+
     def codes(self, x: np.ndarray) -> np.ndarray:
         """The +-1 codes of rows of `x` (float, exactly -1 or +1): what inference uses."""
         return np.where(self.signs(as_matrix(x, "vectors", self.dim)), 1.0, -1.0).astype(np.float32)
@@ -69,7 +78,7 @@ class _HashIndex:
             raise DsilabError(f"candidates must be >= 1; got {candidates}.")
         q = as_matrix(queries, "queries", self.dim)
         qids = check_ids(qids, q.shape[0], "q")
-        cand = hamming_candidates(pack_bits(self.signs(q)), self.packed, candidates)
+        cand = hamming_candidates(pack_bits(self.query_signs(q)), self.packed, candidates)
         run = {}
         for i, qid in enumerate(qids):
             scores = self.database[cand[i]] @ q[i]
@@ -108,9 +117,20 @@ class HashConfig:
     epochs: int = 20
     batch_size: int = 128
     lr: float = 0.01
+    loss: str = "nll"            # "nll": softmax ranking loss; "softsort": soft top-`top` rank of each neighbour
+    top: int = 20                # softsort: the candidate count the neighbours should rank within
+    rank_temperature: float = 1.0  # softsort: sigmoid temperature of the soft rank, in Hamming bits
+    width: float = 1.0           # softsort: how sharply the loss punishes a rank beyond `top` (log scale)
+    adapter: bool = False        # joint training: learn a residual map of the query (free at search: it folds in)
+    adapter_l2: float = 1.0      # weight of ||A||^2, which keeps the adapted query near the encoder's
+    adapter_rank: int = 8        # 0: a full d x d adapter; r > 0: A = U V^T of rank r
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_loss(self.loss, self.top, self.rank_temperature, self.width)
+        if self.adapter_l2 < 0 or not isinstance(self.adapter_rank, int) or self.adapter_rank < 0:
+            raise DsilabError(f"adapter_l2 and adapter_rank must be >= 0 (adapter_rank=0: full d x d); "
+                              f"got {self.adapter_l2} and {self.adapter_rank!r}.")
         if self.init not in ("lsh", "pca"):
             raise DsilabError(f"init must be 'lsh' or 'pca'; got {self.init!r}.")
         if self.relaxation not in ("tanh", "ste"):
@@ -142,12 +162,19 @@ class LearnedHash(_HashIndex):
             planes = (pca.components_ / np.sqrt(pca.explained_variance_)[:, None]).astype(np.float32)
             offset = -(pca.mean_ @ planes.T).astype(np.float32)
         self.planes, self.offset = planes, offset
+        self.adapter = QueryAdapter(self.dim, cfg.adapter_rank, cfg.seed) if cfg.adapter else None
         self.history: list[dict[str, float]] = []
         self.train_seconds = 0.0
         self.index()
 
     def signs(self, x: np.ndarray) -> np.ndarray:
         return x @ self.planes.T + self.offset > 0
+
+    def query_signs(self, q: np.ndarray) -> np.ndarray:
+        """With the adapter, a query is hashed by the folded hyperplanes W (I + A): still `bits` products."""
+        if self.adapter is None:
+            return self.signs(q)
+        return q @ (self.planes @ self.adapter.matrix).T + self.offset > 0
 
     def relaxed_codes(self, x: np.ndarray, slope: float) -> np.ndarray:
         """tanh(slope * (W x + b)): the differentiable stand-in for the codes (for plots)."""
@@ -173,7 +200,7 @@ class LearnedHash(_HashIndex):
         gen = torch.Generator().manual_seed(cfg.seed)
         w = torch.nn.Parameter(torch.from_numpy(self.planes.copy()))
         b = torch.nn.Parameter(torch.from_numpy(self.offset.copy()))
-        opt = torch.optim.Adam([w, b], lr=cfg.lr)
+        opt = torch.optim.Adam([w, b] + (self.adapter.parameters if self.adapter is not None else []), lr=cfg.lr)
         scale = cfg.nats_per_bit / 2.0  # sim = <h_q, h_x> changes by 2 per flipped bit
 
         def relax(u, slope):
@@ -188,16 +215,22 @@ class LearnedHash(_HashIndex):
             for s in range(0, len(order), cfg.batch_size):
                 idx = order[s : s + cfg.batch_size]
                 neg = torch.randint(len(db), (cfg.negatives,), generator=gen)
-                hq = relax(q[idx] @ w.T + b, slope)                          # (B, bits)
+                qb = self.adapter(q[idx]) if self.adapter is not None else q[idx]
+                hq = relax(qb @ w.T + b, slope)                              # (B, bits)
                 hp = relax(db[tgt[idx]] @ w.T + b, slope)                     # (B, P, bits)
                 hn = relax(db[neg] @ w.T + b, slope)                          # (N, bits)
                 pos = scale * torch.einsum("bd,bpd->bp", hq, hp)              # (B, P)
                 negs = scale * hq @ hn.T                                      # (B, N)
                 clash = (tgt[idx][:, :, None] == neg[None, None, :]).any(1)   # a sampled row that is a neighbour
                 negs = negs.masked_fill(clash, -1e9)
-                # each neighbour against all negatives: -log e^pos / (e^pos + sum e^neg)
-                lse_neg = torch.logsumexp(negs, dim=1, keepdim=True)
-                loss = (torch.logaddexp(pos, lse_neg) - pos).mean()
+                if cfg.loss == "softsort":  # rank in the whole database, estimated from the sampled negatives
+                    rank = rank_among(pos / scale / 2, negs / scale / 2, cfg.rank_temperature, len(db) / cfg.negatives)
+                    loss = soft_topk_loss(rank, cfg.top, cfg.width).mean()
+                else:  # each neighbour against all negatives: -log e^pos / (e^pos + sum e^neg)
+                    lse_neg = torch.logsumexp(negs, dim=1, keepdim=True)
+                    loss = (torch.logaddexp(pos, lse_neg) - pos).mean()
+                if self.adapter is not None:
+                    loss = loss + cfg.adapter_l2 * (self.adapter.weight ** 2).sum()
                 loss = loss + cfg.balance * (hn.mean(0) ** 2).mean()
                 opt.zero_grad()
                 loss.backward()

@@ -34,8 +34,9 @@ class Flat(_Index):
     def search(self, queries: np.ndarray, qids: Sequence[str] | None = None, k: int = 10) -> SearchResult:
         q, qids = self._queries(queries, qids)
         run = {}
-        for s in range(0, len(qids), 1024):
-            run.update(run_from_scores(qids[s : s + 1024], self.ids, q[s : s + 1024] @ self.database.T, k))
+        step = max(1, min(1024, 2**27 // self.database.shape[0]))  # a block of scores stays near 0.5 GB at 1M vectors
+        for s in range(0, len(qids), step):
+            run.update(run_from_scores(qids[s : s + step], self.ids, q[s : s + step] @ self.database.T, k))
         return SearchResult(run, np.full(len(qids), self.database.shape[0], dtype=np.int64))
 
 

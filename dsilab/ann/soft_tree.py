@@ -6,6 +6,9 @@ tree is a differentiable function of the centroids (and, optionally, a query pro
 Training raises the probability of the leaves that hold each training query's true neighbours,
 minus `lam` times the expected search cost, while the temperature T anneals from soft to sharp.
 Inference is hard and deterministic: beam descent, then exact scoring of the candidates.
+Options: `loss="softsort"` trains the soft rank of each target's leaf among all leaves into the top
+`top` (what a beam of that width keeps) instead of its log-probability; `adapter=True` trains a
+query-side residual map with the routing (joint training; documents stay where they are).
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ import numpy as np
 
 from ..core import DsilabError, seed_everything
 from .evaluation import SearchResult, as_matrix, check_ids, torch_threads
+from .joint import QueryAdapter
+from .softsort import check_loss, rank_among, soft_topk_loss
 from .tree import Descent, Tree, beam_descend, build_kmeans_tree, check_beam, top_k_run_row
 
 _NEG = -1e9  # logit of a padding slot: softmax gives it 0 without the NaN gradients of -inf
@@ -32,6 +37,8 @@ class SoftTreeConfig:
     assign: int = 1            # soft multi-assignment: each vector also sits in its top-m leaves
     projection: bool = False   # learn a shared d x d map of the centroids (folded in: costs nothing at search)
     bias: bool = True          # learn a per-node routing bias (a prior for a branch; free at search)
+    node_temperature: bool = False  # learn how sharply each internal node routes (a log-scale on its children's logits)
+    learn_centroids: bool = True    # False: keep the k-means centroids, learn only biases / temperatures (few parameters)
     anchor: float = 0.0        # L2 pull of the centroids towards their k-means values (regularisation)
     t_start: float = 0.1       # temperature at the first epoch ...
     t_end: float = 0.05        # ... annealed geometrically to this one, which inference keeps
@@ -40,9 +47,20 @@ class SoftTreeConfig:
     epochs: int = 20
     batch_size: int = 256
     lr: float = 3e-4
+    loss: str = "nll"          # "nll": -log P(target leaves); "softsort": soft top-`top` rank of the target leaves
+    top: int = 4               # softsort: the number of leaves the target should rank within (about the beam)
+    rank_temperature: float = 1.0  # softsort: sigmoid temperature of the soft rank, in nats of log P(leaf)
+    width: float = 0.25        # softsort: how sharply the loss punishes a rank beyond `top` (log scale)
+    adapter: bool = False      # joint training: learn a residual map of the query (free at search: it folds in)
+    adapter_l2: float = 1.0    # weight of ||A||^2, which keeps the adapted query near the encoder's
+    adapter_rank: int = 8      # 0: a full d x d adapter; r > 0: A = U V^T of rank r
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_loss(self.loss, self.top, self.rank_temperature, self.width)
+        if self.adapter_l2 < 0 or not isinstance(self.adapter_rank, int) or self.adapter_rank < 0:
+            raise DsilabError(f"adapter_l2 and adapter_rank must be >= 0 (adapter_rank=0: full d x d); "
+                              f"got {self.adapter_l2} and {self.adapter_rank!r}.")
         if self.k < 2:
             raise DsilabError(f"k must be at least 2 (a node routes between at least two children); got {self.k}.")
         if self.depth < 1 or self.assign < 1 or self.cost_beam < 1 or self.epochs < 0:
@@ -84,6 +102,8 @@ class SoftTree:
         self._init = self._centroids.detach().clone()
         self._proj = torch.nn.Parameter(torch.eye(self.dim)) if cfg.projection else None
         self._bias = torch.nn.Parameter(torch.zeros(self.tree.n_nodes)) if cfg.bias else None
+        self._scale = torch.nn.Parameter(torch.zeros(self.tree.n_nodes)) if cfg.node_temperature else None
+        self.adapter = QueryAdapter(self.dim, cfg.adapter_rank, cfg.seed) if cfg.adapter else None
         self._compile_levels()
         if cfg.assign > 1:
             self.multi_assign(cfg.assign)
@@ -143,27 +163,30 @@ class SoftTree:
         logits = (q @ c.T + b) / temperature
         log_p = torch.zeros(q.shape[0], 1)
         for nodes, pad, mask in self._levels:
-            child = logits[:, pad].masked_fill(~mask, _NEG)
+            child = logits[:, pad]
+            if self._scale is not None:
+                child = child * self._scale[nodes].exp()[None, :, None]
+            child = child.masked_fill(~mask, _NEG)
             log_cond = torch.log_softmax(child, dim=-1)
             vals = (log_p[:, nodes].unsqueeze(-1) + log_cond)[:, mask]
             log_p = torch.cat([log_p, vals], dim=1)  # breadth-first ids: this level's children come next
         return log_p
 
-    def log_path_probabilities(self, queries: np.ndarray, temperature: float | None = None) -> np.ndarray:
-        """log P(node | query) for every node (rows = queries); exact where P underflows to 0."""
+    def log_path_probabilities(self, queries: np.ndarray, temperature: float | None = None,
+                               documents: bool = False) -> np.ndarray:
+        """log P(node | query) for every node (rows = queries); exact where P underflows to 0.
+        `documents=True` routes database vectors, which never pass through the query adapter."""
         import torch
 
         q = as_matrix(queries, "queries", self.dim)
+        if self.adapter is not None and not documents:
+            q = self.adapter.apply(q)
         with torch.no_grad():
             return self._log_path(torch.from_numpy(q), temperature or self.temperature).numpy()
 
     def path_probabilities(self, queries: np.ndarray, temperature: float | None = None) -> np.ndarray:
         """P(node | query) for every node: the root has 1, the leaves sum to 1 (rows = queries)."""
-        import torch
-
-        q = as_matrix(queries, "queries", self.dim)
-        with torch.no_grad():
-            out = self._log_path(torch.from_numpy(q), temperature or self.temperature).exp().numpy()
+        out = np.exp(self.log_path_probabilities(queries, temperature))
         return out[0] if np.asarray(queries).ndim == 1 else out
 
     def routing_probabilities(self, queries: np.ndarray, temperature: float | None = None) -> np.ndarray:
@@ -181,7 +204,8 @@ class SoftTree:
         are sampled from the soft routing (node v is opened with probability 1 - (1 - P(v))^beam)."""
         import torch
 
-        q = torch.from_numpy(as_matrix(queries, "queries", self.dim))
+        q = as_matrix(queries, "queries", self.dim)
+        q = torch.from_numpy(self.adapter.apply(q) if self.adapter is not None else q)
         with torch.no_grad():
             return self._expected_cost(self._log_path(q, temperature or self.temperature), beam or self.config.cost_beam).numpy()
 
@@ -203,7 +227,7 @@ class SoftTree:
         leaves = np.asarray(self.tree.leaves)
         members = {int(v): set(self.tree.items[v].tolist()) for v in leaves}
         for s in range(0, self.database.shape[0], 4096):
-            p = self.path_probabilities(self.database[s : s + 4096])[:, leaves]
+            p = self.log_path_probabilities(self.database[s : s + 4096], documents=True)[:, leaves]
             top = np.argsort(-p, axis=1, kind="stable")[:, :m]
             for r, row in enumerate(top):
                 for j in row:
@@ -231,7 +255,11 @@ class SoftTree:
         tgt = self._target_leaves(targets, q.shape[0])
         seed_everything(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
-        params = [p for p in (self._centroids, self._proj, self._bias) if p is not None]
+        centroids = self._centroids if cfg.learn_centroids else None
+        params = [p for p in (centroids, self._proj, self._bias, self._scale) if p is not None]
+        params += self.adapter.parameters if self.adapter is not None else []
+        if not params:
+            raise DsilabError("nothing to train: set learn_centroids, bias, node_temperature, projection or adapter.")
         opt = torch.optim.Adam(params, lr=cfg.lr)
         qt = torch.from_numpy(q)
         unit = self.tree.greedy_cost()
@@ -243,10 +271,14 @@ class SoftTree:
             tot = {"loss": 0.0, "nll": 0.0, "cost": 0.0}
             for s in range(0, len(order), cfg.batch_size):
                 idx = order[s : s + cfg.batch_size]
-                log_p = self._log_path(qt[idx], temp)
+                qb = self.adapter(qt[idx]) if self.adapter is not None else qt[idx]
+                log_p = self._log_path(qb, temp)
                 nll = self._nll(log_p, tgt[idx])
+                fit = nll if cfg.loss == "nll" else self._softsort(log_p, tgt[idx])
                 cost = self._expected_cost(log_p, cfg.cost_beam).mean()
-                loss = nll + cfg.lam * cost / unit
+                loss = fit + cfg.lam * cost / unit
+                if self.adapter is not None:
+                    loss = loss + cfg.adapter_l2 * (self.adapter.weight ** 2).sum()
                 if cfg.anchor:
                     loss = loss + cfg.anchor * ((self._centroids - self._init) ** 2).sum(1).mean()
                 opt.zero_grad()
@@ -289,6 +321,16 @@ class SoftTree:
         gathered = torch.gather(leaf_lp, 1, tgt_leaves.clamp(min=0).flatten(1)).view(tgt_leaves.shape)
         gathered = gathered.masked_fill(tgt_leaves < 0, _NEG)
         return -torch.logsumexp(gathered, dim=-1).mean()
+
+    def _softsort(self, log_p, tgt_leaves):
+        """Mean soft top-k loss of each target's best leaf, ranked among all leaves by log P(leaf | q)."""
+        import torch
+
+        leaf_lp = log_p[:, self._leaves]                                   # (B, L)
+        gathered = torch.gather(leaf_lp, 1, tgt_leaves.clamp(min=0).flatten(1)).view(tgt_leaves.shape)
+        best = gathered.masked_fill(tgt_leaves < 0, _NEG).amax(-1)         # (B, P): its most likely copy
+        rank = rank_among(best, leaf_lp, self.config.rank_temperature) - 0.5  # its own leaf counts sigmoid(0)
+        return soft_topk_loss(rank, self.config.top, self.config.width).mean()
 
     # -- hard inference -------------------------------------------------------------------------
     def descend(self, query: np.ndarray, beam: int = 1, mass: float | None = None,

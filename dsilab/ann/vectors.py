@@ -47,31 +47,53 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def lab_vectors(collection, split: str = "test", encoder: str = "minilm", k: int = 10) -> VectorSet:
-    """MiniLM embeddings of a collection: docs = database, `train` queries = training, `split` = test.
+#: What the index learns from: the collection's training queries, or short spans of the documents as stand-in queries.
+TRAIN_SIGNALS = ("auto", "train queries", "document spans")
 
-    Training uses only the collection's train split; `split` (default test) is only searched.
+
+def lab_vectors(collection, split: str = "test", encoder: str = "minilm", k: int = 10, train_on: str = "auto",
+                spans_per_doc: int = 2, seed: int = 0) -> VectorSet:
+    """MiniLM embeddings of a collection: docs = database, training queries = `train_on`, `split` = test.
+
+    train_on: "train queries" (the collection's train split), "document spans" (`spans_per_doc` seeded spans and
+    key-phrases of every document, `dsilab.querygen`'s span generator: a collection without labelled queries still
+    trains the index), or "auto" (train queries when there are any, else spans). Either way the training targets
+    are exact neighbours in the encoder's space, and the `split` queries are only searched, never trained on.
     """
     from ..embed import load_encoder
 
     if split == "train":
         raise DsilabError("lab_vectors: the test split must differ from the train split (use 'dev' or 'test').")
-    if "train" not in collection.qrels:
-        raise DsilabError(f"collection {collection.name!r} has no train split to learn the index from.")
+    if train_on not in TRAIN_SIGNALS:
+        raise DsilabError(f"lab_vectors: train_on must be one of {TRAIN_SIGNALS}; got {train_on!r}.")
+    has_train = "train" in collection.qrels
+    if train_on == "train queries" and not has_train:
+        raise DsilabError(f"collection {collection.name!r} has no train split to learn the index from "
+                          f"(splits: {sorted(collection.qrels)}); use train_on='document spans'.")
+    signal = "train queries" if train_on == "train queries" or (train_on == "auto" and has_train) else "document spans"
+    if signal == "train queries":
+        train_texts = list(collection.split("train")[0].values())
+    else:
+        from ..querygen import generate_queries
+
+        spans = generate_queries(collection, spans_per_doc, "span", seed=seed)
+        train_texts = [s for d in collection.doc_ids for s in spans.get(d, [])]
     enc = load_encoder(encoder)
-    train_q, _ = collection.split("train")
     test_q, test_qrels = collection.split(split)
     database = enc.encode_cached(collection.contents)
+    meta = {"collection": collection.name, "split": split, "encoder": encoder, "train_signal": signal}
+    if signal == "document spans":
+        meta.update(spans_per_doc=spans_per_doc, span_seed=seed)
     return VectorSet(
         name=f"{collection.name} ({encoder})",
         database=database,
         ids=collection.doc_ids,
-        train_queries=enc.encode_cached(list(train_q.values())),
+        train_queries=enc.encode_cached(train_texts),
         test_queries=enc.encode_cached(list(test_q.values())),
         test_qids=list(test_q),
         test_qrels=test_qrels,
         k=k,
-        meta={"collection": collection.name, "split": split, "encoder": encoder},
+        meta=meta,
     )
 
 
@@ -126,6 +148,7 @@ def synthetic_vectors(
         test_queries=perturb(picks[n_train:]),
         test_qids=[f"t{i}" for i in range(n_test)],
         k=k,
-        meta={"generator": "synthetic_vectors", "seed": seed, "n_clusters": n_clusters,
-              "n_subclusters": n_subclusters, "latent_dim": latent_dim, "spread": spread, "query_noise": query_noise},
+        meta={"generator": "synthetic_vectors", "train_signal": "perturbed database vectors", "seed": seed,
+              "n_clusters": n_clusters, "n_subclusters": n_subclusters, "latent_dim": latent_dim, "spread": spread,
+              "query_noise": query_noise},
     )

@@ -1,0 +1,49 @@
+"""Joint training: a small query-side adapter trained together with the index.
+
+The index is built on fixed document vectors; the adapter moves only the *query* vector,
+q -> q + A q with A starting at zero, so training starts exactly at the frozen encoder and can only
+move queries to where the index sends their neighbours. Because the map is linear it folds into the
+routing centroids (c -> (I + A)^T c) or the query's hash hyperplanes (W -> W (I + A)) at search time:
+the search costs exactly what it costs without the adapter. `rank` > 0 makes A = U V^T low-rank
+(fewer parameters to fit from a few hundred training queries).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core import DsilabError
+
+
+class QueryAdapter:
+    """A residual linear head on the query embedding: q + q A^T, A (d x d, or rank r) starting at zero."""
+
+    def __init__(self, dim: int, rank: int = 0, seed: int = 0):
+        import torch
+
+        if not isinstance(dim, (int, np.integer)) or dim < 1:
+            raise DsilabError(f"QueryAdapter: dim must be a positive integer; got {dim!r}.")
+        if not isinstance(rank, (int, np.integer)) or not 0 <= rank <= dim:
+            raise DsilabError(f"QueryAdapter: rank must be 0 (full d x d) or 1..{dim}; got {rank!r}.")
+        if rank == 0:
+            self.parameters = [torch.nn.Parameter(torch.zeros(int(dim), int(dim)))]
+        else:  # U = 0 (so A = 0 at the start), V random: the gradient reaches U from the first step
+            v = torch.randn(int(dim), int(rank), generator=torch.Generator().manual_seed(seed)) / np.sqrt(dim)
+            self.parameters = [torch.nn.Parameter(torch.zeros(int(dim), int(rank))), torch.nn.Parameter(v)]
+
+    @property
+    def weight(self):
+        """A as a torch matrix (differentiable)."""
+        return self.parameters[0] if len(self.parameters) == 1 else self.parameters[0] @ self.parameters[1].T
+
+    def __call__(self, q):
+        """Adapt a torch batch of queries (rows)."""
+        return q + q @ self.weight.T
+
+    def apply(self, queries: np.ndarray) -> np.ndarray:
+        """Adapt numpy queries (rows), without gradients."""
+        return (queries @ self.matrix.T).astype(np.float32)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """I + A: the whole map, to fold into centroids or hyperplanes."""
+        return np.eye(self.parameters[0].shape[0], dtype=np.float32) + self.weight.detach().numpy()
