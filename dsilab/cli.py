@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--full", dest="fast", action="store_false", help="full-size runs (GPU advised)")
     run.add_argument("--only", nargs="+", help="notebook name prefixes, e.g. 00 01")
     run.add_argument("--out", default="build/notebooks", help="folder for executed notebooks")
+    run.add_argument("--collection", help='COLLECTION for the notebooks that take one (default: each notebook\'s own, '
+                     'lab): e.g. a BEIR folder such as SciFact for GPU-size runs with --full')
 
     from .bench import BENCHMARKS
 
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                 for nb in list_notebooks():
                     print(nb.name)
                 return 0
-            results = run_course(fast=args.fast, only=args.only, out_dir=args.out)
+            results = run_course(fast=args.fast, only=args.only, out_dir=args.out, collection=args.collection)
             return 0 if all(r.status == "ok" for r in results) else 1
         if args.command == "bench":
             from .bench import run_benchmark

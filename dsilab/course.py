@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psutil
@@ -49,6 +50,18 @@ class NotebookResult:
     seconds: float
     peak_rss_mb: float
     error: str = ""
+    warnings: list[str] = field(default_factory=list)  # Python warnings its outputs show a reader
+
+
+_WARNING_LINE = re.compile(r"^.*\b\w*Warning: .*$", re.M)
+
+
+def output_warnings(executed: Path) -> list[str]:
+    """The Python warnings (`...Warning: ...` lines) in an executed notebook's stream outputs, with their cell."""
+    nb = json.loads(Path(executed).read_text())
+    return [f"cell {i}: {m.group(0).strip()[:200]}" for i, cell in enumerate(nb["cells"])
+            for out in cell.get("outputs", []) if out.get("output_type") == "stream"
+            for m in _WARNING_LINE.finditer("".join(out.get("text", "")))]
 
 
 class _PeakRSS(threading.Thread):
@@ -95,11 +108,21 @@ def run_notebook(path: Path, out_dir: Path, fast: bool = True, parameters: dict 
     except Exception as e:  # recorded and re-raised by callers that must fail (tests, course run exit code)
         status, error = "failed", f"{type(e).__name__}: {e}"
     seconds = time.perf_counter() - start
-    return NotebookResult(path.name, status, round(seconds, 1), round(monitor.stop(), 1), error)
+    executed = out_dir / path.name
+    found = output_warnings(executed) if executed.is_file() else []
+    return NotebookResult(path.name, status, round(seconds, 1), round(monitor.stop(), 1), error, found)
 
 
-def run_course(fast: bool = True, only: list[str] | None = None, out_dir: str | Path = "build/notebooks") -> list[NotebookResult]:
-    """Execute the notebooks (all, or those whose names start with one of `only`), print a summary."""
+def run_course(fast: bool = True, only: list[str] | None = None, out_dir: str | Path = "build/notebooks",
+               collection: str | None = None) -> list[NotebookResult]:
+    """Execute the notebooks (all, or those whose names start with one of `only`), print a summary.
+    `collection` becomes the COLLECTION parameter of every notebook that has one (e.g. SciFact for a GPU-size run)."""
+    import papermill
+
+    if collection is not None:  # fail before the first notebook, not in the middle of the course
+        from .data import load_collection
+
+        load_collection(collection)
     notebooks = list_notebooks()
     if only:
         notebooks = [p for p in notebooks if any(p.name.startswith(o) for o in only)]
@@ -109,10 +132,11 @@ def run_course(fast: bool = True, only: list[str] | None = None, out_dir: str | 
     results = []
     for nb in notebooks:
         print(f"running {nb.name} ...", flush=True)
-        results.append(run_notebook(nb, out, fast=fast))
+        takes = collection is not None and "COLLECTION" in papermill.inspect_notebook(str(nb))
+        results.append(run_notebook(nb, out, fast=fast, parameters={"COLLECTION": collection} if takes else None))
     report = out.parent / "course_report.json"
     report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps({"fast": fast, "budget": BUDGET, "within_budget": within_budget(results),
+    report.write_text(json.dumps({"fast": fast, "collection": collection, "budget": BUDGET, "within_budget": within_budget(results),
                                   "notebooks": [asdict(r) for r in results]}, indent=2))
     print(format_results(results))
     print(f"executed notebooks in {out}/, report in {report}")
@@ -141,6 +165,7 @@ def format_results(results: list[NotebookResult]) -> str:
     lines.append(f"{'total':<34} {'':<7} {sum(r.seconds for r in results):>8.1f} {'':>8}  "
                  f"{'ok' if ok['course total'] else 'OVER'} (course budget {BUDGET['course_s']:.0f} s)")
     lines += [f"\n{r.notebook}: {r.error.splitlines()[0] if r.error else ''}" for r in results if r.status != "ok"]
+    lines += [f"\n{r.notebook} shows {len(r.warnings)} warning(s): " + "; ".join(r.warnings) for r in results if r.warnings]
     return "\n".join(lines)
 
 

@@ -203,6 +203,8 @@ class DSIModel(nn.Module):
             texts.setdefault(e.doc_id, []).append(e.source)
         flat = [(d, t) for d, ts in texts.items() for t in ts]
         sums: dict[str, torch.Tensor] = {}
+        home = self.device  # a model is built on the CPU; 10^5 documents are encoded on a GPU when there is one
+        self.to("cuda" if torch.cuda.is_available() else home)
         for i in range(0, len(flat), batch_size):
             chunk = flat[i : i + batch_size]
             hidden, mask = self.encode_texts([t for _, t in chunk])
@@ -210,6 +212,7 @@ class DSIModel(nn.Module):
             for (d, _), v in zip(chunk, nn.functional.normalize(pooled.float(), dim=-1).cpu()):
                 token = self.docid_token_ids[self.docids.tokens(d)[0]]
                 sums[token] = sums.get(token, 0) + v
+        self.to(home)
         w = self.net.get_output_embeddings().weight  # the scoring rows (tied to the decoder's words where tied)
         scale = w[: self.base_vocab].float().norm(dim=-1).mean()
         for token, v in sums.items():

@@ -163,7 +163,7 @@ class Convergence(Callback):
         memo = metrics["Hits@1"] if self.dev_is_memo else memorisation(trainer.net, self.docs)
         trainer.history[-1]["memo Hits@1"] = round(memo, 4)
         if os.environ.get("DSILAB_LOG_EVALS"):  # progress of long runs in a log (GPU benchmarks)
-            print(f"step {trainer.step}: memo {memo:.3f}, dev Hits@1 {metrics['Hits@1']:.3f}", flush=True)
+            print(f"[{os.environ.get('DSILAB_ROW', '')}] step {trainer.step}: memo {memo:.3f}, dev Hits@1 {metrics['Hits@1']:.3f}", flush=True)
         done = memo >= self.threshold and trainer.step >= self.not_before
         trainer.history[-1]["eligible"] = done  # keep_best prefers memorised (and fully pruned) checkpoints
         if memo >= self.threshold and self.steps_to_memorise is None:
@@ -266,6 +266,8 @@ def train_dsi(collection: Collection, recipe: Recipe = Recipe(), tree: DocidTree
 
     t0 = time.perf_counter()
     coll, dev_from, tree, examples, model, filtered = prepare(collection, recipe, tree, extra_examples, progress)
+    if os.environ.get("DSILAB_LOG_EVALS"):  # where a long GPU run's setup time goes
+        print(f"docids, {len(examples)} examples and the model ready after {time.perf_counter() - t0:.0f} s", flush=True)
     views = doc_views(coll, "first", recipe.doc_len)
     probe = {d: views[d][0] for d in _sample(coll.doc_ids, recipe.memo_sample, recipe.seed)}
     dev = dev_set(coll, dev_from, recipe, probe)

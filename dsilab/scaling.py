@@ -197,6 +197,7 @@ def _row(spec: str | Collection, changes: dict[str, Any], split: str, seed: int,
     from .bench import dsi_variant
     from .metrics import chance
 
+    os.environ["DSILAB_ROW"] = name  # names the row in its progress lines (DSILAB_LOG_EVALS)
     t0 = time.perf_counter()
     coll = resolve(spec) if isinstance(spec, str) else spec
     print(f"[{name}] {coll.name} ready after {time.perf_counter() - t0:.0f} s; training", flush=True)
@@ -268,14 +269,9 @@ def forgetting(history: list[dict[str, Any]]) -> dict[str, Any]:
 _BIG = {"batch_size": 256}
 _KINDS = (("atomic", {"docid_init": "encoder"}), ("semantic", {}))
 STUDIES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
-    "corpus": {
-        **{f"{kind} · synthetic {n // 1000}k": (f"synthetic:{n}", {"docids": kind, **extra, **_BIG})
-           for n in (1000, 20000) for kind, extra in _KINDS},
-        **{f"{kind} · {{real}}": ("{real}", {"docids": kind, **extra, **_BIG}) for kind, extra in _KINDS},
-    },
-    "corpus1k": {f"{kind} · synthetic 1k": ("synthetic:1000", {"docids": kind, **extra, **_BIG}) for kind, extra in _KINDS},
-    "corpus100k": {f"{kind} · synthetic 100k": ("synthetic:100000", {"docids": kind, **extra, **_BIG})
-                   for kind, extra in _KINDS},
+    **{f"corpus{n // 1000}k": {f"{kind} · synthetic {n // 1000}k": (f"synthetic:{n}", {"docids": kind, **extra, **_BIG})
+                               for kind, extra in _KINDS} for n in (1000, 20000, 100000)},
+    "corpus-real": {f"{kind} · {{real}}": ("{real}", {"docids": kind, **extra, **_BIG}) for kind, extra in _KINDS},
     # The reference for the three studies below is the default recipe's "DSI semantic" row of `dsilab bench dsi` on
     # the same collection (batch 64, lr 1e-3, 2-layer decoder, natural mix): dsilab/results/dsi-scifact.json.
     "batch": {"semantic, batch 256, lr 1e-3": ("{real}", {"docids": "semantic", "batch_size": 256}),
@@ -290,7 +286,8 @@ STUDIES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
 }
 
 def bench_scaling(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:
-    """`dsilab bench scaling`: the studies named in env DSILAB_STUDY (default all of STUDIES), `{real}` rows on
+    """`dsilab bench scaling`: the studies named in env DSILAB_STUDY (default all of STUDIES; DSILAB_ROWS keeps the
+    rows whose name holds one of its comma-separated words), `{real}` rows on
     `collection`; each row trained to convergence (or the DSILAB_TIME_LIMIT_S cap) and read on `split` once."""
     from .bench import environment
 
@@ -300,6 +297,11 @@ def bench_scaling(collection: Collection, split: str = "test", seed: int = 0) ->
         raise DsilabError(f"DSILAB_STUDY: unknown stud{'y' if len(unknown) == 1 else 'ies'} {unknown}; choose from {list(STUDIES)}.")
     rows = {f"{study}: {label.format(real=collection.name)}": (collection if spec == "{real}" else spec, changes)
             for study in names for label, (spec, changes) in STUDIES[study].items()}
+    only = os.environ.get("DSILAB_ROWS")  # e.g. "atomic": only the rows whose name holds one of these words
+    if only:
+        rows = {n: r for n, r in rows.items() if any(w in n for w in only.split(","))}
+        if not rows:
+            raise DsilabError(f"DSILAB_ROWS={only!r} matches no row of {names}.")
     results = run_study(rows, split, seed)
     for name, row in results.items():
         if name.startswith("forgetting") and "history" in row:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -178,26 +179,31 @@ class PackedExamples:
         self.encode, self.device = encode, device
         self.source_row = torch.tensor([where[e.source] for e in examples])
         self.source_len = torch.zeros(len(sources), dtype=torch.long)
-        parts = []   # (rows, padded inputs): encoded or tokenised in chunks of similar length, to limit padding
         by_len = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+        chunks = []  # (rows, token ids, mask) in chunks of similar length, to limit padding
         for i in range(0, len(by_len), chunk):
             rows = by_len[i : i + chunk]
-            texts = [sources[j] for j in rows]
-            if encode:
-                x, mask = model.encode_texts(texts)
-                x = x.to(dtype or x.dtype)
-            else:
-                enc = model.tokenize_sources(texts)
-                x, mask = enc["input_ids"].to(device), enc["attention_mask"]
-            self.source_len[rows] = mask.sum(1).cpu()
-            parts.append((torch.tensor(rows, device=device), x))
+            enc = model.tokenize_sources([sources[j] for j in rows])
+            self.source_len[rows] = enc["attention_mask"].sum(1)
+            chunks.append((rows, enc["input_ids"], enc["attention_mask"]))
         width = int(self.source_len.max())
-        shape = (len(sources), width, *parts[0][1].shape[2:])
-        fill = 0 if encode else model.pad_id
-        self.inputs = torch.full(shape, fill, dtype=parts[0][1].dtype, device=device)
-        for rows, x in parts:
-            self.inputs[rows, : x.shape[1]] = x
-        del parts
+        if encode:  # the frozen encoder's states, written straight into one device tensor (no host round trip)
+            hidden = model.net.get_encoder().config.hidden_size
+            self.inputs = torch.zeros(len(sources), width, hidden, dtype=dtype or torch.float32, device=device)
+        else:
+            self.inputs = torch.full((len(sources), width), model.pad_id, dtype=torch.long, device=device)
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            for rows, ids, mask in chunks:
+                if not encode:
+                    x = ids.to(device)
+                elif device.type == "cpu":  # through the process-wide memo: notebooks train many models on one corpus
+                    x = model.encode_texts([sources[j] for j in rows])[0]
+                else:
+                    x = model.encode(ids.to(device), mask.to(device))
+                self.inputs[torch.tensor(rows, device=device), : x.shape[1]] = x.to(self.inputs.dtype)
+        model.train(was)
         labels = model.tokenize_targets(examples)
         self.label_len = (labels != -100).sum(1)
         self.labels = labels.to(device)
@@ -392,6 +398,8 @@ class Trainer:
         self.packed = PackedExamples(self.net, self.examples, encode=states,
                                      dtype=self.amp if states and self.acc.device.type == "cuda" else None)
         cache_seconds = time.perf_counter() - t_cache
+        if os.environ.get("DSILAB_LOG_EVALS"):  # where a long GPU run's setup time goes
+            print(f"inputs packed in {cache_seconds:.0f} s: {tuple(self.packed.inputs.shape)}", flush=True)
         if cfg.compile:
             self.model = torch.compile(self.model, dynamic=True)
         for cb in self.callbacks:

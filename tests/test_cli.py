@@ -62,3 +62,23 @@ def test_course_budget_table_flags_what_is_over():
     assert ok == {"00_a.ipynb": True, "01_b.ipynb": False, "02_c.ipynb": False, "03_d.ipynb": False, "course total": True}
     table = format_results(rows)
     assert table.count("OVER") == 3 and "03_d.ipynb: Boom" in table
+
+
+def test_course_collection_reaches_only_notebooks_that_take_one(monkeypatch, tmp_path, tiny_beir):
+    """`dsilab course run --collection X` sets COLLECTION where a notebook declares it, and nowhere else."""
+    from dsilab import course
+
+    seen = {}
+    monkeypatch.setattr(course, "run_notebook", lambda nb, out, fast, parameters=None: (
+        seen.__setitem__(nb.name, parameters), course.NotebookResult(nb.name, "ok", 0.0, 0.0, ""))[1])
+    course.run_course(only=["01", "10"], out_dir=tmp_path / "nb", collection=str(tiny_beir))
+    assert seen == {"01_baselines.ipynb": {"COLLECTION": str(tiny_beir)}, "10_scaling.ipynb": None}
+
+
+def test_course_bad_collection_fails_before_any_notebook(monkeypatch, tmp_path):
+    from dsilab import course
+    from dsilab.core import DsilabError
+
+    monkeypatch.setattr(course, "run_notebook", lambda *a, **k: pytest.fail("a notebook ran"))
+    with pytest.raises(DsilabError):
+        course.run_course(only=["01"], out_dir=tmp_path / "nb", collection=str(tmp_path / "no-such-folder"))
