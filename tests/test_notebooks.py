@@ -13,6 +13,7 @@ NOTEBOOKS = list_notebooks()
 def test_notebook_runs_fast(path, tmp_path):
     result = run_notebook(path, tmp_path, fast=True, parameters={"SOLUTIONS": True})
     assert result.status == "ok", result.error
+    assert not result.warnings, result.warnings  # a warning left in an output is fixed at its cause
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -79,3 +80,14 @@ def test_notebooks_close_with_references(path):
     last = json.loads(path.read_text())["cells"][-1]
     assert last["cell_type"] == "markdown" and "".join(last["source"]).startswith("## References")
     assert "arXiv:" in "".join(last["source"]) or "Robertson" in "".join(last["source"])
+
+
+def test_output_warnings_finds_python_warnings_in_streams(tmp_path):
+    from dsilab.course import output_warnings
+
+    nb = {"cells": [{"cell_type": "code", "outputs": [
+        {"output_type": "stream", "name": "stderr", "text": ["/x/umap.py:12: UserWarning: n_jobs overridden\n", "  warn(\n"]},
+        {"output_type": "stream", "name": "stdout", "text": ["Hits@1 0.5\n"]}]},
+        {"cell_type": "markdown", "source": ["A UserWarning: in prose is not an output"]}]}
+    (tmp_path / "n.ipynb").write_text(json.dumps(nb))
+    assert output_warnings(tmp_path / "n.ipynb") == ["cell 0: /x/umap.py:12: UserWarning: n_jobs overridden"]

@@ -1,5 +1,4 @@
 """The one DSI recipe: string docids are memorised, training stops at convergence, dev is a fair sample."""
-import time
 
 import pytest
 
@@ -15,17 +14,15 @@ def coll200():
 
 
 @pytest.mark.parametrize("kind", ["naive", "semantic"])
-def test_string_docids_are_memorised_in_under_a_minute(coll200, kind):
+def test_string_docids_are_memorised(coll200, kind):
     # The old default (lr 3e-3, full-vocabulary softmax) memorised 0.000 of SciFact with naive docids: the new
     # decoder diverged. The recipe's default must read every one of 200 documents back to its own docid.
     docs_only = Collection("docs", coll200.docs, {}, {})  # indexing only: nothing but memorisation to learn
-    t0 = time.perf_counter()
     result = train_dsi(docs_only, Recipe(docids=kind, k=10, c=10, doc_len=14, memo_threshold=0.95, patience=0,
                                          eval_every=20, max_epochs=60))  # patience 0: stop once memorised
     assert max(result.tree.depths) >= 3
     assert result.memorisation >= 0.95, result.history
     assert result.steps_to_memorise is not None and result.train.stopped_early  # converged, not capped
-    assert time.perf_counter() - t0 < 90  # a minute on an idle 2-core CPU; headroom for a loaded CI machine
 
 
 def test_dev_is_held_out_of_train_when_missing():
