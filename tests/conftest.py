@@ -71,3 +71,18 @@ class Interrupt(Callback):
     def on_step_end(self, trainer) -> None:
         if trainer.step == self.at:
             raise KeyboardInterrupt
+
+
+def unit_blobs(centres: int, per_centre: int, dim: int, spread: float, n_queries: int, noise: float, seed: int = 0):
+    """Unit vectors around `centres` random centres, and queries = noisy copies of some of them (ANN tests)."""
+    import numpy as np
+
+    def unit(x):
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    rng = np.random.default_rng(seed)
+    n = centres * per_centre
+    x = unit(np.repeat(rng.normal(size=(centres, dim)), per_centre, axis=0) + spread * rng.normal(size=(n, dim)))
+    q = unit(x[rng.permutation(n)[:n_queries]] + noise * rng.normal(size=(n_queries, dim)))
+    return x, q
+

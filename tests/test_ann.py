@@ -9,18 +9,12 @@ from dsilab.ann import (
 )
 from dsilab.core import DsilabError
 
-
-def _unit(x):
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+from conftest import unit_blobs
 
 
 @pytest.fixture(scope="module")
 def blobs():
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(6, 16))
-    x = _unit(np.repeat(centres, 40, axis=0) + 0.4 * rng.normal(size=(240, 16)))
-    q = _unit(x[rng.permutation(240)[:60]] + 0.2 * rng.normal(size=(60, 16)))
-    return x, q
+    return unit_blobs(6, 40, 16, 0.4, 60, 0.2)
 
 
 def hand_tree():
@@ -72,7 +66,8 @@ def test_training_lowers_the_loss_and_is_deterministic(blobs):
 
 
 def test_cost_counts_are_exact_on_a_hand_built_tree():
-    x = _unit(np.random.default_rng(0).normal(size=(10, 2)))
+    x = np.random.default_rng(0).normal(size=(10, 2))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     tree = hand_tree()
     kt = KMeansTree(x, tree=tree)
     q = np.array([[0.9, 0.4]], dtype=np.float32)  # closest to node 1, then leaf 3

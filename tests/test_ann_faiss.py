@@ -5,19 +5,14 @@ import pytest
 
 from dsilab.ann import FaissHNSW, FaissIVFFlat, exact_neighbours, lab_vectors, recall_at_k, truth_from_indices
 from dsilab.core import DsilabError
+
+from conftest import unit_blobs
 from dsilab.data import Collection, Doc
-
-
-def _unit(x):
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
 def vecs():
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(8, 32))
-    x = _unit(np.repeat(centres, 250, axis=0) + 0.6 * rng.normal(size=(2000, 32)))
-    q = _unit(x[rng.permutation(2000)[:100]] + 0.3 * rng.normal(size=(100, 32)))
+    x, q = unit_blobs(8, 250, 32, 0.6, 100, 0.3)
     truth = truth_from_indices([f"q{i}" for i in range(100)], exact_neighbours(q, x, 10), [f"d{i}" for i in range(2000)])
     return x, q, truth
 

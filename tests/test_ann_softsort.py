@@ -9,17 +9,12 @@ from dsilab.ann.learning import oracle_recall, t_interval
 from dsilab.ann.softsort import rank_among, soft_rank, soft_topk_loss
 from dsilab.core import DsilabError
 
-
-def _unit(x):
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+from conftest import unit_blobs
 
 
 @pytest.fixture(scope="module")
 def blobs():
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(6, 16))
-    x = _unit(np.repeat(centres, 40, axis=0) + 0.4 * rng.normal(size=(240, 16)))
-    q = _unit(x[rng.permutation(240)[:80]] + 0.2 * rng.normal(size=(80, 16)))
+    x, q = unit_blobs(6, 40, 16, 0.4, 80, 0.2)
     return x, q, exact_neighbours(q, x, 5)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -148,14 +148,19 @@ def _monotone(costs: Sequence[float], recalls: Sequence[float]) -> tuple[np.ndar
 
 
 @contextmanager
+def scoped_threads(get: Callable[[], int], set_: Callable[[int], None], n: int) -> Iterator[None]:
+    """`set_(n)` inside the block, the value `get()` gave before restored after (a library's thread count)."""
+    before = get()
+    set_(n)
+    try:
+        yield
+    finally:
+        set_(before)
+
+
 def torch_threads(n: int = 1):
     """Run torch on `n` threads inside the block: the ANN training steps are small batched ops
     where thread synchronisation costs more than it saves (10x slower on a busy 2-core laptop)."""
     import torch
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return scoped_threads(torch.get_num_threads, torch.set_num_threads, n)

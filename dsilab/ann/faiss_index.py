@@ -9,13 +9,12 @@ build inserts in a racy order and the graph (and every number after it) would ch
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..core import DsilabError, Run
-from .evaluation import SearchResult
+from .evaluation import SearchResult, scoped_threads
 from .reference import _Index
 
 
@@ -27,16 +26,10 @@ def _faiss():
     return faiss
 
 
-@contextmanager
-def faiss_threads(n: int) -> Iterator[None]:
+def faiss_threads(n: int):
     """Run FAISS on `n` OpenMP threads inside the block (FAISS ships its own OpenMP, separate from torch's)."""
     faiss = _faiss()
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(n)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
+    return scoped_threads(faiss.omp_get_max_threads, faiss.omp_set_num_threads, n)
 
 
 def _check_threads(threads: int) -> int:
