@@ -21,6 +21,7 @@ Importing this module registers ``"lora"`` and ``"qlora"`` with `dsilab.models.r
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,11 @@ def lora(model: DSIModel, r: int = 8, alpha: int = 16, dropout: float = 0.05, ta
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none",
                      trainable_token_indices=tokens)
     try:
-        net = get_peft_model(model.net, cfg)
+        with warnings.catch_warnings():
+            # peft 0.21 probes `is_gradient_checkpointing`, an alias transformers 5 deprecates with a FutureWarning
+            # on every LoRA build; the course never uses gradient checkpointing, so the warning is not about it.
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            net = get_peft_model(model.net, cfg)
     except ValueError as e:  # peft: "Target modules ... not found in the base model"
         raise DsilabError(f"lora: {e} Pass target_modules= names from model.net.named_modules().") from None
     base = net.get_base_model()

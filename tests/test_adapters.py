@@ -193,3 +193,16 @@ def test_lora_merge_keeps_the_minilm_seq2seq_function():
     finite = torch.isfinite(before)
     assert torch.equal(finite, torch.isfinite(after)) and (before[finite] - after[finite]).abs().max() < 1e-4
     assert not torch.allclose(merged.net.get_output_embeddings().weight[rows], head_before)  # the docid rows trained
+
+
+def test_lora_build_leaves_no_warning(tiny_dsi):
+    """A LoRA build prints nothing a learner must ignore (peft's probe of a deprecated transformers alias)."""
+    import warnings
+
+    from dsilab.models import build_model
+
+    coll, tree, examples = tiny_dsi
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_model("minilm-seq2seq", tree, examples, adapter="lora")
+    assert not [w for w in caught if "is_gradient_checkpointing" in str(w.message)], [str(w.message) for w in caught]
