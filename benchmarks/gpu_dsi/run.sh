@@ -15,7 +15,5 @@ t = load_file(".gpu/model_fp16.safetensors")
 save_file({k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in t.items()}, "/tmp/minilm/model.safetensors")
 PY
 fi
-# embeddings computed on this (CPU) machine, if carried in .gpu/cache: SciFact's docids then match the laptop's
-[ -d .gpu/cache ] && mkdir -p "$DSILAB_CACHE" && cp -rn .gpu/cache/. "$DSILAB_CACHE"/
 nvidia-smi -L
 "$@" 2>&1 | grep -v -i "warn\|LOAD REPORT\|UNEXPECTED\|^Key\|^---\|pooler\|^Notes\|^$\|embeddings will\|kernels"

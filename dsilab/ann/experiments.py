@@ -16,6 +16,7 @@ from ..core import DsilabError
 from .evaluation import budget_for_recall, recall_at_budget, score
 from .faiss_index import FaissHNSW, FaissIVFFlat
 from .hashing import LSH, LearnedHash
+from .learning import learning_table, routing_ceiling
 from .reference import IVF, Flat, KMeansTree
 from .soft_tree import SoftTree
 from .vectors import VectorSet
@@ -190,7 +191,7 @@ def run_ann_benchmark(vs: VectorSet, seed: int = 0, hash_epochs: int | None = No
     """Every method on one vector set: result rows for the table, full curves, both goals and FAISS as the anchor.
     (The learned hash trains 20 epochs on small sets, 10 on large ones to keep the run near 10 minutes.)
     only="reference": flat, IVF and FAISS only, skipping the learned structures (for 1M vectors on a laptop);
-    only="structures": every index once, without the 3-seed soft-sort / joint comparisons (`learning_rows`)."""
+    only="structures": every index once, without the 3-seed soft-sort / joint comparisons (`learning.learning_table`)."""
     if only not in (None, "reference", "structures"):
         raise DsilabError(f"run_ann_benchmark: only must be None, 'reference' or 'structures'; got {only!r}.")
     n = vs.database.shape[0]
@@ -275,7 +276,7 @@ def run_ann_benchmark(vs: VectorSet, seed: int = 0, hash_epochs: int | None = No
         "Hamming comparisons of the hash indexes (n per query, bit operations) are not included. "
         "train_s = index build + training seconds; ms/query of this pure-Python/numpy implementation (FAISS: C++).",
     ]
-    learning = None if only == "structures" else learning_rows(vs, progress=progress)
+    learning = None if only == "structures" else learning_table(vs, progress=progress)
     notes.insert(-1, learning_note(learning) if learning else "The 3-seed soft-sort and joint-training comparisons "
                  "and the routing ceiling were skipped on this vector set (only='structures').")
     ceiling = None if only == "structures" else ceiling_row(vs, plan, seed)
@@ -307,14 +308,6 @@ def _faiss_version() -> str:
     return faiss.__version__
 
 
-def learning_rows(vs: VectorSet, seeds: Sequence[int] = (0, 1, 2), progress: bool = False) -> dict[str, Any]:
-    """Soft-sort vs default loss and joint (query adapter) vs frozen encoder, recall@10 at a fixed
-    budget, mean and 95% t-interval over `seeds` (see `dsilab.ann.learning.learning_table`)."""
-    from .learning import learning_table
-
-    return learning_table(vs, seeds, progress)
-
-
 def learning_note(learning: dict[str, Any]) -> str:
     """One sentence per training change (soft-sort loss, joint query adapter): its recall@10 difference over seeds."""
     parts = [f"{name}: {100 * d['mean']:+.1f} points [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]"
@@ -326,8 +319,6 @@ def learning_note(learning: dict[str, Any]) -> str:
 def ceiling_row(vs: VectorSet, plan: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     """`dsilab.ann.learning.routing_ceiling` of the benchmark's tree (held-out training queries): what an oracle
     router and a soft tree fitted on those very queries gain at the k-means tree's 80% budget, beside the soft tree."""
-    from .learning import routing_ceiling
-
     try:
         return routing_ceiling(vs, plan["k"], plan["depth"], plan["beams"], seed=seed, mass=MASS, lam=LAMS[0], **TREE_TRAIN)
     except DsilabError as e:  # e.g. the k-means tree never reaches 80% on the held-out queries: say so in the JSON

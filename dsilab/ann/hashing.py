@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core import DsilabError, seed_everything
 from .evaluation import SearchResult, as_matrix, check_ids, torch_threads
-from .joint import QueryAdapter
+from .joint import QueryAdapter, check_adapter
 from .softsort import check_loss, rank_among, soft_topk_loss
 
 
@@ -128,9 +128,7 @@ class HashConfig:
 
     def __post_init__(self) -> None:
         check_loss(self.loss, self.top, self.rank_temperature, self.width)
-        if self.adapter_l2 < 0 or not isinstance(self.adapter_rank, int) or self.adapter_rank < 0:
-            raise DsilabError(f"adapter_l2 and adapter_rank must be >= 0 (adapter_rank=0: full d x d); "
-                              f"got {self.adapter_l2} and {self.adapter_rank!r}.")
+        check_adapter(self.adapter_l2, self.adapter_rank)
         if self.init not in ("lsh", "pca"):
             raise DsilabError(f"init must be 'lsh' or 'pca'; got {self.init!r}.")
         if self.relaxation not in ("tanh", "ste"):
@@ -230,7 +228,7 @@ class LearnedHash(_HashIndex):
                     lse_neg = torch.logsumexp(negs, dim=1, keepdim=True)
                     loss = (torch.logaddexp(pos, lse_neg) - pos).mean()
                 if self.adapter is not None:
-                    loss = loss + cfg.adapter_l2 * (self.adapter.weight ** 2).sum()
+                    loss = loss + cfg.adapter_l2 * self.adapter.penalty()
                 loss = loss + cfg.balance * (hn.mean(0) ** 2).mean()
                 opt.zero_grad()
                 loss.backward()

@@ -14,6 +14,13 @@ import numpy as np
 from ..core import DsilabError
 
 
+def check_adapter(adapter_l2: float, adapter_rank: int) -> None:
+    """Validate the adapter settings of an index config (shared by the soft tree and the learned hash)."""
+    if adapter_l2 < 0 or not isinstance(adapter_rank, int) or adapter_rank < 0:
+        raise DsilabError(f"adapter_l2 and adapter_rank must be >= 0 (adapter_rank=0: full d x d); "
+                          f"got {adapter_l2} and {adapter_rank!r}.")
+
+
 class QueryAdapter:
     """A residual linear head on the query embedding: q + q A^T, A (d x d, or rank r) starting at zero."""
 
@@ -34,6 +41,10 @@ class QueryAdapter:
     def weight(self):
         """A as a torch matrix (differentiable)."""
         return self.parameters[0] if len(self.parameters) == 1 else self.parameters[0] @ self.parameters[1].T
+
+    def penalty(self):
+        """||A||^2: what keeps the adapted query near the encoder's (weighted by the config's adapter_l2)."""
+        return (self.weight ** 2).sum()
 
     def __call__(self, q):
         """Adapt a torch batch of queries (rows)."""

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..core import DsilabError, seed_everything
 from .evaluation import SearchResult, as_matrix, check_ids, torch_threads
-from .joint import QueryAdapter
+from .joint import QueryAdapter, check_adapter
 from .softsort import check_loss, rank_among, soft_topk_loss
 from .tree import Descent, Tree, beam_descend, build_kmeans_tree, check_beam, top_k_run_row
 
@@ -58,9 +58,7 @@ class SoftTreeConfig:
 
     def __post_init__(self) -> None:
         check_loss(self.loss, self.top, self.rank_temperature, self.width)
-        if self.adapter_l2 < 0 or not isinstance(self.adapter_rank, int) or self.adapter_rank < 0:
-            raise DsilabError(f"adapter_l2 and adapter_rank must be >= 0 (adapter_rank=0: full d x d); "
-                              f"got {self.adapter_l2} and {self.adapter_rank!r}.")
+        check_adapter(self.adapter_l2, self.adapter_rank)
         if self.k < 2:
             raise DsilabError(f"k must be at least 2 (a node routes between at least two children); got {self.k}.")
         if self.depth < 1 or self.assign < 1 or self.cost_beam < 1 or self.epochs < 0:
@@ -278,7 +276,7 @@ class SoftTree:
                 cost = self._expected_cost(log_p, cfg.cost_beam).mean()
                 loss = fit + cfg.lam * cost / unit
                 if self.adapter is not None:
-                    loss = loss + cfg.adapter_l2 * (self.adapter.weight ** 2).sum()
+                    loss = loss + cfg.adapter_l2 * self.adapter.penalty()
                 if cfg.anchor:
                     loss = loss + cfg.anchor * ((self._centroids - self._init) ** 2).sum(1).mean()
                 opt.zero_grad()
