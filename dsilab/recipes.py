@@ -58,7 +58,9 @@ class Recipe:
     query_filter_k: int | None = None    # keep a generated query only if BM25 ranks its document in this top k
     train_queries: bool = True           # use the collection's training queries (when it has any)
     ratio: float | None = None           # indexing examples per retrieval example (None: one per document view)
-    lr: float = 1e-3
+    lr: float = 1e-3                     # runs long past memorisation: 3e-4 (higher, deep decoders collapse: scaling "stability")
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # TrainConfig.betas
+    amp: str = "auto"                    # TrainConfig.amp: "off" trains in fp32
     encoder_lr: float | None = None      # when the encoder trains (freeze_encoder=False)
     batch_size: int = 64
     bucket: int = 0                      # TrainConfig.bucket: length-sorted windows of this many batches (0: off)
@@ -71,6 +73,7 @@ class Recipe:
     eval_every: int | None = None        # steps between evaluations (None: about 5 epochs, at least 50 steps)
     patience: int = 3                    # evaluations without a dev gain, once memorised, before stopping (0: stop once memorised)
     max_epochs: int = 120                # the cap
+    max_steps: int | None = None         # a fixed budget in optimizer steps instead (the same for every corpus size)
     time_limit_s: float | None = None    # a wall-clock cap on training (e.g. a GPU lease); the result says it was hit
     seed: int = 0
 
@@ -98,6 +101,9 @@ class Recipe:
         extra += [", ".join(f"{k} {v}" for k, v in self.arch.items())] if self.arch else []
         extra += [f"indexing:retrieval {self.ratio:g}"] if self.ratio else []
         extra += [self.backbone] if self.backbone != "minilm-seq2seq" else []
+        extra += [f"{self.max_steps} steps"] if self.max_steps else []
+        extra += [f"AdamW beta2 {self.adam_betas[1]:g}"] if tuple(self.adam_betas) != (0.9, 0.999) else []
+        extra += ["fp32"] if self.amp == "off" else [f"amp {self.amp}"] if self.amp != "auto" else []
         return f"DSI {self.docids}" + (f" ({', '.join(extra)})" if extra else "")
 
 
@@ -163,7 +169,10 @@ class Convergence(Callback):
         memo = metrics["Hits@1"] if self.dev_is_memo else memorisation(trainer.net, self.docs)
         trainer.history[-1]["memo Hits@1"] = round(memo, 4)
         if os.environ.get("DSILAB_LOG_EVALS"):  # progress of long runs in a log (GPU benchmarks)
-            print(f"[{os.environ.get('DSILAB_ROW', '')}] step {trainer.step}: memo {memo:.3f}, dev Hits@1 {metrics['Hits@1']:.3f}", flush=True)
+            last = trainer.history[-1]
+            print(f"[{os.environ.get('DSILAB_ROW', '')}] step {trainer.step}: memo {memo:.3f}, dev Hits@1 {metrics['Hits@1']:.3f}, "
+                  f"train loss {last.get('train loss', float('nan')):.4f}, grad norm max {last.get('grad norm max', float('nan')):.3g}",
+                  flush=True)
         done = memo >= self.threshold and trainer.step >= self.not_before
         trainer.history[-1]["eligible"] = done  # keep_best prefers memorised (and fully pruned) checkpoints
         if memo >= self.threshold and self.steps_to_memorise is None:
@@ -282,7 +291,8 @@ def train_dsi(collection: Collection, recipe: Recipe = Recipe(), tree: DocidTree
                        not_before=callbacks[0].end if callbacks else 0)
     if recipe.time_limit_s:
         stop.deadline = t0 + recipe.time_limit_s
-    cfg = TrainConfig(max_steps=recipe.max_epochs * steps_per_epoch, lr=recipe.lr, encoder_lr=recipe.encoder_lr,
+    cfg = TrainConfig(max_steps=recipe.max_steps or recipe.max_epochs * steps_per_epoch, lr=recipe.lr, betas=tuple(recipe.adam_betas),
+                      amp=recipe.amp, encoder_lr=recipe.encoder_lr,
                       batch_size=recipe.batch_size, eval_every=eval_every, bucket=recipe.bucket, compile=recipe.compile,
                       warmup_steps=recipe.warmup_steps if recipe.warmup_steps is not None else min(100, 2 * steps_per_epoch),
                       eval_queries=len(dev[0]), eval_k=1 if dev_from == "none" else 10, patience=0, keep_best=True, progress=progress, seed=recipe.seed,

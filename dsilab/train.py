@@ -54,6 +54,7 @@ class TrainConfig:
     batch_size: int = 32
     grad_accum: int = 1
     lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW's moment decays; a lower beta2 reacts faster to a gradient spike
     encoder_lr: float | None = None       # the pretrained encoder's step when it trains (None: lr); new parts keep lr
     weight_decay: float = 0.01
     warmup_steps: int = 50
@@ -80,6 +81,8 @@ class TrainConfig:
             raise DsilabError(f"TrainConfig.amp={self.amp!r}; choose one of {list(AMP)}.")
         if self.batch_size < 1 or self.grad_accum < 1 or self.epochs < 1:
             raise DsilabError("TrainConfig: batch_size, grad_accum and epochs must be >= 1.")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise DsilabError(f"TrainConfig.betas={self.betas}; AdamW's decays lie in [0, 1), e.g. (0.9, 0.999).")
         if self.checkpoint_every and not self.checkpoint_dir:
             raise DsilabError("TrainConfig.checkpoint_every needs checkpoint_dir (where to save).")
 
@@ -251,9 +254,9 @@ class Trainer:
         if not params:
             raise DsilabError("the model has no trainable parameters: unfreeze something or use another adapter.")
         try:  # the fused kernel: one pass over all weights (CPU: 0.09 -> 0.02 s per step for minilm-seq2seq)
-            self.optimizer = torch.optim.AdamW(_param_groups(model, params, cfg), lr=cfg.lr, fused=True)
+            self.optimizer = torch.optim.AdamW(_param_groups(model, params, cfg), lr=cfg.lr, betas=cfg.betas, fused=True)
         except (RuntimeError, TypeError):  # e.g. weights on several devices or of a type the kernel does not take
-            self.optimizer = torch.optim.AdamW(_param_groups(model, params, cfg), lr=cfg.lr)
+            self.optimizer = torch.optim.AdamW(_param_groups(model, params, cfg), lr=cfg.lr, betas=cfg.betas)
         self.model, self.optimizer = self.acc.prepare(self.model, self.optimizer)
         self.world, self.rank = self.acc.num_processes, self.acc.process_index
         self.micro_per_epoch = math.ceil(len(examples) / (cfg.batch_size * self.world))
@@ -271,6 +274,7 @@ class Trainer:
         self.bad_evals, self.history, self.stopped_early = 0, [], False
         self.packed: PackedExamples | None = None
         self._order: tuple[int, np.ndarray | None] = (-1, None)
+        self._reset_since_eval()
 
     @property
     def net(self):
@@ -360,11 +364,20 @@ class Trainer:
             with open(self.cfg.log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
+    def _reset_since_eval(self) -> None:
+        self._loss_since_eval = torch.zeros((), device=self.acc.device)
+        self._grad_max = torch.zeros((), device=self.acc.device)
+        self._steps_since_eval = 0
+
     def maybe_evaluate(self, final: bool = False) -> None:
         if self.dev is None:
             return
         metrics = self.evaluate()
-        self.log({"step": self.step, "epoch": round(self.epoch + self.micro / self.micro_per_epoch, 3), **metrics})
+        # how training went since the last evaluation: a collapse shows as a loss jump after a gradient-norm spike
+        train = ({"train loss": round(float(self._loss_since_eval) / self._steps_since_eval, 5),
+                  "grad norm max": round(float(self._grad_max), 4)} if self._steps_since_eval else {})
+        self._reset_since_eval()
+        self.log({"step": self.step, "epoch": round(self.epoch + self.micro / self.micro_per_epoch, 3), **metrics, **train})
         for cb in self.callbacks:
             cb.on_evaluate(self, metrics)
         # A callback may mark this checkpoint not eligible (e.g. not yet memorised); eligible ones always rank first.
@@ -430,7 +443,9 @@ class Trainer:
             if self.scaler:
                 self.scaler.unscale_(self.optimizer)
             if cfg.grad_clip:
-                self.acc.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                norm = self.acc.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                if norm is not None:  # the largest pre-clip norm since the last evaluation: spikes show there
+                    self._grad_max = torch.maximum(self._grad_max, norm.detach().float())
             if self.scaler:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
@@ -441,6 +456,7 @@ class Trainer:
             self.step += 1
             steps_here += 1
             loss_sum, loss_n = loss_sum + step_loss, loss_n + 1
+            self._loss_since_eval, self._steps_since_eval = self._loss_since_eval + step_loss, self._steps_since_eval + 1
             bar.update(1)
             for cb in self.callbacks:
                 cb.on_step_end(self)

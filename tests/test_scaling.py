@@ -91,3 +91,39 @@ def test_throughput_measures_the_loop_and_the_bare_step():
     assert row["loop_vs_bare"] == pytest.approx(row["bare_step_ms"] / row["loop_step_ms"], rel=0.02)
     assert row["loop_tokens_per_s"] == pytest.approx(
         row["batch"] * (row["mean_input_tokens"] + row["mean_docid_tokens"]) * 1000 / row["loop_step_ms"], rel=0.02)
+
+
+def test_every_committed_scaling_row_has_a_study_that_reproduces_it():
+    import json
+
+    from dsilab.bench import RESULTS_DIR
+
+    result = json.loads((RESULTS_DIR / "scaling-scifact.json").read_text())
+    defined = {f"{s}: {label.format(real=result['collection'])}" for s, rows in STUDIES.items() for label in rows}
+    assert set(result["results"]) <= defined and not result.get("unfinished")
+    assert result["studies"] == sorted({n.split(":")[0] for n in result["results"]})
+
+
+def test_collect_reads_evaluation_lines_of_both_log_formats(tmp_path, monkeypatch):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_dsi" / "collect.py"
+    spec = importlib.util.spec_from_file_location("collect", path)
+    collect = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(collect)
+    result = tmp_path / "scaling.json"
+    result.write_text(json.dumps({"collection": "scifact", "results": {}}))
+    monkeypatch.setattr(collect, "RESULT", result)
+    part = tmp_path / "run" / "x"
+    part.mkdir(parents=True)
+    row = "stability: 4-layer decoder, fp32"
+    (part / "log.txt").write_text(f"[{row}] step 470: memo 0.012, dev Hits@1 0.000\n"
+                                  f"[{row}] step 940: memo 0.066, dev Hits@1 0.049, train loss 1.2345, grad norm max 2.7e+04\n"
+                                  "[unknown: row] step 1: memo 0.000, dev Hits@1 0.000\n")
+    out = collect.collect([tmp_path / "run"])
+    history = out["unfinished"][row]["history"]  # no rows.jsonl: cut short, kept apart from the results
+    assert history[0] == {"step": 470, "memo Hits@1": 0.012, "dev Hits@1": 0.0}
+    assert history[1]["train loss"] == 1.2345 and history[1]["grad norm max"] == 27000.0
+    assert "unknown: row" not in out["unfinished"] and out["results"] == {}

@@ -59,6 +59,25 @@ def test_early_stopping_log_and_callbacks(tiny_dsi, tmp_path):
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert [x["step"] for x in lines if "loss" in x] == [1, 2, 3, 4]
     assert sum("Hits@1" in x for x in lines) == 2 and "Hits@1" in result.best
+    # each evaluation says how training went since the previous one: the mean loss and the largest pre-clip grad norm
+    evals = [x for x in lines if "Hits@1" in x]
+    per_step = [x["loss"] for x in lines if "loss" in x]
+    assert evals[0]["train loss"] == pytest.approx(sum(per_step[:2]) / 2, rel=1e-3)
+    assert evals[1]["train loss"] == pytest.approx(sum(per_step[2:4]) / 2, rel=1e-3)
+    assert all(x["grad norm max"] > 0 for x in evals)
+
+
+def test_adam_betas_reach_the_optimizer(tiny_dsi):
+    coll, tree, ex = tiny_dsi
+    seen = []
+
+    class Betas(Callback):
+        def on_train_begin(self, trainer):
+            seen.extend(g["betas"] for g in trainer.optimizer.param_groups)
+
+    model = build_model("t5-scratch", tree, ex, seed=0, **TINY)
+    train(model, ex, _cfg(max_steps=1, betas=(0.9, 0.95), amp="off"), callbacks=[Betas()])
+    assert seen and all(tuple(b) == (0.9, 0.95) for b in seen)
 
 
 def test_keep_best_prefers_eligible_checkpoints(tiny_dsi):
@@ -80,6 +99,8 @@ def test_bad_config():
         TrainConfig(amp="fp8")
     with pytest.raises(DsilabError, match="checkpoint_dir"):
         TrainConfig(checkpoint_every=5)
+    with pytest.raises(DsilabError, match="betas"):
+        TrainConfig(betas=(0.9, 1.0))
 
 
 def test_bench_dsi_zero_shot_on_a_test_only_beir_folder(tiny_beir, tmp_path):

@@ -1,13 +1,14 @@
-# DSI at GPU scale on 2 H200s (device kind nvidia-h200-x2), in three device commands of under 10 minutes each:
-#   bash benchmarks/gpu_dsi/run.sh bash benchmarks/gpu_dsi/scaling.sh A
-#   bash benchmarks/gpu_dsi/run.sh bash benchmarks/gpu_dsi/scaling.sh B
-#   bash benchmarks/gpu_dsi/run.sh bash benchmarks/gpu_dsi/scaling.sh C
-# A: GPU 0 measures the loop's throughput (dsilab bench throughput) with no training beside it on that GPU, and trains
-#    the 1k-document corpus rows; GPU 1 trains SciFact with the three docid kinds and no early stop (forgetting).
-# B: GPU 0 the 100k corpus with atomic docids (alone on its GPU), GPU 1 the model-size and indexing:retrieval rows.
-# C: GPU 0 the 20k corpus rows, GPU 1 the 4-layer decoder and indexing:retrieval rows again (B's command ended before
-#    them: five rows shared GPU 1 and SciFact was encoded first). Not run for lack of device time: the batch rows, the
-#    t5-small shape's row (unmemorised in B), t5-base throughput and the SciFact rows at batch 256.
+# DSI at GPU scale on 2 H200s (device kind nvidia-h200-x2): one device command of under 10 minutes per part,
+#   bash benchmarks/gpu_dsi/run.sh bash benchmarks/gpu_dsi/scaling.sh PART      (PART = A .. F)
+# then `python benchmarks/gpu_dsi/collect.py DIRS` merges what came back into dsilab/results/scaling-scifact.json.
+# Which part reproduces which study (dsilab.scaling.STUDIES):
+# A: throughput (GPU 0, alone on it: dsilab bench throughput), corpus1k (GPU 0 after it), forgetting (GPU 1, 3 rows).
+# B: corpus100k, atomic alone on GPU 0, semantic on GPU 1 (the committed semantic row came from an earlier command).
+# C: corpus20k, both rows on GPU 0.
+# D: stability (the 4-layer decoder past its collapse, one change at a time) and the model study's t5-small rows.
+# E: reference, model (1- and 4-layer decoders), ratio, batch, all at lr 3e-4, and stability's 120-epoch row.
+# F: corpus-fixed (every corpus size and docid kind at 2,000 steps), 4 rows at a time.
+# Not run for lack of device time: corpus-real (SciFact at batch 256) and t5-base throughput.
 # Every training row is capped at DSILAB_TIME_LIMIT_S (setup included) and appended to $OUT/<part>/rows.jsonl when done
 # (one file per part: the device tool returns at most 8 files).
 set -u
@@ -26,10 +27,20 @@ if [ "$1" = A ]; then
   DSILAB_GPUS=1 DSILAB_BENCH_JOBS=3 DSILAB_THREADS=5 DSILAB_TIME_LIMIT_S=210 DSILAB_STUDY=forgetting bench forgetting scaling --collection $S &
 elif [ "$1" = B ]; then
   DSILAB_GPUS=0 DSILAB_BENCH_JOBS=1 DSILAB_THREADS=14 DSILAB_TIME_LIMIT_S=470 DSILAB_STUDY=corpus100k DSILAB_ROWS=atomic bench b0 scaling --collection $S &
-  (scifact; DSILAB_GPUS=1 DSILAB_BENCH_JOBS=5 DSILAB_THREADS=3 DSILAB_TIME_LIMIT_S=400 DSILAB_STUDY=model,ratio bench b1 scaling --collection $S) &
-else  # C
+  DSILAB_GPUS=1 DSILAB_BENCH_JOBS=1 DSILAB_THREADS=14 DSILAB_TIME_LIMIT_S=470 DSILAB_STUDY=corpus100k DSILAB_ROWS=semantic bench b1 scaling --collection $S &
+elif [ "$1" = C ]; then
   DSILAB_GPUS=0 DSILAB_BENCH_JOBS=2 DSILAB_THREADS=8 DSILAB_TIME_LIMIT_S=370 DSILAB_STUDY=corpus20k bench c0 scaling --collection $S &
-  (scifact; DSILAB_GPUS=1 DSILAB_BENCH_JOBS=3 DSILAB_THREADS=5 DSILAB_TIME_LIMIT_S=330 DSILAB_STUDY=model,ratio DSILAB_ROWS=4-layer,indexing bench c1 scaling --collection $S) &
+elif [ "$1" = D ]; then  # why runs collapse after memorising (study "stability"), and the t5-small shape at two lrs
+  scifact
+  DSILAB_GPUS=0,1 DSILAB_BENCH_JOBS=8 DSILAB_THREADS=4 DSILAB_TIME_LIMIT_S=420 DSILAB_STUDY=stability,model DSILAB_ROWS="stability: 4-layer decoder, bf16;fp32;beta2 0.9;stability: 4-layer decoder, lr 3e-4;epoch 60;t5" bench d scaling --collection $S &
+elif [ "$1" = E ]; then  # model size, ratio and batch at lr 3e-4 beside their reference row; the collapse at lr 1e-3 again
+  scifact
+  DSILAB_GPUS=0,1 DSILAB_BENCH_JOBS=8 DSILAB_THREADS=4 DSILAB_TIME_LIMIT_S=450 DSILAB_STUDY=reference,batch,model,ratio,stability DSILAB_ROWS="reference:;batch:;seq2seq;ratio:;epoch 120" bench e scaling --collection $S &
+elif [ "$1" = F ]; then  # corpus size at a fixed budget (2,000 steps): 4 rows at a time, the 100k rows first
+  scifact
+  DSILAB_GPUS=0,1 DSILAB_BENCH_JOBS=4 DSILAB_THREADS=8 DSILAB_TIME_LIMIT_S=440 DSILAB_STUDY=corpus-fixed bench f scaling --collection $S &
+else
+  echo "usage: scaling.sh A|B|C|D|E|F" >&2; exit 2
 fi
 wait
 grep -h "^|\|^{\|^\[\|ready after\|packed in\|^step\|Error\|Traceback" $OUT/*/log.txt | cut -c1-250 | tail -70
