@@ -9,10 +9,10 @@ import logging
 # 4-bit kernel, a hub download, is missing; it then uses its built-in kernel, which is what dsilab.adapters tests.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
-from .core import DsilabError, Qrels, Run, configure_threads, seed_everything  # noqa: E402
+from .core import DsilabError, Qrels, Retriever, Run, configure_threads, seed_everything  # noqa: E402
 from .data import Collection, Doc, load_collection
 from .metrics import evaluate
 
 __version__ = "0.1.0"
-__all__ = ["Collection", "Doc", "DsilabError", "Qrels", "Run", "configure_threads", "evaluate", "load_collection",
-           "seed_everything"]
+__all__ = ["Collection", "Doc", "DsilabError", "Qrels", "Retriever", "Run", "configure_threads", "evaluate",
+           "load_collection", "seed_everything"]

@@ -9,7 +9,7 @@ import numpy as np
 from rank_bm25 import BM25Okapi
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from .core import DsilabError, Run, run_from_scores, seed_everything
+from .core import DsilabError, Retriever, Run, run_from_scores, seed_everything
 from .data import Collection
 from .embed import DEFAULT_ENCODER, Encoder, load_encoder
 
@@ -22,7 +22,7 @@ def tokenize(text: str, stopwords: bool = True) -> list[str]:
     return [w for w in words if w not in ENGLISH_STOP_WORDS] if stopwords else words
 
 
-class BM25:
+class BM25(Retriever):
     """Okapi BM25 over a collection's documents, from `rank-bm25` (k1, b as in the literature).
 
     rank-bm25 scores one query at a time in Python (15 ms a query on SciFact's 5,183 abstracts); `search` computes the
@@ -64,7 +64,7 @@ class BM25:
         return run
 
 
-class Dense:
+class Dense(Retriever):
     """Exact inner-product search over unit-norm sentence embeddings (a dual encoder, untrained here)."""
 
     def __init__(self, collection: Collection, encoder: str = DEFAULT_ENCODER, progress: bool = False):

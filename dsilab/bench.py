@@ -373,7 +373,7 @@ def bench_efficiency(collection: Collection, split: str = "test", seed: int = 0,
                      variants: list[str] | None = None) -> dict[str, Any]:
     """Frozen vs full vs LoRA vs QLoRA vs pruned DSI training, each to convergence in a fresh process (its own peak RSS).
 
-    A MiniLM training step costs about a second on a 2-core CPU, so by default the table trains on the documents of
+    Every row trains MiniLM to convergence, which on a CPU is slow, so by default the table trains on the documents of
     `topics` lab topics (None: the whole collection); its baselines are read on the same queries.
     """
     subset = collection.topics(topics) if topics and collection.meta.get("docs") else collection

@@ -1,6 +1,7 @@
 """`dsilab bench all`: every retriever of the course on the same test queries, in one table, with quality-vs-cost plots.
 
-Each method trains on the collection's train split (DSI also indexes every document) and is read on
+Each method is built as a `Retriever` (trained on the collection's train split if it learns; DSI also indexes
+every document) and scored through the one call every retriever answers, `search(queries, k=10) -> Run`, on
 `split`. Methods measured here run in their own fresh process, so `peak_mb` is that method's own peak
 RSS (the on-disk MiniLM embedding cache is shared, as in the notebooks). DSI rows come from `dsilab
 bench dsi` (run first when its result is missing), so no model is trained twice and this table agrees with
@@ -18,77 +19,81 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .core import DsilabError, Run, seed_everything
+from .core import DsilabError, Retriever, Run, seed_everything
 from .data import Collection
-from .metrics import evaluate
+from .metrics import summarize
 
 METRICS = ("Hits@1", "Hits@10", "MRR@10")
-COLUMNS = ("family", *METRICS, "train_s", "ms_per_query", "peak_mb", "source")
+INTERVALS = ("Hits@1", "Hits@10")  # every Hits@k carries its 95% bootstrap interval
+COLUMNS = ("family", *METRICS, *(f"{m} CI" for m in INTERVALS), "train_s", "ms_per_query", "peak_mb", "source")
 
 
 def _row(run: Run, qrels, train_s: float, query_s: float, n_queries: int) -> dict[str, Any]:
-    return {**{k: round(v, 4) for k, v in evaluate(run, qrels, METRICS).items()}, "train_s": round(train_s, 1),
+    return {**summarize(run, qrels, METRICS, INTERVALS), "train_s": round(train_s, 1),
             "ms_per_query": round(1000 * query_s / max(n_queries, 1), 2)}
 
 
-# -- the methods: each (collection, split, seed) -> row -------------------------------------------------
-def _baseline(name: str) -> Callable[..., dict[str, Any]]:
-    def run(collection: Collection, split: str, seed: int) -> dict[str, Any]:
+# -- the methods: each (collection, split, seed) -> a Retriever ------------------------------------------
+def _baseline(name: str) -> Callable[..., Retriever]:
+    def build(collection: Collection, split: str, seed: int) -> Retriever:
         from .baselines import BM25, Dense
 
-        queries, qrels = collection.split(split)
-        t0 = time.perf_counter()
-        index = BM25(collection) if name == "bm25" else Dense(collection)
-        t1 = time.perf_counter()
-        result = index.search(queries, k=10)
-        return _row(result, qrels, t1 - t0, time.perf_counter() - t1, len(queries))
-    return run
+        return BM25(collection) if name == "bm25" else Dense(collection)
+    return build
 
 
-def _ann(name: str) -> Callable[..., dict[str, Any]]:
+def _ann(name: str) -> Callable[..., Retriever]:
     """ANN over MiniLM vectors; trained (soft tree, learned hash) on the train queries' exact neighbours."""
-    def run(collection: Collection, split: str, seed: int) -> dict[str, Any]:
-        from .ann import IVF, LSH, KMeansTree, LearnedHash, SoftTree
+    def build(collection: Collection, split: str, seed: int) -> Retriever:
+        from .ann import IVF, LSH, EncodedIndex, KMeansTree, LearnedHash, SoftTree
         from .ann.experiments import MASS, TREE_TRAIN
         from .ann.vectors import lab_vectors
 
         vs = lab_vectors(collection, split=split)
-        t0 = time.perf_counter()
         if name == "ivf":
             index, kw = IVF(vs.database, vs.ids, nlist=16, seed=seed), {"nprobe": 2}
         elif name == "soft-tree":
             kmt = KMeansTree(vs.database, vs.ids, k=4, depth=3, seed=seed)
-            index = SoftTree(vs.database, vs.ids, tree=kmt.tree, seed=seed, lam=1.0, **TREE_TRAIN)
-            index.fit(vs.train_queries, vs.train_targets)
+            index = SoftTree(tree=kmt.tree, seed=seed, lam=1.0, **TREE_TRAIN)
+            index.fit(vs.database, vs.ids, vs.train_queries, vs.train_targets)
             kw = {"beam": 4, "mass": MASS}
         elif name == "lsh":
             index, kw = LSH(vs.database, vs.ids, bits=32, seed=seed), {"candidates": 20}
         else:
-            index = LearnedHash(vs.database, vs.ids, bits=32, seed=seed).fit(vs.train_queries, vs.train_targets)
+            index = LearnedHash(bits=32, seed=seed).fit(vs.database, vs.ids, vs.train_queries, vs.train_targets)
             kw = {"candidates": 20}
-        t1 = time.perf_counter()
-        result = index.search(vs.test_queries, vs.test_qids, k=10, **kw)
-        row = _row(result.run, vs.test_qrels, t1 - t0, time.perf_counter() - t1, len(vs.test_qids))
-        return {**row, "distances/query": round(float(np.mean(result.cost)), 1)}
-    return run
+        return EncodedIndex(index, vs.meta["encoder"], **kw)
+    return build
 
 
-def _dgi(collection: Collection, split: str, seed: int) -> dict[str, Any]:
+class _DGITextSearch(Retriever):
+    """`DGIRetriever.search_embeddings(qids, embeddings, k)` behind `search(queries, k)`: the texts encoded first."""
+
+    def __init__(self, dgi: Any, encoder: Any):
+        self.dgi, self.encoder = dgi, encoder
+
+    def search(self, queries: dict[str, str], k: int = 10) -> Run:
+        return self.dgi.search_embeddings(list(queries), self.encoder.encode(list(queries.values())), k=k)
+
+
+def dgi_text_retriever(dgi: Any, encoder: Any) -> Retriever:
+    """DGI as a `Retriever` over query texts: the model itself once it answers `search(queries, k)`, else its
+    embedding-level search behind `encoder` (the one its training queries and documents were encoded with)."""
+    return dgi if isinstance(dgi, Retriever) else _DGITextSearch(dgi, encoder)
+
+
+def _dgi(collection: Collection, split: str, seed: int) -> Retriever:
     from .dgi import DGIConfig, DGIRetriever
     from .embed import load_encoder
 
     enc = load_encoder("minilm")
     train_q, train_qrels = collection.split("train")
-    queries, qrels = collection.split(split)
     row_of = {d: i for i, d in enumerate(collection.doc_ids)}
     pairs = [(q, d) for q, rels in train_qrels.items() for d, g in rels.items() if g > 0]
-    t0 = time.perf_counter()
     doc_emb = enc.encode_cached(collection.contents)
     q_emb = enc.encode_cached([train_q[q] for q, _ in pairs])
     dgi = DGIRetriever(DGIConfig(seed=seed)).fit(collection.doc_ids, doc_emb, q_emb, np.array([row_of[d] for _, d in pairs]))
-    t1 = time.perf_counter()
-    result = dgi.search_embeddings(list(queries), enc.encode_cached(list(queries.values())), k=10)
-    return _row(result, qrels, t1 - t0, time.perf_counter() - t1, len(queries))
+    return dgi_text_retriever(dgi, enc)
 
 
 #: name -> (family, method); the order of the table. A method given as (benchmark, row) is a row of that
@@ -124,19 +129,38 @@ def _from_benchmark(bench: str, label: str, collection: Collection, split: str, 
     if label not in result["results"]:  # that benchmark ran without this variant: say so, do not invent a row
         return None
     r = result["results"][label]
-    return {k: r[k] for k in METRICS} | {"train_s": r["train_s"], "ms_per_query": r["ms_per_query"],
-                                         "peak_mb": r.get("peak_rss_mb", r.get("peak_mb")),
-                                         "source": f"bench {bench}" + (f" ({r['machine']})" if r.get("machine") else "")}
+    intervals = {f"{m} CI": r[f"{m} CI"] for m in INTERVALS if f"{m} CI" in r}
+    return {k: r[k] for k in METRICS} | intervals | {"train_s": r["train_s"], "ms_per_query": r["ms_per_query"],
+                                                     "peak_mb": r.get("peak_rss_mb", r.get("peak_mb")),
+                                                     "source": f"bench {bench}" + (f" ({r['machine']})" if r.get("machine") else "")}
+
+
+#: The methods this module builds and trains itself; the others are rows of a per-topic benchmark.
+BUILT_HERE = [name for name, (_, method) in METHODS.items() if callable(method)]
+
+
+def build_retriever(name: str, collection: Collection, split: str = "test", seed: int = 0) -> Retriever:
+    """The `Retriever` of method `name` (one of BUILT_HERE), trained on the train split if it learns."""
+    if name not in BUILT_HERE:
+        raise DsilabError(f"{name!r} is not built here; choose from {BUILT_HERE} (DSI rows come from `dsilab bench dsi`).")
+    seed_everything(seed)
+    return METHODS[name][1](collection, split, seed)
 
 
 def _measured(name: str, collection: Collection, split: str, seed: int) -> dict[str, Any]:
-    """Run one method in this (fresh) process and add its peak RSS."""
+    """Build one method in this (fresh) process, score it through `search(queries, k=10)` and add its peak RSS."""
     from .core import configure_threads
 
     configure_threads()
-    seed_everything(seed)
+    queries, qrels = collection.split(split)
     t0 = time.perf_counter()
-    row = METHODS[name][1](collection, split, seed)
+    retriever = build_retriever(name, collection, split, seed)
+    t1 = time.perf_counter()
+    run = retriever.search(queries, k=10)
+    row = _row(run, qrels, t1 - t0, time.perf_counter() - t1, len(queries))
+    last = getattr(retriever, "last", None)  # an ANN index keeps its distance computations per query
+    if last is not None:
+        row["distances/query"] = round(last.mean_cost, 1)
     return {"family": METHODS[name][0], **row, "wall_s": round(time.perf_counter() - t0, 1),
             "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "source": "bench all"}
 
@@ -173,6 +197,34 @@ def bench_all(collection: Collection, split: str = "test", seed: int = 0, method
             "n_queries": len(queries), "seed": seed, "plot": plots.name, "environment": environment(),
             "results": rows, "not_run": not_run,
             "notes": [f"Not in this table: {', '.join(not_run)}."] if not_run else []}
+
+
+def hits_table(rows: dict[str, dict[str, Any]], n_queries: int, chance_levels: dict[int, float]):
+    """A result's rows as a table in which every Hits@k is followed by its 95% interval, the chance level of a random
+    ranking (`chance_levels[k]`) and the verdict of `metrics.verdict`.
+
+    A row saved without its interval gets the one the query bootstrap gives: Hits@k is 0 or 1 per query, so resampling
+    the n queries draws Binomial(n, Hits@k) hits, and the interval is that distribution's 2.5% and 97.5% quantiles / n.
+    """
+    import pandas as pd
+    from scipy.stats import binom
+
+    from .metrics import verdict
+
+    table = pd.DataFrame(rows).T
+    order = [c for c in table.columns if not c.endswith(" CI")]
+    for k, level in chance_levels.items():
+        m = f"Hits@{k}"
+        p = table[m].astype(float)
+        stored = table[f"{m} CI"] if f"{m} CI" in table else pd.Series(None, index=table.index, dtype=object)
+        table[f"{m} CI"] = [ci if isinstance(ci, list) else [round(float(binom.ppf(q, n_queries, x)) / n_queries, 4)
+                                                               for q in (0.025, 0.975)]
+                            for ci, x in zip(stored, p)]
+        table[f"chance {m}"] = round(level, 4)
+        table[f"{m} vs chance"] = [verdict(ci, level) for ci in table[f"{m} CI"]]
+        at = order.index(m) + 1
+        order[at:at] = [f"{m} CI", f"chance {m}", f"{m} vs chance"]
+    return table[order]
 
 
 def plot_all(rows: dict[str, dict[str, Any]], path: Path, title: str = "") -> Path:

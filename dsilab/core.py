@@ -1,4 +1,5 @@
-"""What every module shares: the error family, the `Run` type, seeding, caches and hub access."""
+"""What every module shares: the error family, the `Run` type and the `Retriever` protocol, seeding, caches and hub
+access."""
 from __future__ import annotations
 
 import os
@@ -7,7 +8,7 @@ import socket
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -16,6 +17,16 @@ Run = dict[str, list[tuple[str, float]]]
 
 #: Relevance judgements: qid -> {docid: grade}.
 Qrels = dict[str, dict[str, int]]
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """What every retriever of the course answers, classic or learned: query texts in, a `Run` out, so that one
+    `evaluate(retriever.search(queries, k), qrels)` scores any of them (`isinstance(x, Retriever)` checks the method)."""
+
+    def search(self, queries: dict[str, str], k: int = 10) -> Run:
+        """The top-k (docid, score) pairs of every query (qid -> text), best first."""
+        ...
 
 
 class DsilabError(Exception):

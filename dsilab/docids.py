@@ -30,7 +30,10 @@ from .core import DsilabError
 from .data import Collection
 
 KINDS = ("atomic", "naive", "semantic")
-_TOKEN_PREFIX = {"atomic": "a", "naive": "n", "semantic": "s"}
+#: Kinds a DocidTree may have: the three `make_docids` builds, and "residual" for codes built elsewhere (learned
+#: residual codes, `dsilab.dgi.codes`; one token per (level, code), so its digits are offset by level).
+TREE_KINDS = KINDS + ("residual",)
+_TOKEN_PREFIX = {"atomic": "a", "naive": "n", "semantic": "s", "residual": "r"}
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,8 @@ class DocidTree:
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise DsilabError(f"unknown docid kind {self.kind!r}; choose one of {list(KINDS)}.")
+        if self.kind not in TREE_KINDS:
+            raise DsilabError(f"unknown docid kind {self.kind!r}; choose one of {list(TREE_KINDS)}.")
         if not self.codes:
             raise DsilabError("a DocidTree needs at least one document; the collection is empty.")
         seen: dict[tuple[int, ...], str] = {}

@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .core import DsilabError, Qrels, Run, seed_everything
+from .core import DsilabError, Qrels, Retriever, Run, seed_everything
 from .data import Collection
 from .docids import DocidTree
 from .recipes import Convergence, DSIResult, Recipe, _sample, dev_set, memorisation, train_dsi, with_dev
@@ -204,7 +204,7 @@ class UpdateConfig:
 
 
 @dataclass
-class Update:
+class Update(Retriever):
     """The index after adding documents: model, tree, what it cost, and how memorisation moved during training."""
 
     strategy: str
@@ -219,6 +219,7 @@ class Update:
     best_dev: dict[str, Any] = field(default_factory=dict)   # the kept checkpoint's dev scores
 
     def search(self, queries: dict[str, str], k: int = 10) -> Run:
+        """Constrained beam search of the updated model: the ranked docids of each query."""
         from .decode import search
 
         return search(self.model, queries, k=k)

@@ -85,6 +85,23 @@ def summarize(run: Run, qrels: Qrels, metrics: tuple[str, ...] | list[str] = ("H
     return out
 
 
+def share_ci(share: float, n: int, z: float = 1.96) -> list[float]:
+    """95% Wilson score interval of a share (a Hits@k) measured on `n` queries, for results that kept only the mean
+    (no per-query values to bootstrap); close to the bootstrap interval of `bootstrap_ci` at the course's sizes."""
+    if n <= 0 or not 0.0 <= share <= 1.0:
+        raise DsilabError(f"share_ci: need 0 <= share <= 1 and n > 0 queries, got share={share}, n={n}.")
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * (share * (1 - share) / n + z * z / (4 * n * n)) ** 0.5
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
+
+
+def share_row(row: dict, n: int) -> dict:
+    """A row of means (e.g. a training run's best dev scores) with the Wilson interval (`share_ci`) of each Hits@k
+    measured on `n` queries added as "Hits@k CI", ready for `against_chance`."""
+    return {**row, **{f"{m} CI": share_ci(float(v), n) for m, v in row.items()
+                      if m.startswith("Hits@") and v is not None and not m.endswith(" CI")}}
+
+
 def verdict(ci, level: float) -> str:
     """"above chance" when the 95% interval `ci` lies wholly above the chance `level`, else "too small to tell"."""
     return "above chance" if isinstance(ci, (list, tuple)) and ci[0] > level else "too small to tell"
@@ -93,22 +110,97 @@ def verdict(ci, level: float) -> str:
 def against_chance(rows: dict[str, dict], qrels: Qrels, n_docs: int, ks: tuple[int, ...] = (1, 10)):
     """Rows (name -> metrics with "Hits@k" and "Hits@k CI") as a table with the chance level of each Hits@k beside it
     and a verdict: "too small to tell" when the 95% interval reaches down to chance, so that no number that could be
-    luck reads as a finding."""
+    luck reads as a finding. Each Hits@k is followed by its interval, its chance level and its verdict."""
     import pandas as pd
 
     table = pd.DataFrame(rows).T
+    order = [c for c in table.columns if not (c.endswith(" CI") and c[:-3] in table)]
     for k in ks:
         m = f"Hits@{k}"
         if m not in table:
             continue
         level = round(chance(qrels, n_docs, k), 4)
         table[f"chance {m}"] = level
-        if f"{m} CI" in table:
+        extra = [f"{m} CI"] if f"{m} CI" in table else []
+        if extra:
             table[f"{m} vs chance"] = [verdict(ci, level) for ci in table[f"{m} CI"]]
-    return table
+        at = order.index(m) + 1
+        order[at:at] = extra + [f"chance {m}"] + ([f"{m} vs chance"] if extra else [])
+    return table[order + [c for c in table.columns if c not in order]]
 
 
 def results_table(runs: dict[str, Run], qrels: Qrels, n_docs: int,
                   metrics: tuple[str, ...] = ("Hits@1", "Hits@10", "MRR@10"), seed: int = 0):
-    """The course's standard table: each run's metrics, 95% intervals of Hits@1/10, chance levels and the verdict."""
-    return against_chance({name: summarize(run, qrels, metrics, seed=seed) for name, run in runs.items()}, qrels, n_docs)
+    """The course's standard table: each run's metrics, and for every Hits@k among them its 95% interval, chance level
+    and verdict."""
+    hits = tuple(m for m in metrics if m.startswith("Hits@"))
+    ks = tuple(int(m.split("@")[1]) for m in hits)
+    return against_chance({name: summarize(run, qrels, metrics, hits, seed=seed) for name, run in runs.items()},
+                          qrels, n_docs, ks)
+
+
+def hits_line(run: Run, qrels: Qrels, n_docs: int, ks: tuple[int, ...] = (1, 10), seed: int = 0) -> str:
+    """Hits@k of one run as a line of text, each with its 95% interval, the chance level and the verdict, e.g.
+    "Hits@1 0.333 [0.190, 0.476], chance 0.048: above chance; ...": for a print where a table would be too much."""
+    names = tuple(f"Hits@{k}" for k in ks)
+    s = summarize(run, qrels, names, names, seed=seed)
+    parts = []
+    for k, m in zip(ks, names):
+        level = chance(qrels, n_docs, k)
+        lo, hi = s[f"{m} CI"]
+        parts.append(f"{m} {s[m]:.3f} [{lo:.3f}, {hi:.3f}], chance {level:.3f}: {verdict(s[f'{m} CI'], level)}")
+    return f"{'; '.join(parts)} ({len(qrels)} queries)"
+
+
+def check_quoted(quotes: dict[str, tuple], tol: float = 6e-4):
+    """The numbers a text quotes, beside the values a cell measured or read: label -> (quoted, measured) or
+    (quoted, measured, tolerance); a value may be a number or a list of numbers (an interval). Returns the table
+    (quoted, measured, matches) and raises DsilabError naming every quote that no longer matches its value, so a
+    re-run that moves a number cannot leave the text that quotes it wrong."""
+    import pandas as pd
+
+    def close(a, b, t) -> bool:
+        if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+            return (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b)
+                    and all(close(x, y, t) for x, y in zip(a, b)))
+        return b is not None and abs(float(a) - float(b)) <= t
+
+    rows = {}
+    for label, spec in quotes.items():
+        if len(spec) not in (2, 3):
+            raise DsilabError(f"check_quoted: {label!r} must be (quoted, measured) or (quoted, measured, tolerance).")
+        quoted, measured, t = (*spec, tol) if len(spec) == 2 else spec
+        rows[label] = {"quoted": quoted, "measured": measured, "matches": close(quoted, measured, t)}
+    table = pd.DataFrame(rows).T
+    wrong = [f"{k}: text says {v['quoted']}, measured {v['measured']}" for k, v in rows.items() if not v["matches"]]
+    if wrong:
+        raise DsilabError("the text quotes numbers that no longer match; update the text: " + "; ".join(wrong))
+    return table
+
+
+CHANCE_ROW = "chance (random ranking)"
+
+
+def committed_table(results: dict[str, dict], ks: tuple[int, ...] = (1, 10), chance_row: str = CHANCE_ROW):
+    """A committed benchmark's rows (name -> metrics, with the "chance (random ranking)" row that `dsilab bench`
+    writes) in the shape of `results_table`: each Hits@k with its 95% interval, the chance level and the verdict.
+    A Hits@k of a subset of the queries ("seen Hits@10") is set against the chance level of all queries."""
+    import pandas as pd
+
+    if chance_row not in results:
+        raise DsilabError(f"committed_table: no {chance_row!r} row in the results; re-run the benchmark with this dsilab.")
+    levels = results[chance_row]
+    table = pd.DataFrame({n: r for n, r in results.items() if n != chance_row}).T
+    order = [c for c in table.columns if not (c.endswith(" CI") and c[:-3] in table)]
+    for col in [c for c in order if c.rsplit(" ", 1)[-1] in {f"Hits@{k}" for k in ks}]:
+        level = levels.get(col, levels.get(col.rsplit(" ", 1)[-1]))
+        if level is None:
+            continue
+        has_ci = f"{col} CI" in table
+        table[f"chance {col}"] = level
+        extra = [f"{col} CI"] if has_ci else []
+        if has_ci:
+            table[f"{col} vs chance"] = [verdict(ci, level) for ci in table[f"{col} CI"]]
+        at = order.index(col) + 1
+        order[at:at] = extra + [f"chance {col}"] + ([f"{col} vs chance"] if has_ci else [])
+    return table[order + [c for c in table.columns if c not in order]]

@@ -88,6 +88,21 @@ class DSIModel(nn.Module):
         index = torch.full((len(tokenizer),), -100, dtype=torch.long)
         index[self.docid_vocab] = torch.arange(len(self.docid_vocab))
         self.register_buffer("_docid_index", index, persistent=False)
+        # Optional hooks (off by default; dsilab.dgi sets them): a cosine docid head with a learnable scale, and a
+        # module that gives the decoder its input embeddings at training time (soft teacher forcing).
+        self.cosine_scale: nn.Parameter | None = None
+        self.soft_inputs: nn.Module | None = None
+
+    def use_cosine_head(self, scale: float = 30.0, learn: bool = True) -> None:
+        """Score docid tokens by scale * cos(decoder feature, token row) instead of the inner product (+ bias).
+
+        Cosine logits are blind to a row's norm, so a frequent docid token cannot win by growing its row (the
+        "geometric conflict" of DGI); the scale (learnable, DGI's init 30) sets how peaked the softmax can get.
+        Needs one of the offline backbones (their decoder features are reachable: `_head_features`).
+        """
+        if type(self.net).__name__ not in ("EncoderDecoderModel", "T5ForConditionalGeneration"):
+            raise DsilabError(f"use_cosine_head needs an offline backbone {list(BACKBONES)}, not {type(self.net).__name__}.")
+        self.cosine_scale = nn.Parameter(torch.tensor(float(scale), device=self.docid_vocab.device), requires_grad=learn)
 
     def add_docids(self, docids: DocidTree, max_source_len: int | None = None) -> list[str]:
         """Grow the model to a larger `DocidTree` (documents added to the index, e.g. `dsilab.incremental`).
@@ -286,36 +301,42 @@ class DSIModel(nn.Module):
         return dec.masked_fill(dec == -100, self.pad_id)
 
     def _head_features(self, hidden: torch.Tensor, attention_mask: torch.Tensor,
-                       decoder_input_ids: torch.Tensor) -> torch.Tensor | None:
+                       decoder_input_ids: torch.Tensor, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor | None:
         """The decoder's last features just before the output projection, for the two offline backbone types.
 
         None for anything else (hub models, peft-wrapped nets): those score all rows and `docid_logits` slices.
+        `inputs_embeds` (batch, length, hidden), when given, replaces the embeddings of `decoder_input_ids`.
         """
+        if inputs_embeds is not None:  # the backbone adds positions (and normalises) as for looked-up rows
+            decoder_input_ids = None
         net = self.net
         name = type(net).__name__
         if name == "EncoderDecoderModel" and type(net.decoder).__name__ == "BertLMHeadModel" \
                 and getattr(net, "enc_to_dec_proj", None) is None:
-            x = net.decoder.bert(input_ids=decoder_input_ids, encoder_hidden_states=hidden,
+            x = net.decoder.bert(input_ids=decoder_input_ids, inputs_embeds=inputs_embeds, encoder_hidden_states=hidden,
                                  encoder_attention_mask=attention_mask, use_cache=False).last_hidden_state
             return net.decoder.cls.predictions.transform(x)
         if name == "T5ForConditionalGeneration":
-            x = net.decoder(input_ids=decoder_input_ids, encoder_hidden_states=hidden,
+            x = net.decoder(input_ids=decoder_input_ids, inputs_embeds=inputs_embeds, encoder_hidden_states=hidden,
                             encoder_attention_mask=attention_mask, use_cache=False).last_hidden_state
             return x * net.model_dim ** -0.5 if getattr(net.config, "scale_decoder_outputs", False) else x
         return None
 
     def docid_logits(self, hidden: torch.Tensor, attention_mask: torch.Tensor,
-                     decoder_input_ids: torch.Tensor) -> torch.Tensor:
+                     decoder_input_ids: torch.Tensor, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """Logits over the docid head's vocabulary only (`docid_vocab`: docid tokens + EOS).
 
         Why not the whole vocabulary: a docid is never spelled with text tokens (the constrained beam search
         masks them anyway), and scoring ~30k text rows at every position is most of a CPU training step.
         Softmax over docid tokens is what models with a docid vocabulary of their own do (NCI, GENRET).
         """
-        feats = self._head_features(hidden, attention_mask, decoder_input_ids)
+        feats = self._head_features(hidden, attention_mask, decoder_input_ids, inputs_embeds)
         if feats is None:
             return self.decode(hidden, attention_mask, decoder_input_ids)[..., self.docid_vocab]
         head = self.net.get_output_embeddings()
+        if self.cosine_scale is not None:  # use_cosine_head: scale * cos, no bias
+            rows = nn.functional.normalize(head.weight[self.docid_vocab], dim=-1)
+            return self.cosine_scale * nn.functional.linear(nn.functional.normalize(feats, dim=-1), rows.to(feats.dtype))
         bias = head.bias[self.docid_vocab] if head.bias is not None else None
         return nn.functional.linear(feats, head.weight[self.docid_vocab], bias)
 
@@ -330,19 +351,27 @@ class DSIModel(nn.Module):
         hidden = self.encode(input_ids, attention_mask) if encoder_hidden is None else encoder_hidden
         dec = self.shift_right(labels)
         restricted = torch.where(labels == -100, labels, self._docid_index[labels.clamp(min=0)])
+        # soft_inputs (when set, training only): decoder input embeddings for docid rows and an extra loss term
+        soft = self.soft_inputs is not None and self.training and torch.is_grad_enabled()
         if text_rows is not None and not bool(text_rows.any()):
-            logits = self.docid_logits(hidden, attention_mask, dec)
+            embeds, extra = self.soft_inputs(self, labels, dec) if soft else (None, 0.0)
+            logits = self.docid_logits(hidden, attention_mask, dec, embeds)
             total = nn.functional.cross_entropy(logits.float().flatten(0, 1), restricted.flatten(),
                                                 ignore_index=-100, reduction="sum")
-            return total / (labels != -100).sum().clamp(min=1)
+            return total / (labels != -100).sum().clamp(min=1) + extra
         docid_rows = ((labels == -100) | (restricted != -100)).all(dim=1)
         total = hidden.new_zeros((), dtype=torch.float32)
+        extra = 0.0
         for rows, target, scorer in ((docid_rows, restricted, self.docid_logits), (~docid_rows, labels, self.decode)):
             if rows.any():
-                logits = scorer(hidden[rows], attention_mask[rows], dec[rows])
+                if soft and scorer == self.docid_logits:
+                    embeds, extra = self.soft_inputs(self, labels[rows], dec[rows])
+                    logits = scorer(hidden[rows], attention_mask[rows], dec[rows], embeds)
+                else:
+                    logits = scorer(hidden[rows], attention_mask[rows], dec[rows])
                 total = total + nn.functional.cross_entropy(logits.float().flatten(0, 1), target[rows].flatten(),
                                                             ignore_index=-100, reduction="sum")
-        return total / (labels != -100).sum().clamp(min=1)
+        return total / (labels != -100).sum().clamp(min=1) + extra
 
     @torch.no_grad()
     def next_token_logprobs(self, hidden: torch.Tensor, attention_mask: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:

@@ -94,8 +94,10 @@ class Recipe:
                  + (f", BM25 top-{self.query_filter_k} filter" if self.query_filter_k else "")] if self.pseudo_per_doc else []
         extra += ["dense-initialised rows"] if self.docid_init == "encoder" else []
         extra += ["encoder fine-tuned"] if not self.freeze_encoder else []
-        if self.adapter != "full":
+        if self.adapter in ("lora", "qlora"):
             extra += [f"{'QLoRA' if self.adapter == 'qlora' else 'LoRA'} r={(self.adapter_kwargs or {}).get('r', 8)}"]
+        elif self.adapter != "full":  # e.g. "dgi": the adapter names itself
+            extra += [self.adapter]
         extra += [f"pruned {100 * self.prune:.0f}%"] if self.prune else []
         extra += [f"{self.decoder_layers}-layer decoder"] if self.decoder_layers != 2 and self.backbone == "minilm-seq2seq" else []
         extra += [", ".join(f"{k} {v}" for k, v in self.arch.items())] if self.arch else []

@@ -7,8 +7,8 @@ write its docid) and *retrieval* (read a query, write the docid of a relevant do
 * ``targets2inputs``: ``"docid2text: <docid>"`` -> doc text (the model learns what a docid means);
 * ``bidirectional``: both, told apart by the task prefix on the docid side (queries and documents
   never carry a prefix, so a query at test time looks exactly like training input);
-* retrieval examples come from the real queries of a split and/or from pseudo-queries (the set
-  U = O u P of the seed report), mixed with indexing at a chosen `ratio`.
+* retrieval examples come from the real queries of a split and/or from pseudo-queries (DSI-QG's
+  union of original and generated queries), mixed with indexing at a chosen `ratio`.
 
 Documents are represented by their first L words or by n random spans of L words (`doc_views`).
 Pseudo-queries (queries without labels, one docid each) come from `dsilab.querygen.generate_queries`:

@@ -11,6 +11,27 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from dsilab.train import Callback  # noqa: E402  (after the offline switch above)
 
 
+#: Unit tests that train a model for many steps (until it converges or memorises, or the full-size MiniLM seq2seq over
+#: several epochs), the slowest kind on a CPU: marked `slow`, so that `make test-quick` leaves them to `make test`,
+#: which runs everything. A module may mark its own with @pytest.mark.slow instead; this list names those that do not.
+SLOW_TESTS = {
+    "tests/test_recipes.py::test_string_docids_are_memorised",
+    "tests/test_recipes.py::test_pruned_recipe_reaches_its_sparsity_before_it_may_stop",
+    "tests/test_querygen.py::test_trained_generator_learns_samples_distinct_queries_and_is_cached",
+    "tests/test_train.py::test_training_memorises_a_tiny_index",
+    "tests/test_incremental.py::test_updates_add_the_new_documents_and_leave_the_initial_model_alone",
+    "tests/test_incremental.py::test_a_grown_model_still_decodes_its_old_docids",
+    "tests/test_adapters.py::test_qlora_trains_again_after_an_evaluation",
+    "tests/test_adapters.py::test_lora_merge_keeps_the_minilm_seq2seq_function",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.split("[")[0] in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
     if "DSILAB_CACHE" not in os.environ:
@@ -48,8 +69,35 @@ def tiny_beir(tmp_path):
 #: A T5 small enough that a training step takes milliseconds (tests of train, adapters, pruning).
 TINY_T5 = dict(vocab_size=120, d_model=32, layers=1, decoder_layers=1, heads=2, d_ff=64)
 
+#: The tiny masked LM of the augmentation tests: one text set and one config, so that every test module asking for
+#: it gets the same model, trained once per session and read back from the session's disk cache after that.
+TINY_MLM_TEXTS = [
+    "The river carries water from the mountains to the sea. Fish swim in the river.",
+    "Volcanoes erupt when magma rises. Lava flows down the slope and cools into rock.",
+    "Stars shine because they fuse hydrogen. The sun burns for billions of years.",
+    "Bees collect nectar and make honey. They dance to tell others where flowers grow.",
+]
+TINY_MLM = dict(init="scratch", vocab_size=200, hidden=32, layers=1, heads=1, intermediate=64, max_len=32, steps=5,
+                batch_size=4, lr=1e-3)
 
-@pytest.fixture(scope="module")
+
+@pytest.fixture(scope="session")
+def tiny_mlm():
+    """A scratch BERT masked LM on TINY_MLM_TEXTS (seconds to train; cached per texts, config and seed)."""
+    from dsilab.augment import MLMConfig, train_mlm
+
+    return train_mlm(TINY_MLM_TEXTS * 3, MLMConfig(**TINY_MLM), seed=0)
+
+
+@pytest.fixture(scope="session")
+def lab():
+    """The bundled lab collection, loaded once per session (tests read it, none changes it)."""
+    from dsilab.data import load_collection
+
+    return load_collection("lab")
+
+
+@pytest.fixture(scope="session")
 def tiny_dsi():
     """(collection, atomic docids, training examples) of a 10-doc synthetic collection."""
     from dsilab.data import synthetic_collection

@@ -19,17 +19,17 @@ def vecs():
 
 def test_hnsw_with_large_ef_search_is_nearly_exact(vecs):
     x, q, truth = vecs
-    res = FaissHNSW(x, m=16, ef_construction=40).search(q, k=10, ef_search=200)
+    res = FaissHNSW(x, m=16, ef_construction=40).search_vectors(q, k=10, ef_search=200)
     assert recall_at_k(res.run, truth) >= 0.95
     assert np.all(res.cost > 0)
     # a wider walk computes more distances
-    assert FaissHNSW(x, m=16).search(q, ef_search=10).mean_cost < res.mean_cost
+    assert FaissHNSW(x, m=16).search_vectors(q, ef_search=10).mean_cost < res.mean_cost
 
 
 def test_ivf_flat_with_every_list_probed_is_exact_search(vecs):
     x, q, truth = vecs
     ivf = FaissIVFFlat(x, nlist=8, seed=0)
-    res = ivf.search(q, k=10, nprobe=8)
+    res = ivf.search_vectors(q, k=10, nprobe=8)
     assert recall_at_k(res.run, truth) == pytest.approx(1.0)
     assert np.all(res.cost == 8 + len(x))
     exact = exact_neighbours(q, x, 10)
@@ -43,12 +43,12 @@ def test_ivf_flat_cost_is_nlist_plus_the_probed_lists(vecs):
     x, q, _ = vecs
     ivf = FaissIVFFlat(x, nlist=8, seed=0)
     assert ivf.list_sizes.sum() == len(x)
-    res = ivf.search(q, nprobe=2)
+    res = ivf.search_vectors(q, nprobe=2)
     _, probed = ivf.index.quantizer.search(q, 2)  # the two lists each query scans, by centroid score
     sizes = [ivf.index.invlists.list_size(int(c)) for c in range(8)]
     np.testing.assert_array_equal(res.cost, [8 + sizes[a] + sizes[b] for a, b in probed])
     faiss.cvar.indexIVF_stats.reset()  # FAISS's own counter of list entries scanned agrees
-    ivf.search(q, nprobe=2)
+    ivf.search_vectors(q, nprobe=2)
     assert faiss.cvar.indexIVF_stats.ndis == int((res.cost - 8).sum())
 
 
@@ -56,9 +56,9 @@ def test_faiss_indexes_are_deterministic(vecs):
     x, q, _ = vecs
     a, b = FaissIVFFlat(x, nlist=8, seed=1), FaissIVFFlat(x, nlist=8, seed=1)
     np.testing.assert_array_equal(a.list_sizes, b.list_sizes)
-    assert a.search(q, nprobe=2).run == b.search(q, nprobe=2).run
+    assert a.search_vectors(q, nprobe=2).run == b.search_vectors(q, nprobe=2).run
     h1, h2 = FaissHNSW(x, m=8), FaissHNSW(x, m=8)
-    r1, r2 = h1.search(q, ef_search=16), h2.search(q, ef_search=16)
+    r1, r2 = h1.search_vectors(q, ef_search=16), h2.search_vectors(q, ef_search=16)
     assert r1.run == r2.run and np.array_equal(r1.cost, r2.cost)
 
 
@@ -66,15 +66,15 @@ def test_faiss_bad_input_names_the_fix(vecs):
     x, q, _ = vecs
     ivf = FaissIVFFlat(x, nlist=8)
     with pytest.raises(DsilabError, match=r"nprobe must be between 1 and nlist \(8\)"):
-        ivf.search(q, nprobe=9)
+        ivf.search_vectors(q, nprobe=9)
     with pytest.raises(DsilabError, match="nprobe"):
-        ivf.search(q, nprobe=0)
+        ivf.search_vectors(q, nprobe=0)
     with pytest.raises(DsilabError, match="nlist"):
         FaissIVFFlat(x[:5], nlist=8)
     with pytest.raises(DsilabError, match=r"ef_search must be >= k \(10\)"):
-        FaissHNSW(x[:200], m=8).search(q, k=10, ef_search=5)
+        FaissHNSW(x[:200], m=8).search_vectors(q, k=10, ef_search=5)
     with pytest.raises(DsilabError, match="dimension"):
-        FaissHNSW(x[:200], m=8).search(q[:, :16])
+        FaissHNSW(x[:200], m=8).search_vectors(q[:, :16])
     with pytest.raises(DsilabError, match="threads"):
         FaissIVFFlat(x, nlist=8, threads=0)
 

@@ -40,7 +40,7 @@ def test_gradients_flow_through_the_soft_top_k_loss():
 
 def test_softsort_loss_trains_a_tiny_tree_past_its_start(blobs):
     x, q, nb = blobs
-    st = SoftTree(x, k=3, depth=2, loss="softsort", top=2, epochs=15, lr=3e-3, t_start=0.2, t_end=0.1)
+    st = SoftTree(k=3, depth=2, loss="softsort", top=2, epochs=15, lr=3e-3, t_start=0.2, t_end=0.1).fit(x)
     tgt = st._target_leaves(nb, len(q))
 
     def loss():
@@ -48,7 +48,7 @@ def test_softsort_loss_trains_a_tiny_tree_past_its_start(blobs):
             return float(st._softsort(st._log_path(torch.from_numpy(q), 0.1), tgt))
 
     before = loss()
-    st.fit(q, nb)
+    st.fit(x, queries=q, targets=nb)
     assert loss() < before
 
 
@@ -58,43 +58,43 @@ def test_softsort_loss_trains_a_tiny_hash_past_its_start(blobs):
     from dsilab.ann import recall_at_k
 
     def recall(h):
-        return recall_at_k(h.search(q, candidates=10).run, truth, k=5)
+        return recall_at_k(h.search_vectors(q, candidates=10).run, truth, k=5)
 
-    h = LearnedHash(x, bits=8, init="lsh", loss="softsort", top=10, epochs=10, negatives=64, seed=0)
-    before = recall(h)
-    assert recall(h.fit(q, nb)) > before
+    h = LearnedHash(bits=8, init="lsh", loss="softsort", top=10, epochs=10, negatives=64, seed=0)
+    before = recall(h.fit(x))
+    assert recall(h.fit(x, queries=q, targets=nb)) > before
 
 
 def test_the_adapter_starts_as_the_identity_and_training_moves_it(blobs):
     x, q, nb = blobs
     for rank in (0, 4):
         np.testing.assert_array_equal(QueryAdapter(16, rank=rank).apply(q), q)
-    plain = SoftTree(x, k=3, depth=2)
-    joint = SoftTree(x, k=3, depth=2, adapter=True, epochs=8, lr=3e-3, t_start=0.2, t_end=0.1)
+    plain = SoftTree(k=3, depth=2).fit(x)
+    joint = SoftTree(k=3, depth=2, adapter=True, epochs=8, lr=3e-3, t_start=0.2, t_end=0.1).fit(x)
     np.testing.assert_allclose(joint.path_probabilities(q, 0.1), plain.path_probabilities(q, 0.1), rtol=1e-6)
-    joint.fit(q, nb)
+    joint.fit(x, queries=q, targets=nb)
     assert joint.history[-1]["loss"] < joint.history[0]["loss"]
     assert np.abs(joint.adapter.matrix - np.eye(16)).max() > 0
     # documents never pass through the adapter: routed as documents, a vector skips the moved query map
     assert not np.allclose(joint.log_path_probabilities(x[:3], documents=True), joint.log_path_probabilities(x[:3]))
-    h = LearnedHash(x, bits=8, adapter=True, epochs=3, negatives=64)
+    h = LearnedHash(bits=8, adapter=True, epochs=3, negatives=64).fit(x)
     np.testing.assert_array_equal(h.query_signs(q), h.signs(q))  # identity before training
-    h.fit(q, nb)
+    h.fit(x, queries=q, targets=nb)
     assert np.abs(h.adapter.matrix - np.eye(16)).max() > 0
 
 
 def test_bad_learning_settings_raise(blobs):
     x, _, _ = blobs
     with pytest.raises(DsilabError, match="softsort"):
-        SoftTree(x, loss="rank")
+        SoftTree(loss="rank")
     with pytest.raises(DsilabError, match="top"):
-        LearnedHash(x, bits=8, loss="softsort", top=0)
+        LearnedHash(bits=8, loss="softsort", top=0)
     with pytest.raises(DsilabError, match="rank_temperature"):
-        SoftTree(x, loss="softsort", rank_temperature=0.0)
+        SoftTree(loss="softsort", rank_temperature=0.0)
     with pytest.raises(DsilabError, match="adapter_rank"):
-        SoftTree(x, adapter=True, adapter_rank=-1)
+        SoftTree(adapter=True, adapter_rank=-1)
     with pytest.raises(DsilabError, match="nothing to train"):
-        SoftTree(x, k=3, depth=1, learn_centroids=False, bias=False).fit(x[:5], np.zeros((5, 1), dtype=int))
+        SoftTree(k=3, depth=1, learn_centroids=False, bias=False).fit(x, None, x[:5], np.zeros((5, 1), dtype=int))
     with pytest.raises(DsilabError, match="temperature"):
         soft_rank(torch.zeros(3), 0.0)
     with pytest.raises(DsilabError, match="two"):

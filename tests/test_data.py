@@ -1,10 +1,11 @@
 import json
 import time
+from collections import namedtuple
 
 import pytest
 
 from dsilab import DsilabError, load_collection
-from dsilab.data import load_msmarco, synthetic_collection
+from dsilab.data import Doc, load_beir_hub, load_msmarco, synthetic_collection
 
 from conftest import write_beir
 
@@ -63,15 +64,165 @@ def test_bad_input_is_reported_clearly(tmp_path):
         load_collection("lab").split("validation")
 
 
-def test_msmarco_offline_fails_fast_naming_alternative(monkeypatch):
+#: Each offline failure names all three offline alternatives.
+ALTERNATIVES = ('load_collection("lab")', "local BEIR-layout folder", 'load_collection("synthetic")')
+
+
+@pytest.mark.parametrize("name", ["msmarco-v1.1", "beir/scifact", "irds:beir/scifact/test",
+                                  "irds:msmarco-passage/dev/small", "irds:natural-questions/dev"])
+def test_networked_sources_fail_fast_offline_naming_alternatives(name, monkeypatch, tmp_path):
+    pytest.importorskip("ir_datasets")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from dsilab.core import hub_available
 
     hub_available.cache_clear()
+    monkeypatch.chdir(tmp_path)  # no folder named like a hub dataset can shadow it
     t = time.perf_counter()
-    with pytest.raises(DsilabError, match='load_collection\\("lab"\\) or a BEIR-layout folder'):
-        load_collection("msmarco-v1.1")
-    assert time.perf_counter() - t < 5
+    try:
+        load_collection(name, **({"n_queries": 1, "n_docs": 1} if name.startswith("irds:") else {}))
+    except DsilabError as err:
+        assert time.perf_counter() - t < 5
+        assert all(alt in str(err) for alt in ALTERNATIVES), str(err)
+    else:  # ir_datasets reads its own cache offline, as it should
+        pytest.skip(f"{name} is in ir_datasets' cache on this machine")
+
+
+def test_irds_ids_are_checked_before_any_download(monkeypatch):
+    pytest.importorskip("ir_datasets")
+    with pytest.raises(DsilabError, match="no dataset 'nope/x'"):
+        load_collection("irds:nope/x")
+    with pytest.raises(DsilabError, match="has no queries with qrels; name a split"):
+        load_collection("irds:beir/scifact")  # the corpus alone: nothing to evaluate
+    monkeypatch.setitem(__import__("sys").modules, "ir_datasets", None)  # as if the extra were not installed
+    with pytest.raises(DsilabError, match="pip install ir-datasets. Without it, use load_collection"):
+        load_collection("irds:beir/scifact/test")
+
+
+def test_a_local_folder_wins_over_a_hub_name(tiny_beir, monkeypatch):
+    monkeypatch.chdir(tiny_beir.parent.parent)
+    (tiny_beir.parent.parent / "beir").mkdir()
+    tiny_beir.rename(tiny_beir.parent.parent / "beir" / "scifact")
+    assert load_collection("beir/scifact").doc_ids == ["a", "b", "c"]
+
+
+class FakeIrds:
+    """What ir_datasets.load returns, reduced to the iterators: namedtuple records like ir_datasets' own."""
+
+    Doc = namedtuple("BeirTitleDoc", "doc_id text title")
+    NqDoc = namedtuple("NqPassageDoc", "doc_id text document_title")
+    Query = namedtuple("GenericQuery", "query_id text")
+    Qrel = namedtuple("TrecQrel", "query_id doc_id relevance iteration")
+
+    def __init__(self, docs=(), queries=(), qrels=()):
+        self.docs, self.queries, self.qrels = list(docs), list(queries), list(qrels)
+        self.read = 0  # documents read through docs_iter
+
+    def has_docs(self):
+        return bool(self.docs)
+
+    def has_queries(self):
+        return bool(self.queries)
+
+    def has_qrels(self):
+        return bool(self.qrels)
+
+    def docs_iter(self):
+        for doc in self.docs:
+            self.read += 1
+            yield doc
+
+    def queries_iter(self):
+        return iter(self.queries)
+
+    def qrels_iter(self):
+        return iter(self.qrels)
+
+
+@pytest.fixture
+def fake_irds(monkeypatch):
+    """A tiny 'beir/toy' family in place of ir_datasets' registry: corpus, train and test splits."""
+    ir_datasets = pytest.importorskip("ir_datasets")
+    D, Q, R = FakeIrds.Doc, FakeIrds.Query, FakeIrds.Qrel
+    docs = [D("d1", "Lava erupts from a volcano.", "Volcanoes"), D("d2", "Rivers carry water.", "Rivers"),
+            D("d3", "Stars fuse hydrogen.", ""), D("d4", "Unjudged filler.", "Filler")]
+    queries = [Q("1", "what erupts"), Q("2", "what carries water"), Q("3", "how stars shine"), Q("4", "filler q")]
+    registry = {
+        "beir/toy": FakeIrds(docs, queries),
+        "beir/toy/train": FakeIrds(docs, queries, [R("1", "d1", 1, "0"), R("2", "d2", 1, "0"), R("2", "d1", 0, "0")]),
+        "beir/toy/test": FakeIrds(docs, queries, [R(3, "d3", 2, "0"), R("4", "zz", 1, "0")]),  # zz: not in the corpus
+    }
+
+    def load(name):
+        return registry[name]  # KeyError for an unknown id, as ir_datasets' registry
+
+    monkeypatch.setattr(ir_datasets, "load", load)
+    return registry
+
+
+def test_irds_id_maps_to_a_collection_with_its_split(fake_irds):
+    c = load_collection("irds:beir/toy/test")
+    assert c.splits == ["test"]
+    assert c.qrels["test"] == {"3": {"d3": 2}}  # ids become strings; a judgement of a missing doc is dropped
+    assert c.split("test")[0] == {"3": "how stars shine"}
+    assert c.docs["d1"] == Doc("d1", "Volcanoes", "Lava erupts from a volcano.") and c.docs["d3"].contents == "Stars fuse hydrogen."
+    assert c.doc_ids == ["d1", "d2", "d3", "d4"] and c.meta["docs judged but not in the corpus"] == 1
+    assert c.name == "irds-beir-toy-test"
+
+
+def test_irds_splits_land_where_collection_expects_them(fake_irds, tmp_path):
+    c = load_collection("irds:beir/toy", splits=["train", "test"])
+    assert c.splits == ["train", "test"]
+    assert c.qrels["train"] == {"1": {"d1": 1}, "2": {"d2": 1, "d1": 0}}
+    queries, qrels = c.split("train")
+    assert set(queries) == {"1", "2"} and set(c.queries) == {"1", "2", "3"}
+    again = load_collection(c.save_beir(tmp_path / "toy"))  # the same collection as a BEIR folder
+    assert again.qrels == c.qrels and again.docs == c.docs
+    with pytest.raises(DsilabError, match="no dataset 'beir/toy/dev'"):
+        load_collection("irds:beir/toy", splits=["dev"])
+
+
+def test_irds_caps_keep_every_judged_document(fake_irds):
+    c = load_collection("irds:beir/toy", splits=["train", "test"], n_queries=1, n_docs=1)
+    assert c.qrels == {"train": {"1": {"d1": 1}}, "test": {"3": {"d3": 2}}}
+    assert c.doc_ids == ["d1", "d3"]  # the judged documents, even past n_docs
+    assert load_collection("irds:beir/toy/train", n_docs=3).doc_ids == ["d1", "d2", "d3"]
+
+    class Store:  # ir_datasets' random access by id: the judged documents without a scan of the corpus
+        def get_many(self, ids):
+            return {d.doc_id: d for d in fake_irds["beir/toy"].docs if d.doc_id in ids}
+
+    fake_irds["beir/toy"].docs_store = Store
+    fake_irds["beir/toy"].read = 0
+    c = load_collection("irds:beir/toy", splits=["test"], n_docs=1)
+    assert c.doc_ids == ["d3"] and fake_irds["beir/toy"].read <= 2  # a look at the first (cache check), no scan
+
+
+@pytest.mark.parametrize("dataset_id, split", [("beir/scifact/test", "test"), ("msmarco-passage/dev/small", "dev"),
+                                               ("natural-questions/dev", "dev"), ("antique/train/split200-valid", "valid"),
+                                               ("vaswani", "vaswani")])
+def test_irds_split_names(dataset_id, split):
+    from dsilab.data import _irds_split_name
+
+    assert _irds_split_name(dataset_id) == split
+
+
+def test_irds_records_without_title_or_text_fields(fake_irds):
+    from dsilab.data import _irds_doc
+
+    assert _irds_doc(FakeIrds.NqDoc("p1", "passage", "Page title")) == Doc("p1", "Page title", "passage")
+    Plain = namedtuple("Doc", "doc_id body")
+    Plain.default_text = lambda self: self.body
+    assert _irds_doc(Plain("x", "body text")) == Doc("x", "", "body text")
+
+
+def test_beir_hub_rows_map_to_a_collection():
+    corpus = [{"_id": "a", "title": "T", "text": "x"}, {"_id": "b", "title": None, "text": "y"}]
+    queries = [{"_id": "1", "text": "q1"}, {"_id": "2", "text": "q2"}, {"_id": "9", "text": "unjudged"}]
+    qrels = {"test": [{"query-id": "2", "corpus-id": "b", "score": 1}],
+             "train": [{"query-id": 1, "corpus-id": "a", "score": 1}]}
+    c = load_beir_hub("toy", corpus=corpus, queries=queries, qrels=qrels)
+    assert c.splits == ["train", "test"] and c.qrels["train"] == {"1": {"a": 1}}
+    assert set(c.queries) == {"1", "2"} and c.docs["b"].title == "" and c.name == "beir-toy"
 
 
 def _marco_row(qid, query, passages, selected):

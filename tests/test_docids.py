@@ -97,3 +97,16 @@ def test_c_smaller_than_k_splits_small_clusters_fully(coll):
     for code in tree.codes.values():
         leaves.setdefault(code[:-1], []).append(code[-1])
     assert max(len(v) for v in leaves.values()) <= 10
+
+
+def test_a_tree_from_given_codes_residual_kind():
+    """Codes built elsewhere (e.g. learned residual codes) become a DocidTree of kind "residual" with tokens <rN>."""
+    tree = DocidTree("residual", {"a": (0, 16), "b": (0, 17), "c": (1, 16)})
+    assert tree.tokens("b") == ["<r0>", "<r17>"] and tree.doc((1, 16)) == "c"
+    assert tree.token_vocab == ["<r0>", "<r1>", "<r16>", "<r17>"] and tree.children((0,)) == {16: 1, 17: 1}
+    with pytest.raises(DsilabError, match="collision"):
+        DocidTree("residual", {"a": (0, 16), "b": (0, 16)})
+    with pytest.raises(DsilabError, match="unknown docid kind"):
+        DocidTree("learned", {"a": (0,)})
+    with pytest.raises(DsilabError, match="unknown docid kind"):
+        make_docids(synthetic_collection(n_docs=5), "residual")

@@ -89,3 +89,81 @@ def test_ir_measures_names_and_course_aliases_agree():
     assert got["R@100"] == got["Recall@100"] == 0.5 and got["P@2"] == 0.25
     with pytest.raises(DsilabError, match="unknown metric 'Hitz@1'"):
         evaluate(run, qrels, ("Hitz@1",))
+
+
+def test_hits_line_prints_interval_chance_and_verdict():
+    from dsilab.metrics import hits_line
+
+    qrels = {f"q{i}": {f"d{i}": 1} for i in range(50)}
+    perfect = {q: [(next(iter(r)), 1.0)] for q, r in qrels.items()}
+    line = hits_line(perfect, qrels, n_docs=100)
+    assert line.startswith("Hits@1 1.000 [1.000, 1.000], chance 0.010: above chance; Hits@10 1.000")
+    assert line.endswith("(50 queries)") and "chance 0.100" in line
+    lucky = hits_line({"q1": [("d1", 1.0)]}, {"q1": {"d1": 1}, "q2": {"d2": 1}}, n_docs=4, ks=(1,))
+    assert lucky == "Hits@1 0.500 [0.000, 1.000], chance 0.250: too small to tell (2 queries)"
+
+
+def test_check_quoted_passes_matching_quotes_and_names_stale_ones():
+    from dsilab.metrics import check_quoted
+
+    ok = check_quoted({"atomic Hits@1": (0.733, 0.7333), "its CI": ([0.686, 0.784], [0.6857, 0.7841]),
+                       "about 5 points": (0.05, 0.056, 0.01)})
+    assert ok["matches"].all() and list(ok.index) == ["atomic Hits@1", "its CI", "about 5 points"]
+    with pytest.raises(DsilabError, match="semantic Hits@1: text says 0.505, measured 0.52"):
+        check_quoted({"atomic": (0.733, 0.7333), "semantic Hits@1": (0.505, 0.52)})
+    with pytest.raises(DsilabError, match="interval"):
+        check_quoted({"interval": ([0.1, 0.2], [0.1, 0.3])})
+    with pytest.raises(DsilabError, match="missing"):
+        check_quoted({"missing": (0.5, None)})
+
+
+def test_results_table_gives_every_hits_k_its_interval_chance_and_verdict_beside_it():
+    from dsilab.metrics import results_table
+
+    qrels = {f"q{i}": {f"d{i}": 1} for i in range(50)}
+    table = results_table({"perfect": {q: [(next(iter(r)), 1.0)] for q, r in qrels.items()}}, qrels, n_docs=100,
+                          metrics=("Hits@1", "Hits@5", "MRR@10"))
+    assert list(table.columns) == ["Hits@1", "Hits@1 CI", "chance Hits@1", "Hits@1 vs chance",
+                                   "Hits@5", "Hits@5 CI", "chance Hits@5", "Hits@5 vs chance", "MRR@10"]
+    assert table.loc["perfect", "chance Hits@5"] == 0.05 and table.loc["perfect", "Hits@5 vs chance"] == "above chance"
+
+
+def test_committed_table_sets_every_hits_k_against_the_chance_row():
+    from dsilab.metrics import committed_table
+
+    results = {"chance (random ranking)": {"Hits@1": 0.01, "Hits@10": 0.1},
+               "BM25": {"Hits@1": 0.5, "Hits@1 CI": [0.4, 0.6], "Hits@10": 0.8, "Hits@10 CI": [0.7, 0.9],
+                        "seen Hits@10": 0.12, "seen Hits@10 CI": [0.05, 0.2], "steps": None},
+               "DSI": {"Hits@1": 0.02, "Hits@1 CI": [0.0, 0.05], "Hits@10": 0.3, "Hits@10 CI": [0.2, 0.4],
+                       "seen Hits@10": 0.5, "seen Hits@10 CI": [0.4, 0.6], "steps": 100}}
+    t = committed_table(results)
+    assert list(t.index) == ["BM25", "DSI"]
+    assert list(t.columns[:4]) == ["Hits@1", "Hits@1 CI", "chance Hits@1", "Hits@1 vs chance"]
+    assert t.loc["DSI", "Hits@1 vs chance"] == "too small to tell" and t.loc["BM25", "Hits@1 vs chance"] == "above chance"
+    assert t.loc["BM25", "chance seen Hits@10"] == 0.1 and t.loc["BM25", "seen Hits@10 vs chance"] == "too small to tell"
+    with pytest.raises(DsilabError, match="chance"):
+        committed_table({"BM25": results["BM25"]})
+
+
+def test_share_ci_is_wilson_and_close_to_the_bootstrap():
+    from dsilab.metrics import bootstrap_ci, share_ci
+
+    assert share_ci(0.5, 100) == [0.4038, 0.5962]                  # Wilson, z = 1.96
+    assert share_ci(0.0, 20)[0] == 0.0 and share_ci(1.0, 20)[1] == 1.0 and share_ci(0.0, 20)[1] > 0.1
+    qrels = {f"q{i}": {"d": 1} for i in range(315)}
+    run = {q: [("d" if i % 4 else "x", 1.0)] for i, q in enumerate(qrels)}  # Hits@1 = 0.75 on 315 queries
+    lo, hi = bootstrap_ci(run, qrels, "Hits@1")
+    wlo, whi = share_ci(0.75, 315)
+    assert abs(lo - wlo) < 0.01 and abs(hi - whi) < 0.01
+    with pytest.raises(DsilabError, match="share_ci"):
+        share_ci(1.5, 10)
+
+
+def test_share_row_adds_an_interval_to_each_hits_k_for_against_chance():
+    from dsilab.metrics import against_chance, share_ci, share_row
+
+    row = share_row({"step": 45, "Hits@1": 0.5, "Hits@10": 0.9, "memo": 0.8}, 100)
+    assert row["Hits@1 CI"] == share_ci(0.5, 100) and row["Hits@10 CI"] == share_ci(0.9, 100) and "memo CI" not in row
+    qrels = {f"q{i}": {f"d{i}": 1} for i in range(100)}
+    table = against_chance({"run": row}, qrels, n_docs=200)
+    assert table.loc["run", "Hits@1 vs chance"] == "above chance" and table.loc["run", "chance Hits@1"] == 0.005

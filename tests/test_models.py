@@ -110,3 +110,38 @@ def test_shared_encoder_cache_keeps_each_models_length(setup):
     hidden_full, mask_full = full.encode_texts([text])
     assert mask_short.sum() == 4 and mask_full.sum() > 4
     assert torch.equal(short.encode_texts([text])[0], hidden_short)  # and the memo serves the same states again
+
+
+def test_cosine_head_and_soft_input_hooks_are_off_by_default_and_faithful(setup):
+    """The hooks DGI uses: a cosine docid head (learnable scale) and decoder input embeddings at training time."""
+    coll, tree, ex = setup
+    model = build_model("t5-scratch", tree, ex, **TINY)
+    assert model.cosine_scale is None and model.soft_inputs is None         # defaults: DSI unchanged
+    batch = model.batch([e for e in ex if e.task == "index"][:4])
+    dec = model.shift_right(batch["labels"])
+    model.eval()
+    hidden = model.encode(batch["input_ids"], batch["attention_mask"])
+    plain = model.docid_logits(hidden, batch["attention_mask"], dec)
+    rows = model.net.get_decoder().get_input_embeddings()(dec)
+    assert torch.allclose(plain, model.docid_logits(hidden, batch["attention_mask"], dec, rows), atol=1e-5)
+    model.use_cosine_head(30.0)
+    cos = model.docid_logits(hidden, batch["attention_mask"], dec)
+    assert cos.abs().max() <= 30.0 + 1e-3 and model.cosine_scale.requires_grad
+
+    class Zero(torch.nn.Module):  # a soft-input hook: zero inputs and a constant extra loss
+        def forward(self, m, labels, dec):
+            return torch.zeros(*dec.shape, m.net.config.d_model), torch.tensor(1.0)
+
+    model.train()
+    text_rows = torch.zeros(4, dtype=torch.bool)
+    base = model(**batch, text_rows=text_rows)
+    model.soft_inputs = Zero()
+    assert model(**batch, text_rows=text_rows).item() != pytest.approx(base.item())
+    model.eval()
+    with torch.no_grad():  # never at evaluation time
+        model.soft_inputs = None
+        ref = model(**batch, text_rows=text_rows)
+        model.soft_inputs = Zero()
+        assert model(**batch, text_rows=text_rows).item() == pytest.approx(ref.item())
+    with pytest.raises(DsilabError, match="offline backbone"):
+        type(model).use_cosine_head(type("M", (), {"net": object()})(), 30.0)

@@ -53,7 +53,7 @@ def soft():
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     q = x[:12] + 0.3 * rng.normal(size=(12, 8)).astype("float32")
     q /= np.linalg.norm(q, axis=1, keepdims=True)
-    index = SoftTree(x, k=3, depth=2, epochs=3, seed=0).fit(q, np.arange(12))
+    index = SoftTree(k=3, depth=2, epochs=3, seed=0).fit(x, None, q, np.arange(12))
     return index, q
 
 
@@ -170,12 +170,12 @@ def test_soft_traversal_temperature_query_and_stats(soft):
     png0, html0 = ex.png, ex.info.value
     s0 = ex.stats()
     assert 0 <= s0["recall@10"] <= 1 and s0["cost"] > 0 and s0["leaves reached"] >= 1
-    res = index.search(q, ex.qids, k=10, beam=2, temperature=ex.temperature)
+    res = index.search_vectors(q, ex.qids, k=10, beam=2, temperature=ex.temperature)
     assert s0["mean cost"] == pytest.approx(res.mean_cost)
     assert s0["mean recall@10"] == pytest.approx(recall_at_k(res.run, ex.truth, 10))
     # truth for more queries than shown (e.g. a whole split): the mean is over the shown queries only
     few = SoftTraversalExplorer(index, q[:3], ex.qids[:3], truth=ex.truth, beam=2)
-    part = index.search(q[:3], ex.qids[:3], k=10, beam=2, temperature=few.temperature)
+    part = index.search_vectors(q[:3], ex.qids[:3], k=10, beam=2, temperature=few.temperature)
     assert few.stats()["mean recall@10"] == pytest.approx(recall_at_k(part.run, {x: ex.truth[x] for x in ex.qids[:3]}, 10))
     # the slider: routing probabilities flatten as T grows, the drawing changes
     ex.slider.value = 1.0

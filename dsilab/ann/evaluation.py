@@ -1,5 +1,5 @@
-"""What every ANN method shares: the `SearchResult` (a `Run` plus exact cost counts), exact top-k,
-recall@k against exact search, and reading a recall-vs-cost curve at a budget.
+"""What every ANN method shares: the `SearchResult` (a `Run` plus exact cost counts), `EncodedIndex` (an index
+searched with query texts), exact top-k, recall@k against exact search, and reading a recall-vs-cost curve at a budget.
 
 Cost is counted in *distance computations per query*: one inner product between the query and a
 stored d-dimensional vector (a document, a centroid, or one hashing hyperplane). It is counted by
@@ -13,14 +13,14 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..core import DsilabError, Qrels, Run
+from ..core import DsilabError, Qrels, Retriever, Run
 
 
 @dataclass
 class SearchResult:
     """A `Run` plus, per query, the exact number of distance computations the search needed.
 
-    Unpacks as `run, cost = index.search(...)`; `extra` holds secondary counts (e.g. Hamming
+    Unpacks as `run, cost = index.search_vectors(...)`; `extra` holds secondary counts (e.g. Hamming
     comparisons of a hash index, which are cheap bit operations and not distance computations).
     """
 
@@ -35,6 +35,34 @@ class SearchResult:
     def mean_cost(self) -> float:
         """Distance computations per query, averaged over the queries."""
         return float(np.mean(self.cost)) if len(self.cost) else 0.0
+
+
+class EncodedIndex(Retriever):
+    """An ANN index searched with query texts, like every retriever: `search(queries, k) -> Run` encodes them with
+    the encoder that made the index's vectors, then calls `index.search_vectors(..., **knobs)` (beam, nprobe, ...).
+
+    encoder: a name for `dsilab.embed.load_encoder` or any object with `encode(texts) -> ndarray`. The latest
+    search's `SearchResult`, with its distance computations per query, stays in `last`.
+    """
+
+    def __init__(self, index: Any, encoder: Any = "minilm", **knobs: Any):
+        if not callable(getattr(index, "search_vectors", None)):
+            raise DsilabError(f"EncodedIndex needs an ANN index with search_vectors(...); got {type(index).__name__}.")
+        if isinstance(encoder, str):
+            from ..embed import load_encoder
+
+            encoder = load_encoder(encoder)
+        self.index, self.encoder, self.knobs = index, encoder, knobs
+        self.last: SearchResult | None = None
+
+    def search(self, queries: dict[str, str], k: int = 10) -> Run:
+        """Top-k documents per query text, found by the index in the encoder's space."""
+        if not queries:
+            return {}
+        qids = list(queries)
+        vectors = self.encoder.encode([queries[q] for q in qids])
+        self.last = self.index.search_vectors(vectors, qids, k=k, **self.knobs)
+        return self.last.run
 
 
 def as_matrix(x: Any, name: str, dim: int | None = None) -> np.ndarray:
@@ -101,13 +129,15 @@ def recall_at_k(run: Run, truth: dict[str, list[str]], k: int = 10) -> float:
     return total / len(truth)
 
 
-def score(result: SearchResult, truth: dict[str, list[str]], qrels: Qrels | None = None, k: int = 10) -> dict[str, float]:
-    """recall@k vs exact search, distance computations per query and, given qrels, Hits@10 and MRR@10."""
+def score(result: SearchResult, truth: dict[str, list[str]], qrels: Qrels | None = None, k: int = 10,
+          metrics: Sequence[str] = ("Hits@10", "MRR@10")) -> dict[str, float]:
+    """recall@k vs exact search, distance computations per query and, given qrels, `metrics` (course or ir-measures
+    names: Hits@10 or Success@10, MRR@10 or RR@10, nDCG@10)."""
     row = {f"recall@{k}": recall_at_k(result.run, truth, k), "distances/query": result.mean_cost}
     if qrels:
         from ..metrics import evaluate
 
-        row.update(evaluate(result.run, qrels, ("Hits@10", "MRR@10")))
+        row.update(evaluate(result.run, qrels, tuple(metrics)))
     return row
 
 

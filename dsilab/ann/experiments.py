@@ -28,7 +28,7 @@ def sweep(index: Any, vs: VectorSet, param: str, values: Sequence[Any], **fixed:
     rows = []
     for v in values:
         t0 = time.perf_counter()
-        res = index.search(vs.test_queries, vs.test_qids, **{"k": 10, **fixed, param: v})
+        res = index.search_vectors(vs.test_queries, vs.test_qids, **{"k": 10, **fixed, param: v})
         ms = 1000 * (time.perf_counter() - t0) / len(vs.test_qids)
         rows.append({param: v, **score(res, vs.truth, vs.test_qrels), "ms/query": ms})
     return rows
@@ -55,8 +55,8 @@ def tree_curves(vs: VectorSet, k: int, depth: int, beams: Sequence[int], lams: S
     build_s = time.perf_counter() - t0
     out: dict[str, Any] = {"k-means tree": sweep(kmt, vs, "beam", beams), "build_s": build_s, "soft": {}, "trees": {}}
     for lam in lams:
-        st = SoftTree(vs.database, vs.ids, tree=kmt.tree, seed=seed, lam=lam, **train)
-        st.fit(vs.train_queries, vs.train_targets, progress=progress)
+        st = SoftTree(tree=kmt.tree, seed=seed, lam=lam, **train)
+        st.fit(vs.database, vs.ids, vs.train_queries, vs.train_targets, progress=progress)
         rows = sweep(st, vs, "beam", beams, mass=mass)
         out["soft"][lam] = {"rows": rows, "train_s": st.train_seconds, "history": st.history}
         out["trees"][lam] = st
@@ -71,9 +71,9 @@ def hash_table(vs: VectorSet, bits: Sequence[int], candidates: Sequence[int], se
     out: dict[str, Any] = {}
     for b in bits:
         lsh = LSH(vs.database, vs.ids, bits=b, seed=seed)
-        learned = LearnedHash(vs.database, vs.ids, bits=b, seed=seed, **train)
-        start = sweep(learned, vs, "candidates", candidates)  # its initialisation, before any training
-        learned.fit(vs.train_queries, vs.train_targets, progress=progress)
+        learned = LearnedHash(bits=b, seed=seed, **train)
+        start = sweep(learned.fit(vs.database, vs.ids), vs, "candidates", candidates)  # its initialisation, untrained
+        learned.fit(vs.database, vs.ids, vs.train_queries, vs.train_targets, progress=progress)
         out[b] = {"LSH": sweep(lsh, vs, "candidates", candidates), "learned hash": sweep(learned, vs, "candidates", candidates),
                   f"{learned.config.init.upper()} hash (untrained)": start, "train_s": learned.train_seconds, "model": learned}
     return out

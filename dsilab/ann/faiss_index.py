@@ -1,5 +1,5 @@
 """FAISS, the industrial anchor: IVF-Flat and HNSW (inner product on unit vectors) behind the course's
-`search(queries, qids=None, k=10, <knob>) -> SearchResult`, with distance computations counted exactly.
+`search_vectors(queries, qids=None, k=10, <knob>) -> SearchResult`, with distance computations counted exactly.
 
 IVF-Flat: cost = nlist centroid products + the sizes of the probed lists (read from FAISS's inverted lists).
 HNSW: cost = FAISS's own count of the distances its graph walk computed (`faiss.cvar.hnsw_stats.ndis`, all
@@ -64,7 +64,7 @@ class FaissIVFFlat(_Index):
             self.index.add(self.database)
         self.list_sizes = np.array([self.index.invlists.list_size(c) for c in range(nlist)], dtype=np.int64)
 
-    def search(self, queries: np.ndarray, qids: Sequence[str] | None = None, k: int = 10, nprobe: int = 1) -> SearchResult:
+    def search_vectors(self, queries: np.ndarray, qids: Sequence[str] | None = None, k: int = 10, nprobe: int = 1) -> SearchResult:
         """Rank the centroids (nlist products), then scan the `nprobe` nearest lists (their sizes)."""
         if not 1 <= nprobe <= self.nlist:
             raise DsilabError(f"nprobe must be between 1 and nlist ({self.nlist}); got {nprobe}. "
@@ -97,7 +97,7 @@ class FaissHNSW(_Index):
         with faiss_threads(_check_threads(build_threads)):
             self.index.add(self.database)
 
-    def search(self, queries: np.ndarray, qids: Sequence[str] | None = None, k: int = 10, ef_search: int = 64) -> SearchResult:
+    def search_vectors(self, queries: np.ndarray, qids: Sequence[str] | None = None, k: int = 10, ef_search: int = 64) -> SearchResult:
         """One FAISS call per query, so that FAISS's distance counter (reset before each) is read per query."""
         if ef_search < k:
             raise DsilabError(f"ef_search must be >= k ({k}): HNSW keeps ef_search candidates and returns the best k "

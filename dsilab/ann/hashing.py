@@ -41,15 +41,20 @@ def hamming_candidates(query_codes: np.ndarray, codes: np.ndarray, n: int) -> np
     return out
 
 
+def _check_bits(bits: int) -> int:
+    if not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 64:
+        raise DsilabError(f"bits must be an integer from 1 to 64 (one machine word per code); got {bits!r}.")
+    return int(bits)
+
+
 class _HashIndex:
     """Codes of the database under `signs(x)`; search = Hamming ranking + exact re-scoring."""
 
-    def __init__(self, database: np.ndarray, ids: Sequence[str] | None, bits: int):
-        if not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 64:
-            raise DsilabError(f"bits must be an integer from 1 to 64 (one machine word per code); got {bits!r}.")
+    def _set_database(self, database: np.ndarray, ids: Sequence[str] | None, bits: int) -> None:
+        bits = _check_bits(bits)
         self.database = as_matrix(database, "database")
         self.ids = check_ids(ids, self.database.shape[0], "d")
-        self.dim, self.bits = self.database.shape[1], int(bits)
+        self.dim, self.bits = self.database.shape[1], bits
 
     def signs(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - defined by subclasses
         raise NotImplementedError
@@ -67,8 +72,8 @@ class _HashIndex:
         self.packed = np.concatenate([pack_bits(self.signs(self.database[s : s + 65536]))
                                       for s in range(0, self.database.shape[0], 65536)])
 
-    def search(self, queries: np.ndarray, qids: Sequence[str] | None = None, k: int = 10,
-               candidates: int = 100) -> SearchResult:
+    def search_vectors(self, queries: np.ndarray, qids: Sequence[str] | None = None, k: int = 10,
+                       candidates: int = 100) -> SearchResult:
         """Hamming-rank the database, re-score the best `candidates` exactly.
 
         cost = `bits` (one d-dimensional product per hyperplane, to hash the query) + `candidates`;
@@ -76,6 +81,8 @@ class _HashIndex:
         """
         if candidates < 1:
             raise DsilabError(f"candidates must be >= 1; got {candidates}.")
+        if "database" not in self.__dict__:
+            raise DsilabError(f"this {type(self).__name__} has no data yet: call .fit(database, ids, queries, targets) first.")
         q = as_matrix(queries, "queries", self.dim)
         qids = check_ids(qids, q.shape[0], "q")
         cand = hamming_candidates(pack_bits(self.query_signs(q)), self.packed, candidates)
@@ -94,7 +101,7 @@ class LSH(_HashIndex):
     in expectation, blind to where the data actually lies."""
 
     def __init__(self, database: np.ndarray, ids: Sequence[str] | None = None, bits: int = 32, seed: int = 0):
-        super().__init__(database, ids, bits)
+        self._set_database(database, ids, bits)
         self.planes = np.random.default_rng(seed).normal(size=(self.bits, self.dim)).astype(np.float32)
         self.index()
 
@@ -139,15 +146,37 @@ class HashConfig:
 
 class LearnedHash(_HashIndex):
     """Hyperplanes and offsets learned so that each training query's nearest neighbours fall
-    within a small Hamming radius; the ranking loss runs on relaxed (tanh) codes."""
+    within a small Hamming radius; the ranking loss runs on relaxed (tanh) codes.
 
-    def __init__(self, database: np.ndarray, ids: Sequence[str] | None = None, config: HashConfig | None = None,
-                 **overrides):
+    scikit-learn style: settings here, data in `fit`, e.g. `LearnedHash(bits=32).fit(database, ids, queries, targets)`.
+    """
+
+    def __init__(self, config: HashConfig | None = None, **overrides):
+        if config is not None and not isinstance(config, HashConfig):
+            raise DsilabError("LearnedHash takes its settings, its data goes to fit: "
+                              "LearnedHash(bits=...).fit(database, ids, queries, targets).")
         from dataclasses import replace
 
-        cfg = replace(config, **overrides) if config is not None else HashConfig(**overrides)
-        super().__init__(database, ids, cfg.bits)
-        self.config = cfg
+        self.config = replace(config, **overrides) if config is not None else HashConfig(**overrides)
+        _check_bits(self.config.bits)
+
+    def fit(self, database: np.ndarray, ids: Sequence[str] | None = None, queries: np.ndarray | None = None,
+            targets: np.ndarray | None = None, progress: bool = False) -> "LearnedHash":
+        """Hash `database` with the initial hyperplanes (PCA or LSH), then train them on `queries`: every target row
+        (a true neighbour) of query i should out-rank `negatives` random database rows by relaxed code similarity (a
+        multi-positive softmax loss). Without queries the hash stays at its initialisation (untrained)."""
+        self._initialise(database, ids)
+        if queries is None:
+            return self
+        if targets is None:
+            raise DsilabError("fit: training queries need their targets (database rows each query should find).")
+        with torch_threads(1):
+            return self._fit(queries, targets, progress)
+
+    def _initialise(self, database: np.ndarray, ids: Sequence[str] | None) -> None:
+        """The database, the starting hyperplanes and offsets, and its codes under them."""
+        cfg = self.config
+        self._set_database(database, ids, cfg.bits)
         if cfg.init == "lsh":
             planes = LSH(self.database[:1], bits=cfg.bits, seed=cfg.seed).planes
             offset = np.zeros(cfg.bits, dtype=np.float32)
@@ -177,12 +206,6 @@ class LearnedHash(_HashIndex):
     def relaxed_codes(self, x: np.ndarray, slope: float) -> np.ndarray:
         """tanh(slope * (W x + b)): the differentiable stand-in for the codes (for plots)."""
         return np.tanh(slope * (as_matrix(x, "vectors", self.dim) @ self.planes.T + self.offset))
-
-    def fit(self, queries: np.ndarray, targets: np.ndarray, progress: bool = False) -> "LearnedHash":
-        """Train the hyperplanes: every target row (a true neighbour) of query i should out-rank
-        `negatives` random database rows by relaxed code similarity (a multi-positive softmax loss)."""
-        with torch_threads(1):
-            return self._fit(queries, targets, progress)
 
     def _fit(self, queries, targets, progress):
         import torch

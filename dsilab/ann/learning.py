@@ -115,15 +115,15 @@ def learning_table(vs: VectorSet, seeds: Sequence[int] = (0, 1, 2), progress: bo
             kmt = KMeansTree(vs.database, vs.ids, k=plan["k"], depth=plan["depth"], seed=seed)
             km = sweep(kmt, vs, "beam", beams)
         for name, extra in tree_variants.items():
-            st = SoftTree(vs.database, vs.ids, tree=kmt.tree, seed=seed, lam=LAMS[0], **{**TREE_TRAIN, **extra})
-            st.fit(vs.train_queries, vs.train_targets, progress=progress)
+            st = SoftTree(tree=kmt.tree, seed=seed, lam=LAMS[0], **{**TREE_TRAIN, **extra})
+            st.fit(vs.database, vs.ids, vs.train_queries, vs.train_targets, progress=progress)
             g = tree_goal(km, sweep(st, vs, "beam", beams, mass=MASS))
             per[name].append(g["learned"])
         if tree_variants:
             budgets.append(g["budget"])
         for name, extra in hash_variants.items():
-            h = LearnedHash(vs.database, vs.ids, bits=32, seed=seed, epochs=epochs, **extra)
-            h.fit(vs.train_queries, vs.train_targets, progress=progress)
+            h = LearnedHash(bits=32, seed=seed, epochs=epochs, **extra)
+            h.fit(vs.database, vs.ids, vs.train_queries, vs.train_targets, progress=progress)
             per[name].append(sweep(h, vs, "candidates", [cand])[0]["recall@10"])
     rows = {name: _summary(v) for name, v in per.items()}
     diffs = {}
@@ -157,7 +157,7 @@ def routing_ceiling(vs: VectorSet, k: int, depth: int, beams: Sequence[int], see
     for name, settings, data in (("soft tree", train, (ho.train_queries, ho.train_targets)),
                                  ("soft tree, strong fit", {**train, **strong}, (ho.train_queries, ho.train_targets)),
                                  ("soft tree, strong fit incl. these queries", {**train, **strong}, everything)):
-        st = SoftTree(ho.database, ho.ids, tree=kmt.tree, seed=seed, **settings).fit(*data)
+        st = SoftTree(tree=kmt.tree, seed=seed, **settings).fit(ho.database, ho.ids, *data)
         out[name] = tree_goal(km, sweep(st, ho, "beam", beams, mass=mass))["learned"]
     out["oracle router"] = oracle_recall(kmt.tree, ho.test_neighbours, budget)
     out["gain_points"] = {name: round(100 * (out[name] - out["k-means tree"]), 1)
@@ -178,7 +178,7 @@ def training_size_curve(vs: VectorSet, k: int, depth: int, beams: Sequence[int],
     km = sweep(kmt, vs, "beam", beams)
     out = []
     for n in sizes:
-        st = SoftTree(vs.database, vs.ids, tree=kmt.tree, seed=seed, **train).fit(vs.train_queries[:n], vs.train_targets[:n])
+        st = SoftTree(tree=kmt.tree, seed=seed, **train).fit(vs.database, vs.ids, vs.train_queries[:n], vs.train_targets[:n])
         g = tree_goal(km, sweep(st, vs, "beam", beams, mass=mass))
         out.append({"train queries": int(n), "budget": g["budget"], "gain_points": round(g["gain_points"], 2)})
     return out

@@ -1,7 +1,7 @@
 """The classic indexes the learned ones must beat, with the same interface and cost accounting:
 exact search (flat), the k-means tree with unlearned routing, and IVF (k-means lists + nprobe).
 
-Each has `search(queries, qids=None, k=10, ...) -> SearchResult` (a `Run` plus distance
+Each has `search_vectors(queries, qids=None, k=10, ...) -> SearchResult` (a `Run` plus distance
 computations per query).
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ class _Index:
 class Flat(_Index):
     """Exact inner-product search: every query is compared with every stored vector (cost = n)."""
 
-    def search(self, queries: np.ndarray, qids: Sequence[str] | None = None, k: int = 10) -> SearchResult:
+    def search_vectors(self, queries: np.ndarray, qids: Sequence[str] | None = None, k: int = 10) -> SearchResult:
         q, qids = self._queries(queries, qids)
         run = {}
         step = max(1, min(1024, 2**27 // self.database.shape[0]))  # a block of scores stays near 0.5 GB at 1M vectors
@@ -52,7 +52,7 @@ class KMeansTree(_Index):
         super().__init__(database, ids)
         self.tree = tree if tree is not None else build_kmeans_tree(self.database, k, depth, leaf_size, seed)
 
-    def search(self, queries: np.ndarray, qids: Sequence[str] | None = None, k: int = 10, beam: int = 1) -> SearchResult:
+    def search_vectors(self, queries: np.ndarray, qids: Sequence[str] | None = None, k: int = 10, beam: int = 1) -> SearchResult:
         """Beam descent ranking nodes by inner product with their centroid, then exact re-scoring."""
         beam = check_beam(beam)
         q, qids = self._queries(queries, qids)
@@ -86,7 +86,7 @@ class IVF(_Index):
         labels = km.predict(self.database)
         self.lists = [np.nonzero(labels == c)[0] for c in range(nlist)]
 
-    def search(self, queries: np.ndarray, qids: Sequence[str] | None = None, k: int = 10, nprobe: int = 1) -> SearchResult:
+    def search_vectors(self, queries: np.ndarray, qids: Sequence[str] | None = None, k: int = 10, nprobe: int = 1) -> SearchResult:
         """Scan the `nprobe` nearest lists; cost = nlist centroid distances + the rows scanned."""
         if nprobe < 1:
             raise DsilabError(f"nprobe must be >= 1; got {nprobe}.")

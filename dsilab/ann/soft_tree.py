@@ -70,25 +70,52 @@ class SoftTreeConfig:
 
 
 class SoftTree:
-    """A learned-routing tree index over `database` (rows = unit-norm vectors).
+    """A learned-routing tree index, scikit-learn style: settings here, data in `fit`.
 
+    `SoftTree(k=4, depth=3, lam=1.0).fit(database, ids, queries, targets)` indexes the database (rows = unit-norm
+    vectors) in a k-means tree (or the given `tree`) and learns the routing from training queries.
     Public structure for viewers: `tree.children`, `centroids` (the trained ones), `tree.items`;
     per query: `routing_probabilities`, `path_probabilities`, `descend` (hard path and cost).
     """
 
-    def __init__(self, database: np.ndarray, ids: Sequence[str] | None = None, config: SoftTreeConfig | None = None,
-                 tree: Tree | None = None, **overrides):
+    def __init__(self, config: SoftTreeConfig | None = None, tree: Tree | None = None, **overrides):
+        if config is not None and not isinstance(config, SoftTreeConfig):
+            raise DsilabError("SoftTree takes its settings, its data goes to fit: "
+                              "SoftTree(k=..., depth=...).fit(database, ids, queries, targets).")
+        from dataclasses import replace
+
+        self.config = replace(config, **overrides) if config is not None else SoftTreeConfig(**overrides)
+        self.initial_tree = tree
+
+    def fit(self, database: np.ndarray, ids: Sequence[str] | None = None, queries: np.ndarray | None = None,
+            targets: np.ndarray | Sequence[Sequence[int]] | None = None, progress: bool = False) -> "SoftTree":
+        """Index `database` in the tree, then learn the routing from training `queries`: maximise
+        log P(leaf holding each target | query) - lam * expected cost, annealing the temperature from t_start to t_end.
+
+        `targets[i]` are database rows query i should find (its exact nearest neighbours, or its relevant documents).
+        Without queries the routing stays the k-means tree's (an untrained soft tree).
+        """
+        self._index(database, ids)
+        if queries is None:
+            return self
+        if targets is None:
+            raise DsilabError("fit: training queries need their targets (database rows each query should find).")
+        with torch_threads(1):
+            return self._fit(queries, targets, progress)
+
+    def _check_fitted(self) -> None:
+        if "database" not in self.__dict__:
+            raise DsilabError("this SoftTree has no data yet: call .fit(database, ids, queries, targets) first.")
+
+    def _index(self, database: np.ndarray, ids: Sequence[str] | None) -> None:
+        """The database in the tree, with the untrained routing parameters."""
         import torch
 
-        self.config = config or SoftTreeConfig(**overrides)
-        if config is not None and overrides:
-            from dataclasses import replace
-
-            self.config = replace(config, **overrides)
         cfg = self.config
         self.database = as_matrix(database, "database")
         self.ids = check_ids(ids, self.database.shape[0], "d")
         self.dim = self.database.shape[1]
+        tree = self.initial_tree
         self.tree = tree if tree is not None else build_kmeans_tree(self.database, cfg.k, cfg.depth, cfg.leaf_size, cfg.seed)
         if self.tree.centroids.shape[1] != self.dim:
             raise DsilabError("the tree's centroids and the database differ in dimension.")
@@ -176,6 +203,7 @@ class SoftTree:
         `documents=True` routes database vectors, which never pass through the query adapter."""
         import torch
 
+        self._check_fitted()
         q = as_matrix(queries, "queries", self.dim)
         if self.adapter is not None and not documents:
             q = self.adapter.apply(q)
@@ -235,15 +263,6 @@ class SoftTree:
         self._compile_levels()
 
     # -- training -------------------------------------------------------------------------------
-    def fit(self, queries: np.ndarray, targets: np.ndarray | Sequence[Sequence[int]], progress: bool = False) -> "SoftTree":
-        """Learn the routing: maximise log P(leaf holding each target | query) - lam * expected cost.
-
-        `targets[i]` are database rows query i should find (its exact nearest neighbours, or its
-        relevant documents). The temperature anneals from t_start to t_end over the epochs.
-        """
-        with torch_threads(1):
-            return self._fit(queries, targets, progress)
-
     def _fit(self, queries, targets, progress):
         import torch
         from tqdm.auto import tqdm
@@ -334,15 +353,17 @@ class SoftTree:
     def descend(self, query: np.ndarray, beam: int = 1, mass: float | None = None,
                 temperature: float | None = None) -> Descent:
         """The hard descent of one query: nodes expanded, leaves reached, candidates and exact cost."""
+        self._check_fitted()
         beam = check_beam(beam)
         logp = self.log_path_probabilities(as_matrix(query, "query", self.dim), temperature)[0]
         return beam_descend(self.tree, logp, beam, np.exp(logp), mass, self.extra_cost)
 
-    def search(self, queries: np.ndarray, qids: Sequence[str] | None = None, k: int = 10, beam: int = 1,
-               mass: float | None = None, temperature: float | None = None) -> SearchResult:
+    def search_vectors(self, queries: np.ndarray, qids: Sequence[str] | None = None, k: int = 10, beam: int = 1,
+                       mass: float | None = None, temperature: float | None = None) -> SearchResult:
         """Beam descent by path probability (top `beam` nodes per level, or fewer with `mass`), then
         exact scoring of the candidates. (All node probabilities are computed in one matrix product
         for speed; the cost counts only the children of nodes the descent actually expands.)"""
+        self._check_fitted()
         beam = check_beam(beam)
         if mass is not None and not 0 < mass <= 1:
             raise DsilabError(f"mass must be in (0, 1]; got {mass}.")

@@ -24,8 +24,8 @@ from .mlm import MLMConfig, MaskedLM, train_mlm
 ABLATION_RECIPE = Recipe(docids="atomic")
 
 
-#: MLM used by the benchmark: MiniLM-initialised, fully fine-tuned on the collection (see mlm.py for why);
-#: 300 steps of 32 windows (about 10 minutes on a laptop CPU, seconds on a GPU; cached on disk).
+#: MLM used by the benchmark: MiniLM-initialised, fully fine-tuned on the collection (see mlm.py for why); the
+#: trained model is cached on disk per (texts, config, seed), since on a CPU its training outlasts the rest of the set-up.
 BENCH_MLM = MLMConfig()  # the defaults: init="minilm", freeze_encoder=False, lr=1e-4, steps=300, batch_size=32
 
 

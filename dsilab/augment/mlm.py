@@ -1,17 +1,17 @@
 """The masked language model behind POS-MLM: `bert-base-uncased` when online, else one trained here.
 
 Offline we fine-tune a real `BertForMaskedLM` on the collection's own documents. Two starting
-points (`MLMConfig.init`), measured on the lab collection (held-out masked-token accuracy, 5% of
-the windows kept out; NVIDIA H100 run of 2026-11-22):
+points (`MLMConfig.init`), compared by held-out masked-token accuracy (`MaskedLM.info`; the
+default's is recorded with `dsilab bench augment` in dsilab/results/augment-<collection>.json):
 
 * "scratch": a new small BERT (2 layers, 128 wide) with a WordPiece vocabulary trained on the
-  collection by `tokenizers`. Top-1 stays at 4-6% even after 3,000 steps: it learns the unigram
-  distribution ("the", "and", "of") and little else; 50k words are too few to learn English.
+  collection by `tokenizers`. It learns the unigram distribution ("the", "and", "of") and little
+  else, however long it trains: one small collection holds too few words to learn English from.
 * "minilm" (default): the packaged pre-trained MiniLM encoder (dsilab.embed.minilm_path(), a
-  6-layer BERT) with its 30k WordPiece vocabulary and a new MLM head, all fine-tuned: 300 steps
-  of 32 windows reach about 15% top-1 / 32% top-5 and propose context-fitting verbs. Freezing
-  the encoder and training the head alone does not work (8% top-1 after 1,000 steps): the
-  sentence-embedding training has washed word identity out of its last layer.
+  6-layer BERT) with its WordPiece vocabulary and a new MLM head, all fine-tuned: it starts from
+  English, so a few hundred steps are enough to propose context-fitting verbs. Freezing the
+  encoder and training the head alone does not work: the sentence-embedding training has washed
+  word identity out of its last layer.
 
 So reusing MiniLM's vocabulary (and weights) is both simpler and much better here. Trained
 models are cached on disk per (texts, config, seed).

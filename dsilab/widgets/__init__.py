@@ -4,7 +4,7 @@ state where no kernel runs (nbconvert HTML, GitHub), see `_static.StaticWidget`.
 
 >>> ClusterTreeExplorer(tree, collection)            # tree = dsilab.docids.make_docids(...)
 >>> BeamViewer(model, collection, beam_size=5)         # model = dsilab.models.build_model(...)
->>> SoftTraversalExplorer(index, queries, labels=texts)   # index = dsilab.ann.SoftTree(...).fit(...)
+>>> SoftTraversalExplorer(index, queries, labels=texts)   # index = dsilab.ann.SoftTree(...).fit(database, ids, queries, targets)
 """
 from ._static import StaticWidget, figure_png
 from .beam_viewer import BeamViewer

@@ -149,8 +149,8 @@ class SoftTraversalExplorer(StaticWidget):
         row = top_k_run_row(self.queries[self.current], self.index.database, d.candidates, self.index.ids, self.k)
         key = (self.temperature, self.beam_width, self.mass)
         if key not in self._avg:
-            res = self.index.search(self.queries, self.qids, k=self.k, beam=self.beam_width, mass=self.mass,
-                                    temperature=self.temperature)
+            res = self.index.search_vectors(self.queries, self.qids, k=self.k, beam=self.beam_width, mass=self.mass,
+                                           temperature=self.temperature)
             self._avg[key] = (recall_at_k(res.run, self.truth, self.k), res.mean_cost)
         exp = float(self.index.expected_cost(self.queries[self.current], beam=self.beam_width,
                                              temperature=self.temperature)[0])
