@@ -194,3 +194,16 @@ def torch_threads(n: int = 1):
     import torch
 
     return scoped_threads(torch.get_num_threads, torch.set_num_threads, n)
+
+
+def train_if_given(index, queries, targets, progress: bool):
+    """The second half of a learned index's `fit`: train on `queries` (and their target rows) on one torch thread,
+    or leave the index at its initialisation when no queries are given."""
+    from ..core import DsilabError
+
+    if queries is None:
+        return index
+    if targets is None:
+        raise DsilabError("fit: training queries need their targets (database rows each query should find).")
+    with torch_threads(1):
+        return index._fit(queries, targets, progress)

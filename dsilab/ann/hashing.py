@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from ..core import DsilabError, seed_everything
-from .evaluation import SearchResult, as_matrix, check_ids, torch_threads
+from .evaluation import SearchResult, as_matrix, check_ids, train_if_given
 from .joint import QueryAdapter, check_adapter
 from .softsort import check_loss, rank_among, soft_topk_loss
 
@@ -166,12 +166,7 @@ class LearnedHash(_HashIndex):
         (a true neighbour) of query i should out-rank `negatives` random database rows by relaxed code similarity (a
         multi-positive softmax loss). Without queries the hash stays at its initialisation (untrained)."""
         self._initialise(database, ids)
-        if queries is None:
-            return self
-        if targets is None:
-            raise DsilabError("fit: training queries need their targets (database rows each query should find).")
-        with torch_threads(1):
-            return self._fit(queries, targets, progress)
+        return train_if_given(self, queries, targets, progress)
 
     def _initialise(self, database: np.ndarray, ids: Sequence[str] | None) -> None:
         """The database, the starting hyperplanes and offsets, and its codes under them."""

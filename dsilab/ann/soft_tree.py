@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from ..core import DsilabError, seed_everything
-from .evaluation import SearchResult, as_matrix, check_ids, torch_threads
+from .evaluation import SearchResult, as_matrix, check_ids, train_if_given
 from .joint import QueryAdapter, check_adapter
 from .softsort import check_loss, rank_among, soft_topk_loss
 from .tree import Descent, Tree, beam_descend, build_kmeans_tree, check_beam, top_k_run_row
@@ -96,12 +96,7 @@ class SoftTree:
         Without queries the routing stays the k-means tree's (an untrained soft tree).
         """
         self._index(database, ids)
-        if queries is None:
-            return self
-        if targets is None:
-            raise DsilabError("fit: training queries need their targets (database rows each query should find).")
-        with torch_threads(1):
-            return self._fit(queries, targets, progress)
+        return train_if_given(self, queries, targets, progress)
 
     def _check_fitted(self) -> None:
         if "database" not in self.__dict__:
