@@ -108,7 +108,7 @@ def verdict(ci, level: float) -> str:
 
 
 def against_chance(rows: dict[str, dict], qrels: Qrels, n_docs: int, ks: tuple[int, ...] = (1, 10)):
-    """Rows (name -> metrics with "Hits@k" and "Hits@k CI") as a table with the chance level of each Hits@k beside it
+    """Rows (name -> metrics with "Hits@k" or "Success@k", and its " CI") as a table with the chance level of each Hits@k beside it
     and a verdict: "too small to tell" when the 95% interval reaches down to chance, so that no number that could be
     luck reads as a finding. Each Hits@k is followed by its interval, its chance level and its verdict."""
     import pandas as pd
@@ -116,16 +116,16 @@ def against_chance(rows: dict[str, dict], qrels: Qrels, n_docs: int, ks: tuple[i
     table = pd.DataFrame(rows).T
     order = [c for c in table.columns if not (c.endswith(" CI") and c[:-3] in table)]
     for k in ks:
-        m = f"Hits@{k}"
-        if m not in table:
-            continue
-        level = round(chance(qrels, n_docs, k), 4)
-        table[f"chance {m}"] = level
-        extra = [f"{m} CI"] if f"{m} CI" in table else []
-        if extra:
-            table[f"{m} vs chance"] = [verdict(ci, level) for ci in table[f"{m} CI"]]
-        at = order.index(m) + 1
-        order[at:at] = extra + [f"chance {m}"] + ([f"{m} vs chance"] if extra else [])
+        for m in (f"Hits@{k}", f"Success@{k}"):  # the course's name or ir-measures' own
+            if m not in table:
+                continue
+            level = round(chance(qrels, n_docs, k), 4)
+            table[f"chance {m}"] = level
+            extra = [f"{m} CI"] if f"{m} CI" in table else []
+            if extra:
+                table[f"{m} vs chance"] = [verdict(ci, level) for ci in table[f"{m} CI"]]
+            at = order.index(m) + 1
+            order[at:at] = extra + [f"chance {m}"] + ([f"{m} vs chance"] if extra else [])
     return table[order + [c for c in table.columns if c not in order]]
 
 
@@ -133,7 +133,7 @@ def results_table(runs: dict[str, Run], qrels: Qrels, n_docs: int,
                   metrics: tuple[str, ...] = ("Hits@1", "Hits@10", "MRR@10"), seed: int = 0):
     """The course's standard table: each run's metrics, and for every Hits@k among them its 95% interval, chance level
     and verdict."""
-    hits = tuple(m for m in metrics if m.startswith("Hits@"))
+    hits = tuple(m for m in metrics if m.split("@")[0] in ("Hits", "Success"))  # either name of ir-measures' Success@k
     ks = tuple(int(m.split("@")[1]) for m in hits)
     return against_chance({name: summarize(run, qrels, metrics, hits, seed=seed) for name, run in runs.items()},
                           qrels, n_docs, ks)

@@ -126,6 +126,11 @@ def test_results_table_gives_every_hits_k_its_interval_chance_and_verdict_beside
     assert list(table.columns) == ["Hits@1", "Hits@1 CI", "chance Hits@1", "Hits@1 vs chance",
                                    "Hits@5", "Hits@5 CI", "chance Hits@5", "Hits@5 vs chance", "MRR@10"]
     assert table.loc["perfect", "chance Hits@5"] == 0.05 and table.loc["perfect", "Hits@5 vs chance"] == "above chance"
+    # under ir-measures' own names the same columns follow, named as asked
+    own = results_table({"perfect": {q: [(next(iter(r)), 1.0)] for q, r in qrels.items()}}, qrels, n_docs=100,
+                        metrics=("Success@1", "RR@10"))
+    assert list(own.columns) == ["Success@1", "Success@1 CI", "chance Success@1", "Success@1 vs chance", "RR@10"]
+    assert own.loc["perfect", "Success@1 vs chance"] == "above chance"
 
 
 def test_committed_table_sets_every_hits_k_against_the_chance_row():
