@@ -139,6 +139,32 @@ def results_table(runs: dict[str, Run], qrels: Qrels, n_docs: int,
                           qrels, n_docs, ks)
 
 
+def hits_table(rows: dict[str, dict], n_queries: int, chance_levels: dict[int, float]):
+    """A result's rows as a table in which every Hits@k is followed by its 95% interval, the chance level of a random
+    ranking (`chance_levels[k]`) and the verdict of `verdict`; the committed-results twin of `results_table`.
+
+    A row saved without its interval gets the one the query bootstrap gives: Hits@k is 0 or 1 per query, so resampling
+    the n queries draws Binomial(n, Hits@k) hits, and the interval is that distribution's 2.5% and 97.5% quantiles / n.
+    """
+    import pandas as pd
+    from scipy.stats import binom
+
+    table = pd.DataFrame(rows).T
+    order = [c for c in table.columns if not c.endswith(" CI")]
+    for k, level in chance_levels.items():
+        m = f"Hits@{k}"
+        p = table[m].astype(float)
+        stored = table[f"{m} CI"] if f"{m} CI" in table else pd.Series(None, index=table.index, dtype=object)
+        table[f"{m} CI"] = [ci if isinstance(ci, list) else [round(float(binom.ppf(q, n_queries, x)) / n_queries, 4)
+                                                               for q in (0.025, 0.975)]
+                            for ci, x in zip(stored, p)]
+        table[f"chance {m}"] = round(level, 4)
+        table[f"{m} vs chance"] = [verdict(ci, level) for ci in table[f"{m} CI"]]
+        at = order.index(m) + 1
+        order[at:at] = [f"{m} CI", f"chance {m}", f"{m} vs chance"]
+    return table[order]
+
+
 def hits_line(run: Run, qrels: Qrels, n_docs: int, ks: tuple[int, ...] = (1, 10), seed: int = 0) -> str:
     """Hits@k of one run as a line of text, each with its 95% interval, the chance level and the verdict, e.g.
     "Hits@1 0.333 [0.190, 0.476], chance 0.048: above chance; ...": for a print where a table would be too much."""
