@@ -11,27 +11,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from dsilab.train import Callback  # noqa: E402  (after the offline switch above)
 
 
-#: Unit tests that train a model for many steps (until it converges or memorises, or the full-size MiniLM seq2seq over
-#: several epochs), the slowest kind on a CPU: marked `slow`, so that `make test-quick` leaves them to `make test`,
-#: which runs everything. A module may mark its own with @pytest.mark.slow instead; this list names those that do not.
-SLOW_TESTS = {
-    "tests/test_recipes.py::test_string_docids_are_memorised",
-    "tests/test_recipes.py::test_pruned_recipe_reaches_its_sparsity_before_it_may_stop",
-    "tests/test_querygen.py::test_trained_generator_learns_samples_distinct_queries_and_is_cached",
-    "tests/test_train.py::test_training_memorises_a_tiny_index",
-    "tests/test_incremental.py::test_updates_add_the_new_documents_and_leave_the_initial_model_alone",
-    "tests/test_incremental.py::test_a_grown_model_still_decodes_its_old_docids",
-    "tests/test_adapters.py::test_qlora_trains_again_after_an_evaluation",
-    "tests/test_adapters.py::test_lora_merge_keeps_the_minilm_seq2seq_function",
-}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.nodeid.split("[")[0] in SLOW_TESTS:
-            item.add_marker(pytest.mark.slow)
-
-
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
     if "DSILAB_CACHE" not in os.environ:

@@ -69,6 +69,7 @@ def test_qlora_layers_are_4bit_and_a_step_changes_only_adapters(tiny_dsi):
     assert any("lora_" in k for k in changed)
 
 
+@pytest.mark.slow  # trains to convergence: `make test` runs it, `make test-quick` does not
 def test_qlora_trains_again_after_an_evaluation():
     # DSI training evaluates between steps: on AVX512-BF16 CPUs bitsandbytes repacked the 4-bit weights for inference
     # at the first eval forward, and the next training step failed in a layer with a bias (MiniLM's; T5 has none)
@@ -165,6 +166,7 @@ def test_bf16_autocast_step_on_cpu(tiny_dsi):
     assert torch.isfinite(torch.tensor(result.final_loss))
 
 
+@pytest.mark.slow  # trains to convergence: `make test` runs it, `make test-quick` does not
 def test_lora_merge_keeps_the_minilm_seq2seq_function():
     # minilm-seq2seq ties its head to the decoder's embeddings, a tie peft does not follow: the head's docid rows did
     # not train, and merging changed a log-probability by ~0.3-0.5. Now the head trains its rows and merging is exact.

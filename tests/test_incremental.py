@@ -118,6 +118,7 @@ def test_replay_draws_old_examples_only_and_queries_on_request(coll):
         assert {e.task for e in old} == ({"index", "retrieval"} if queries else {"index"})
 
 
+@pytest.mark.slow  # trains to convergence: `make test` runs it, `make test-quick` does not
 def test_a_grown_model_still_decodes_its_old_docids(tiny_dsi):
     coll, tree, ex = tiny_dsi
     model = build_model("t5-scratch", tree, ex, seed=0, **TINY_T5)
@@ -146,6 +147,7 @@ def test_a_grown_model_still_decodes_its_old_docids(tiny_dsi):
         copy.deepcopy(model).add_docids(DocidTree("atomic", {**{d: (c[0] + 1,) for d, c in tree.codes.items()}}))
 
 
+@pytest.mark.slow  # trains to convergence: `make test` runs it, `make test-quick` does not
 @pytest.mark.parametrize("kind", ["atomic", "semantic"])
 def test_updates_add_the_new_documents_and_leave_the_initial_model_alone(coll, kind):
     split = split_collection(coll, 0.2, seed=0)

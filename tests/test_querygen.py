@@ -30,6 +30,7 @@ def core_words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9][a-z0-9'\-]*", text.lower())
 
 
+@pytest.mark.slow  # trains to convergence: `make test` runs it, `make test-quick` does not
 def test_trained_generator_learns_samples_distinct_queries_and_is_cached(lab1, tmp_path, monkeypatch):
     monkeypatch.setenv("DSILAB_CACHE", str(tmp_path))
     gen = train_generator(lab1, TINY_QG)

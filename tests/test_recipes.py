@@ -13,6 +13,7 @@ def coll200():
     return synthetic_collection(n_docs=200, n_topics=4, n_subtopics=3, doc_len=14, queries_per_doc=1, seed=0)
 
 
+@pytest.mark.slow  # trains to convergence: `make test` runs it, `make test-quick` does not
 @pytest.mark.parametrize("kind", ["naive", "semantic"])
 def test_string_docids_are_memorised(coll200, kind):
     # The old default (lr 3e-3, full-vocabulary softmax) memorised 0.000 of SciFact with naive docids: the new
@@ -47,6 +48,7 @@ def test_bad_recipe():
         Recipe(memo_threshold=1.5)
 
 
+@pytest.mark.slow  # trains to convergence: `make test` runs it, `make test-quick` does not
 def test_pruned_recipe_reaches_its_sparsity_before_it_may_stop():
     # pruning ramps over `prune_epochs`: a run that memorises early must not stop (or keep weights) before that
     coll = synthetic_collection(n_docs=20, n_topics=2, n_subtopics=1, doc_len=8, queries_per_doc=1, seed=0)

@@ -17,6 +17,7 @@ def _cfg(**kw):
     return TrainConfig(**{"batch_size": 4, "lr": 3e-3, "warmup_steps": 2, "progress": False, "seed": 0, **kw})
 
 
+@pytest.mark.slow  # trains to convergence: `make test` runs it, `make test-quick` does not
 def test_training_memorises_a_tiny_index(tiny_dsi):
     coll, tree, ex = tiny_dsi
     model = build_model("t5-scratch", tree, ex, seed=0, **TINY)
