@@ -461,12 +461,18 @@ def bench_augment(collection: Collection, split: str = "test", seed: int = 0) ->
 
 
 def bench_dgi(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:
-    """DGI vs DSI-semantic and the ablations on Zipfian long-tail settings (the collection + synthetic), 3 seeds: see dsilab.dgi.bench."""
-    from .dgi.bench import bench_dgi as run, goal_section
+    """DGI vs DSI-semantic on the same backbone, with the ablations, per popularity bucket: see dsilab.dgi.study.
 
-    result = {**run(collection, split=split, seed=seed), "environment": environment()}
-    update_doc_section(BENCH_DOC, "dgi-goal", goal_section(result))
-    return result
+    Env (for device runs split into parts): DSILAB_DGI_SEEDS ("0,1,2"), DSILAB_DGI_VARIANTS (";"-separated names of
+    dsilab.dgi.study.VARIANTS), DSILAB_DGI_RECIPE (JSON changes to the default Recipe, the same for every row)."""
+    from .dgi.study import bench_dgi as run, results_rows
+
+    seeds = tuple(int(s) for s in os.environ.get("DSILAB_DGI_SEEDS", f"{seed},{seed + 1},{seed + 2}").split(","))
+    variants = tuple(os.environ["DSILAB_DGI_VARIANTS"].split(";")) if os.environ.get("DSILAB_DGI_VARIANTS") else None
+    recipe = json.loads(os.environ.get("DSILAB_DGI_RECIPE", "{}"))
+    result = run(collection, split, seeds, variants, recipe=recipe)
+    return {**result, "results": results_rows(result), "environment": environment(),
+            "failed": [f"{r['variant']} · seed {r['seed']}: {r['error']}" for r in result["rows"] if "error" in r]}
 
 
 def bench_all(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:

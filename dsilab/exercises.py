@@ -531,94 +531,67 @@ def _nf4_bits(answer: Any, weight: Any, blocksize: int = 128) -> tuple[bool, str
 
 
 # -- 08 DGI -------------------------------------------------------------------------------------
-def _code_stats(model: Any) -> tuple[int, int]:
-    """(codes used at the first position, largest group of documents sharing their full path)."""
-    codes = list(model.codes.values())
-    return len({c[0] for c in codes}), max(Counter(c[:-1] for c in codes).values())
-
-
-def _tail_report(run: Run, setting: Any, k: int = 10) -> tuple[float, float, float]:
-    """(Hits@k, Hits@k of the tail bucket, popularity bias of the top-1 document), computed here from scratch."""
-    relevant = {q: next(iter(rels)) for q, rels in setting.qrels.items()}
-    hit = {q: d in [x for x, _ in run.get(q, [])[:k]] for q, d in relevant.items()}
-    tail = [hit[q] for q, d in relevant.items() if setting.bucket[d] == "tail"]
-    pop = dict(zip(setting.doc_ids, setting.popularity))
-    top1 = np.mean([pop[run[q][0][0]] if run.get(q) else 0 for q in relevant])
-    bias = top1 / max(np.mean([pop[d] for d in relevant.values()]), 1e-9)
-    return float(np.mean(list(hit.values()))), float(np.mean(tail)) if tail else float("nan"), float(bias)
-
-
 @checker("08.1")
-def _index_collapse(answer: Any, model: Any, reference: Any = None) -> tuple[bool, str]:
-    """(codes used at the first position, largest group sharing a full path) of a DGI trained with w_balance=0.1."""
-    if model is None:
-        return False, "train the model first and pass it: check('08.1', answer, model=<your retriever>, ...)."
-    if model.config.w_balance >= 1:
-        return False, (f"this model has w_balance={model.config.w_balance:g}: train one with a weak balance term, "
-                       "run_method(setting, 'DGI', SEED, replace(config, w_balance=0.1)).")
-    expected = _code_stats(model)
-    if not _values_match(answer, expected, 0):
-        return False, (f"you have {answer!r}, expected a pair (codes used at position 0, largest group). Count the distinct "
-                       "first digits of model.codes, and the documents per full path (the code without its last digit).")
-    n = len(model.codes)
-    ref = ""
-    if reference is not None:
-        used, largest = _code_stats(reference)
-        ref = (f" The default model (w_balance={reference.config.w_balance:g}) uses {used} codes with a largest group "
-               f"of {largest}.")
-    story = (f"The index collapsed: {expected[1]} of {n} documents share one path, so the final position numbers them "
-             f"0, 1, 2...: an atomic docid, a flat classifier rather than an index, and on {n} documents a flat "
-             "classifier can retrieve well." if expected[1] > n / 2 else "No collapse on this run: the codes still spread the documents.")
-    return True, f"right: {expected}.{ref} {story}"
+def _two_levels(answer: Any, codes: Any) -> tuple[bool, str]:
+    """(collision rate of the nearest codes, of the learned codes, levels in the end) of 2 x 16 residual codes."""
+    if codes is None:
+        return False, "build the codes first and pass them: check('08.1', answer, codes=<your ResidualCodes>)."
+    rep = codes.report()
+    if rep["base levels"] != 2 or rep["codes per level"] != 16:
+        return False, (f"these codes have {rep['base levels']} levels of {rep['codes per level']} codes: build "
+                       "collection_codes(coll, levels=2, codes=16, seed=SEED).")
+    expected = (rep["collision rate (nearest codes)"], rep["collision rate (learned codes)"], rep["levels"])
+    if not _values_match(answer, expected, 1e-4):
+        return False, (f"you have {answer!r}, expected (nearest collision rate, learned collision rate, levels): read "
+                       "them from codes.report().")
+    paths = rep["codes per level"] ** rep["base levels"]
+    return True, (f"right: {expected}. Two levels of 16 codes give {paths} paths for {rep['docs']} documents, so the "
+                  "nearest codes must collide whatever k-means does; the collision-aware assignment moves what it can, "
+                  f"and {'an extra level separates the rest' if rep['levels'] > 2 else 'no extra level was needed'}.")
 
 
 @checker("08.2")
-def _steeper_tail(answer: Any, setting: Any, s: float = 1.3, reference: Any = None) -> tuple[bool, str]:
-    """(training queries, passages without a training query, popularity bias of the dense reference) at exponent s."""
-    if setting is None:
-        return False, "build the setting first and pass it: check('08.2', answer, setting=<your setting>, ...)."
-    if setting.params.get("s") != s:
-        return False, f"this setting has s={setting.params.get('s')}: build long_tail(collection, s={s}, split=SPLIT)."
+def _steeper_tail(answer: Any, collection: Collection, s: float = 1.3) -> tuple[bool, str]:
+    """(training queries, documents without one, BM25's popularity bias on the test split) at Zipf exponent s."""
+    from .baselines import BM25
+    from .dgi.natural import popularity, popularity_bias
 
-    def stats(st: Any) -> tuple[int, int, float]:
-        top1 = np.argmax(st.test_emb @ st.doc_emb.T, axis=1)
-        rel = [st.doc_ids.index(next(iter(st.qrels[q]))) for q in st.test_qids]
-        return (int(st.popularity.sum()), int((st.popularity == 0).sum()),
-                float(st.popularity[top1].mean() / max(st.popularity[rel].mean(), 1e-9)))
-
-    expected = stats(setting)
+    if collection is None:
+        return False, "build the collection first and pass it: check('08.2', answer, collection=<your collection>)."
+    got_s = collection.meta.get("zipf", {}).get("s")
+    if got_s != s:
+        return False, f"this collection has Zipf exponent {got_s}: build zipf_collection(coll, s={s})."
+    pop = popularity(collection)
+    queries, qrels = collection.split("test")
+    bias = popularity_bias(BM25(collection).search(queries, k=10), qrels, pop, k=10)
+    expected = (sum(pop.values()), sum(v == 0 for v in pop.values()), bias)
     if not _values_match(answer, expected, 1e-6):
-        return False, (f"you have {answer!r}, expected (training queries, passages with none, dense pop bias). Sum and "
-                       "count setting.popularity; the bias is report(dense_run(setting), setting)['pop bias'].")
-    ref = ""
-    if reference is not None:
-        r = stats(reference)
-        ref = f" At s={reference.params.get('s')}: {r[0]} training queries, {r[1]} passages without one, dense bias {r[2]:.2f}."
-    return True, (f"right: {expected[0]} training queries, {expected[1]} passages without one, dense pop bias "
-                  f"{expected[2]:.2f}.{ref} The dense retriever never saw popularity, so its bias is the level a trained "
-                  "model's bias should be read against.")
+        return False, (f"you have {answer!r}, expected (training queries, documents with none, BM25 pop bias): sum and "
+                       "count popularity(steep); the bias is popularity_bias(BM25(steep).search(queries, 10), qrels, pop).")
+    return True, (f"right: {expected[0]} training queries, {expected[1]} documents without one, BM25 bias {expected[2]:+.3f}. "
+                  "BM25 never sees popularity, so whatever the exponent its bias is what chance gives (compare "
+                  "bias_band): the level a trained model's bias is read against.")
 
 
 @checker("08.3")
-def _cosine_dsi(answer: Any, model: Any, setting: Any, table: Any = None) -> tuple[bool, str]:
-    """(Hits@10, tail Hits@10, pop bias) of DSI-semantic's fixed k-means docids decoded with cosine logits."""
-    if model is None:
-        return False, "train the model first and pass it: check('08.3', answer, model=<your retriever>, ...)."
-    cfg = model.config
-    if cfg.index != "fixed" or cfg.logits != "cosine" or cfg.gumbel or cfg.share_weights:
-        return False, ("the model should be DSI-semantic with only the logits changed: "
-                       "replace(config, **{**dsilab.dgi.METHODS['DSI-semantic (k-means)'], 'logits': 'cosine'}) and the fixed k-means codes.")
-    expected = _tail_report(model.search_embeddings(setting.test_qids, setting.test_emb, k=10), setting)
-    if not _values_match(answer, expected, 1e-6):
-        return False, (f"you have {answer!r}, expected (Hits@10, tail Hits@10, pop bias) on setting's test queries: "
-                       "report(model.search_embeddings(setting.test_qids, setting.test_emb), setting).")
-    cmp = ""
-    if table is not None and {"DSI-semantic (k-means)", "DGI"} <= set(table.index):
-        dsi, dgi = table.loc["DSI-semantic (k-means)"], table.loc["DGI"]
-        cmp = (f" Tail Hits@10: DSI-semantic {dsi['tail Hits@10']:.3f} (inner products), with cosine logits "
-               f"{expected[1]:.3f}, DGI {dgi['tail Hits@10']:.3f}; pop bias {dsi['pop bias']:.2f} -> {expected[2]:.2f} "
-               f"(DGI {dgi['pop bias']:.2f}).")
-    return True, f"right: ({expected[0]:.3f}, {expected[1]:.3f}, {expected[2]:.2f}).{cmp} That is what the scoring alone does."
+def _best_tail_variant(answer: Any, result: dict[str, Any]) -> tuple[bool, str]:
+    """(the variant with the highest tail (B3+B4) Hits@10, its difference to DGI's verdict) in a committed comparison."""
+    from .dgi.study import TAIL, bucket_summary
+
+    if result is None:
+        return False, "load the committed result and pass it: check('08.3', answer, result=<the JSON as a dict>)."
+    t = bucket_summary(result, base="DGI")
+    tail = t[t["bucket"] == TAIL].set_index("variant")
+    best = str(tail["Hits@10"].idxmax())
+    verdict = "—" if best == "DGI" else str(tail.loc[best, "Δ verdict"])
+    expected = (best, verdict)
+    if not (isinstance(answer, tuple) and len(answer) == 2 and tuple(answer) == expected):
+        return False, (f"you have {answer!r}, expected a pair (variant name, verdict of its difference to DGI): take "
+                       f"bucket_summary(result, base='DGI'), keep the bucket {TAIL!r}, find the highest Hits@10 and read "
+                       "its 'Δ verdict' ('—' if DGI itself is highest).")
+    return True, (f"right: {expected}. On {tail.loc[best, 'queries']} tail queries, "
+                  + ("the difference cannot be told from noise: no ablation is shown to help or hurt the tail."
+                     if verdict == "too small to tell" else "the difference is larger than the noise."))
 
 
 # -- 09 capstone -------------------------------------------------------------------------------------------

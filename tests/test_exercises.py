@@ -219,69 +219,44 @@ def test_05_checkers(lab, tiny_mlm, capsys):
     assert not check("05.3", {"NOUN": roles["NOUN"]}, **ctx)
 
 
-# -- 08: tiny retrievers on clustered toy vectors ----------------------------------------------------
-def _toy_setting(s=1.0):
-    """A LongTailSetting over 24 clustered documents (no collection needed by the checkers)."""
+# -- 08: residual codes of toy vectors, a Zipfian lab slice, a made-up comparison ----------------------------------
+def test_08_checkers(capsys):
     import numpy as np
 
-    from dsilab.dgi import LongTailSetting
+    from dsilab import load_collection
+    from dsilab.baselines import BM25
+    from dsilab.dgi import popularity, popularity_bias, residual_codes, zipf_collection
 
     rng = np.random.default_rng(0)
-    centres = rng.normal(size=(4, 12))
-    docs = centres[np.arange(24) % 4] + 0.3 * rng.normal(size=(24, 12))
-    docs = (docs / np.linalg.norm(docs, axis=1, keepdims=True)).astype(np.float32)
-    owner = np.repeat(np.arange(24), 2)
-    train = (docs[owner] + 0.1 * rng.normal(size=(48, 12))).astype(np.float32)
-    test = (docs + 0.2 * rng.normal(size=(24, 12))).astype(np.float32)
-    ids = [f"d{i}" for i in range(24)]
-    rank = rng.permutation(24)
-    popularity = np.floor(8 / (rank + 1.0) ** s + 0.5).astype(int)
-    return LongTailSetting("toy", None, ids, docs, train, owner, popularity, rank, [f"q{i}" for i in range(24)], test,
-                           {f"q{i}": {ids[i]: 1} for i in range(24)}, {"s": s, "fractions": (0.2, 0.3)})
+    x = rng.normal(size=(300, 16)).astype(np.float32)
+    codes = residual_codes([f"d{i}" for i in range(300)], x, levels=2, codes=16, seed=0)
+    rep = codes.report()
+    right = (rep["collision rate (nearest codes)"], rep["collision rate (learned codes)"], rep["levels"])
+    assert check("08.1", right, codes=codes, strict=True)
+    assert not check("08.1", (right[0] + 0.1, right[1], right[2]), codes=codes)
+    three = residual_codes([f"d{i}" for i in range(300)], x, levels=3, codes=16, seed=0)
+    assert not check("08.1", right, codes=three)                       # built with 3 levels
+    assert "levels=2" in capsys.readouterr().out
 
+    lab = load_collection("lab").topics(1)
+    steep = zipf_collection(lab, s=1.3)
+    pop = popularity(steep)
+    queries, qrels = steep.split("test")
+    bias = popularity_bias(BM25(steep).search(queries, k=10), qrels, pop, k=10)
+    answer = (sum(pop.values()), sum(v == 0 for v in pop.values()), bias)
+    assert check("08.2", answer, collection=steep, strict=True)
+    assert not check("08.2", answer, collection=zipf_collection(lab, s=1.0))  # the default exponent
+    assert not check("08.2", (answer[0] + 1, answer[1], answer[2]), collection=steep)
 
-def test_08_checkers(capsys):
-    from dsilab.ann.evaluation import torch_threads
-
-    with torch_threads(1):  # tiny matrices: one thread is much faster on a busy machine (as notebook 08 does)
-        _check_08(capsys)
-
-
-def _check_08(capsys):
-    from collections import Counter
-    from dataclasses import replace
-
-    from dsilab.dgi import DGIConfig, DGIRetriever, dense_run, report
-
-    setting = _toy_setting()
-    tiny = DGIConfig(levels=2, codes=4, dim=16, epochs=3, final_epochs=2, batch_size=16, beam=5, seed=0)
-    fit = lambda cfg, **kw: DGIRetriever(cfg).fit(setting.doc_ids, setting.doc_emb, setting.train_emb,  # noqa: E731
-                                                  setting.train_doc, **kw)
-    weak = fit(replace(tiny, w_balance=0.1))
-    codes = list(weak.codes.values())
-    stats = (len({c[0] for c in codes}), max(Counter(c[:-1] for c in codes).values()))
-    assert check("08.1", stats, model=weak, strict=True)
-    assert not check("08.1", (stats[0] + 1, stats[1]), model=weak)
-    assert not check("08.1", stats, model=fit(tiny))                                 # the default balance weight
-    assert "w_balance=0.1" in capsys.readouterr().out
-    assert not check("08.1", stats, model=None)
-
-    steep = _toy_setting(s=1.3)
-    answer = (int(steep.popularity.sum()), int((steep.popularity == 0).sum()), report(dense_run(steep), steep)["pop bias"])
-    assert check("08.2", answer, setting=steep, reference=setting, strict=True)
-    assert not check("08.2", answer, setting=setting)                                # built with the default s
-    assert not check("08.2", (answer[0], answer[1], answer[2] + 0.1), setting=steep)
-
-    fixed = {d: (i % 4, i // 4) for i, d in enumerate(setting.doc_ids)}
-    dsi = dict(index="fixed", gumbel=False, share_weights=False)
-    cosine = fit(replace(tiny, logits="cosine", **dsi), fixed_codes=fixed)
-    row = report(cosine.search_embeddings(setting.test_qids, setting.test_emb), setting)
-    right = (row["Hits@10"], row["tail Hits@10"], row["pop bias"])
-    assert check("08.3", right, model=cosine, setting=setting, strict=True)
-    assert not check("08.3", (right[0], right[1] + 0.1, right[2]), model=cosine, setting=setting)
-    inner = fit(replace(tiny, logits="inner", **dsi), fixed_codes=fixed)
-    assert not check("08.3", right, model=inner, setting=setting)
-    assert "logits" in capsys.readouterr().out
+    buckets_ = {f"q{i}": "B0" if i < 5 else "B4" for i in range(10)}
+    rows = [{"variant": v, "seed": s, "memo Hits@1": 1.0, "steps": 1, "stopped": "converged",
+             "per_query": {"Hits@10": {q: float(b == "B0" or v == "DGI w/o Gumbel soft TF") for q, b in buckets_.items()}},
+             "pop bias": {q: 0.0 for q in buckets_}}
+            for s in (0, 1) for v in ("DSI-semantic", "DGI", "DGI w/o Gumbel soft TF")]
+    result = {"query bucket": buckets_, "variants": ["DSI-semantic", "DGI", "DGI w/o Gumbel soft TF"], "rows": rows}
+    assert check("08.3", ("DGI w/o Gumbel soft TF", "higher"), result=result, strict=True)
+    assert not check("08.3", ("DGI w/o Gumbel soft TF", "too small to tell"), result=result)
+    assert not check("08.3", "DGI", result=result)
 
 
 def test_06_checkers(tiny_dsi):

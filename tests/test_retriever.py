@@ -25,11 +25,11 @@ QUERIES = {"a": "document number 3", "b": "something else", "c": "document numbe
 
 def test_every_retriever_class_declares_the_protocol():
     from dsilab.baselines import BM25, Dense, FineTunedDense
-    from dsilab.bench_all import _DGITextSearch
+    from dsilab.dgi import DGIResult
     from dsilab.incremental import Update
     from dsilab.recipes import DSIResult
 
-    for cls in (BM25, Dense, FineTunedDense, DSIResult, Update, EncodedIndex, _DGITextSearch):
+    for cls in (BM25, Dense, FineTunedDense, DSIResult, DGIResult, Update, EncodedIndex):
         assert issubclass(cls, Retriever), cls
     # vector-level indexes are not retrievers of texts: they answer search_vectors
     assert not issubclass(Flat, Retriever) and not issubclass(SoftTree, Retriever)
@@ -72,21 +72,6 @@ def test_encoded_index_errors_name_the_fix():
     index = Flat(np.eye(4, dtype=np.float32))  # 4-d vectors, 8-d encoder: not the encoder that made them
     with pytest.raises(DsilabError, match="same encoder"):
         EncodedIndex(index, enc).search(QUERIES)
-
-
-def test_dgi_text_retriever_encodes_then_searches_embeddings():
-    from dsilab.bench_all import dgi_text_retriever
-
-    class EmbeddingOnly:
-        def search_embeddings(self, qids, q_emb, k=10):
-            return {q: [(f"d{int(np.argmax(e))}", float(e.max()))][:k] for q, e in zip(qids, q_emb)}
-
-    enc = HashEncoder()
-    r = dgi_text_retriever(EmbeddingOnly(), enc)
-    assert isinstance(r, Retriever)
-    assert r.search(QUERIES, k=1) == EmbeddingOnly().search_embeddings(list(QUERIES), enc.encode(list(QUERIES.values())))
-    already = EncodedIndex(Flat(enc.encode(TEXTS)), enc)
-    assert dgi_text_retriever(already, enc) is already  # a model that answers search(queries, k) itself passes through
 
 
 def test_ann_score_takes_ir_measures_names():

@@ -8,7 +8,7 @@
 # D: stability (the 4-layer decoder past its collapse, one change at a time) and the model study's t5-small rows.
 # E: reference, model (1- and 4-layer decoders), ratio, batch, all at lr 3e-4, and stability's 120-epoch row.
 # F: corpus-fixed (every corpus size and docid kind at 2,000 steps), 4 rows at a time.
-# Not run for lack of device time: corpus-real (SciFact at batch 256) and t5-base throughput.
+# G: t5-base throughput, then corpus-real (SciFact at batch 256, atomic and semantic side by side), on one H200.
 # Every training row is capped at DSILAB_TIME_LIMIT_S (setup included) and appended to $OUT/<part>/rows.jsonl when done
 # (one file per part: the device tool returns at most 8 files).
 set -u
@@ -39,8 +39,12 @@ elif [ "$1" = E ]; then  # model size, ratio and batch at lr 3e-4 beside their r
 elif [ "$1" = F ]; then  # corpus size at a fixed budget (2,000 steps): 4 rows at a time, the 100k rows first
   scifact
   DSILAB_GPUS=0,1 DSILAB_BENCH_JOBS=4 DSILAB_THREADS=8 DSILAB_TIME_LIMIT_S=440 DSILAB_STUDY=corpus-fixed bench f scaling --collection $S &
+elif [ "$1" = G ]; then  # one GPU (kind nvidia-h200)
+  scifact
+  (OMP_NUM_THREADS=8 DSILAB_SHAPES=t5-base DSILAB_BATCHES=64,256 DSILAB_STEPS=100 bench throughput_t5base throughput --collection $S
+   DSILAB_GPUS=0 DSILAB_BENCH_JOBS=2 DSILAB_THREADS=6 DSILAB_TIME_LIMIT_S=300 DSILAB_STUDY=corpus-real bench g scaling --collection $S) &
 else
-  echo "usage: scaling.sh A|B|C|D|E|F" >&2; exit 2
+  echo "usage: scaling.sh A|B|C|D|E|F|G" >&2; exit 2
 fi
 wait
 grep -h "^|\|^{\|^\[\|ready after\|packed in\|^step\|Error\|Traceback" $OUT/*/log.txt | cut -c1-250 | tail -70

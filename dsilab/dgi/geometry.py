@@ -12,7 +12,16 @@ import torch
 import torch.nn.functional as F
 
 from ..core import DsilabError
-from .model import cosine_logits, inner_logits
+
+
+def cosine_logits(x: torch.Tensor, table: torch.Tensor, temperature: float | torch.Tensor) -> torch.Tensor:
+    """cos(x, every row of table) / temperature: blind to the norms, so no code can win by growing."""
+    return F.normalize(x, dim=-1) @ F.normalize(table, dim=-1).T / temperature
+
+
+def inner_logits(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Raw inner products x . table_k: a frequent code can win by growing its norm (the ablation)."""
+    return x @ table.T
 
 
 def norm_inflation_toy(n_classes: int = 40, dim: int = 8, n_max: int = 200, s: float = 1.0, noise: float = 1.0,

@@ -29,10 +29,18 @@ from ..data import Collection
 BUCKET_NAMES = ("B0", "B1", "B2", "B3", "B4")
 
 
+def zipf_counts(n_docs: int, s: float = 1.0, n_max: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Popularity rank per document (seeded permutation) and round(n_max / (rank+1)^s) queries each."""
+    if n_docs < 1 or n_max < 1 or s < 0:
+        raise DsilabError(f"zipf_counts needs n_docs >= 1, n_max >= 1, s >= 0; got {n_docs}, {n_max}, {s}.")
+    rank = np.random.default_rng(seed).permutation(n_docs)
+    counts = np.floor(n_max / (rank + 1.0) ** s + 0.5).astype(int)
+    return rank, counts
+
+
 def zipf_collection(collection: Collection, s: float = 1.0, n_max: int = 64, seed: int = 0) -> Collection:
     """The collection with a Zipfian training split (see the module docstring); deterministic per seed."""
     from ..querygen import generate_queries
-    from .longtail import zipf_counts
 
     if "train" not in collection.qrels:
         raise DsilabError(f"{collection.name} has no training split to skew; zipf_collection needs one.")

@@ -46,7 +46,14 @@ from ..data import Collection
 from ..models import DSIModel, register_adapter
 from ..recipes import DSIResult, Recipe, train_dsi
 from .codes import ResidualCodes, collection_codes
-from .model import anneal
+
+
+def anneal(step: int, total: int, start: float, end: float) -> float:
+    """Exponential schedule from `start` (step 0) to `end` (step >= total): the Gumbel-softmax temperature."""
+    if total <= 0:
+        return end
+    t = min(max(step / total, 0.0), 1.0)
+    return float(start * (end / start) ** t)
 
 
 @dataclass(frozen=True)
