@@ -68,7 +68,7 @@ class Encoder:
         if path.is_file():
             return np.load(path)
         emb = self.encode(texts, batch_size=batch_size, progress=progress)
-        tmp = path.with_suffix(".tmp.npy")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")  # one per process: processes side by side (bench jobs) may race here
         np.save(tmp, emb)
         tmp.replace(path)
         return emb

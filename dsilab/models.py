@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
 from typing import Any, Callable
 
@@ -419,7 +420,9 @@ def _train_tokenizer(texts: list[str], vocab_size: int):
         trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"],
                                           unk_token="<unk>", show_progress=False)
         tok.train_from_iterator(texts, trainer)
-        tok.save(str(path))
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # written whole, then moved: processes side by side (bench jobs) may race
+        tok.save(str(tmp))
+        tmp.replace(path)
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
 
 

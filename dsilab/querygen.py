@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import time
 from collections import Counter
@@ -313,7 +314,7 @@ def train_generator(collection: Collection, config: QGConfig = QGConfig(), split
         return gen
     gen.fit(collection, split, progress)
     if cache:
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # one per process: processes side by side (bench jobs) may race here
         torch.save({"state": gen.state(), "history": gen.history, "train_seconds": gen.train_seconds}, tmp)
         tmp.replace(path)
     return gen
@@ -373,7 +374,7 @@ def generate_queries(collection: Collection, n_per_doc: int = 5, generator: str 
     else:
         out = _hub_queries(collection, n_per_doc, seed, generator, top_k, top_p)
     if cache:
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # one per process: processes side by side (bench jobs) may race here
         tmp.write_text(json.dumps(out))
         tmp.replace(path)
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
@@ -180,7 +181,7 @@ class Pipeline:
         }
         data["seconds"] = round(time.perf_counter() - t0, 3)
         if cache:
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")  # one per process: processes side by side (bench jobs) may race here
             tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
             tmp.replace(path)
         out = self._rebuild(collection, data)

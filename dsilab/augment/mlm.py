@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -234,7 +235,7 @@ def train_mlm(texts: Sequence[str], config: MLMConfig = MLMConfig(), seed: int =
         **_heldout_accuracy(model, tokenizer, held, config, seed),
     }
     if cache:
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per process: processes side by side (bench jobs) may race here
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "info.json").write_text(json.dumps(info, indent=2))

@@ -6,6 +6,7 @@ of the document embeddings (UMAP, or PCA when UMAP is missing or the collection 
 """
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import ipywidgets as w
@@ -60,7 +61,9 @@ def _umap_cached(x: np.ndarray, seed: int, umap) -> np.ndarray:
         reducer = umap.UMAP(n_components=2, n_neighbors=min(15, x.shape[0] - 1), metric="cosine",
                             random_state=seed, n_jobs=1)
         out = np.asarray(reducer.fit_transform(x), dtype=np.float32)
-    np.save(path, out)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")  # written whole, then moved: processes side by side (bench jobs) may race
+    np.save(tmp, out)
+    tmp.replace(path)
     return out
 
 
