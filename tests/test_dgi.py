@@ -300,3 +300,22 @@ def test_committed_dgi_results_cover_every_variant_and_seed_and_converged():
         assert done == {(v, s) for v in VARIANTS for s in (0, 1, 2)}, name
         assert all(row["memo Hits@1"] >= 0.9 and row["stopped"] == "converged" for row in r["rows"]), name
         assert all(len(row["per_query"]["Hits@10"]) == r["n_queries"] for row in r["rows"]), name
+
+
+@pytest.mark.slow
+def test_bench_dgi_trains_each_variant_in_its_own_process_and_keeps_per_query_scores():
+    from dsilab import load_collection
+    from dsilab.dgi.study import bench_dgi, results_rows
+
+    lab = load_collection("lab").topics(1)
+    r = bench_dgi(lab, seeds=(0,), variants=("DGI",),
+                  recipe={"max_steps": 2, "eval_every": 2, "doc_len": 16, "memo_sample": 10, "dev_queries": 5})
+    assert r["zipf"] == 1.0 and r["collection"].endswith("zipf1")        # the lab gets its Zipfian training queries
+    assert [(row["variant"], row["seed"]) for row in r["rows"]] == [("DGI", 0)]
+    assert all(len(row["per_query"]["Hits@10"]) == r["n_queries"] and row["stopped"] == "step cap" for row in r["rows"])
+    assert set(r["baseline pop bias"]) == {"BM25", "Dense (MiniLM)"}
+    assert r["rows"][0]["codes"]["collision rate (learned codes)"] == 0.0
+    rows = results_rows(r)   # two steps memorise nothing: the variant is named as not converged, never compared
+    assert set(rows) == {"DGI · not converged"}
+    with pytest.raises(DsilabError, match="unknown variant"):
+        bench_dgi(lab, variants=("DGI++",))

@@ -43,7 +43,7 @@ def long_tail_collection(collection: Collection, zipf: float | None) -> Collecti
 
 def default_zipf(collection: Collection) -> float | None:
     """1.0 for the lab and synthetic collections (their training queries are spread evenly), None for real ones."""
-    return 1.0 if collection.name == "lab" or collection.name.startswith("synthetic") else None
+    return 1.0 if collection.name.startswith(("lab", "synthetic")) else None
 
 
 def _train_row(spec: str | Collection, name: str, seed: int, zipf: float | None, recipe: dict[str, Any],
