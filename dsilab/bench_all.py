@@ -17,8 +17,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from .core import DsilabError, Retriever, Run, seed_everything
 from .data import Collection
 from .metrics import summarize
