@@ -267,6 +267,21 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def append_partial(row: dict[str, Any]) -> None:
+    """Append a finished row as one JSON line to the file named by env DSILAB_PARTIAL, if set: on a device lease that
+    may end before the whole benchmark does, every finished row is already on disk (in one file: a lease returns
+    only a few files). Rows of processes side by side are appended under a lock."""
+    partial = os.environ.get("DSILAB_PARTIAL")
+    if not partial:
+        return
+    import fcntl
+
+    os.makedirs(os.path.dirname(partial) or ".", exist_ok=True)
+    with open(partial, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write(json.dumps(row) + "\n")
+
+
 def write_result(result: dict[str, Any], out_dir: str | Path = "build/bench", doc: Path | None = None) -> Path:
     """Save the JSON in `out_dir`; the docs section is rewritten only for an explicit `doc`, or when `out_dir` is
     dsilab/results (what `make bench` passes): a user's `dsilab bench ...` never edits the repository's docs."""

@@ -59,9 +59,15 @@ def evaluate(run: Run, qrels: Qrels, metrics: tuple[str, ...] | list[str] = DEFA
 
 def bootstrap_ci(run: Run, qrels: Qrels, metric: str = "Hits@1", n: int = 1000, seed: int = 0) -> tuple[float, float]:
     """95% percentile-bootstrap interval of a metric's mean over queries (queries resampled with replacement)."""
+    return mean_ci(list(per_query(run, qrels, (metric,))[metric].values()), n, seed)
+
+
+def mean_ci(values, n: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean of per-query values (e.g. a query's mean over seeds, or the paired
+    difference of two runs on it)."""
     import numpy as np
 
-    values = np.array(list(per_query(run, qrels, (metric,))[metric].values()))
+    values = np.asarray(values, dtype=float)
     means = values[np.random.default_rng(seed).integers(0, len(values), size=(n, len(values)))].mean(axis=1)
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 

@@ -194,7 +194,7 @@ def _row(spec: str | Collection, changes: dict[str, Any], split: str, seed: int,
          gpu: str | None = None) -> dict[str, Any]:
     if gpu is not None:  # before this process first touches CUDA: it sees one GPU, its own
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    from .bench import dsi_variant
+    from .bench import append_partial, dsi_variant
     from .metrics import chance
 
     os.environ["DSILAB_ROW"] = name  # names the row in its progress lines (DSILAB_LOG_EVALS)
@@ -209,15 +209,7 @@ def _row(spec: str | Collection, changes: dict[str, Any], split: str, seed: int,
     row = {**row, "collection": coll.name, "n_docs": len(coll.docs), "n_test_queries": len(qrels),
            "chance Hits@1": round(chance(qrels, len(coll.docs), 1), 5),
            "chance Hits@10": round(chance(qrels, len(coll.docs), 10), 5)}
-    partial = os.environ.get("DSILAB_PARTIAL")  # each row on disk as soon as it is done (a lease may end first)
-    if partial:  # one JSON line per row in one file: a device lease returns only a few files
-        import fcntl
-        import json
-
-        os.makedirs(os.path.dirname(partial) or ".", exist_ok=True)
-        with open(partial, "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            f.write(json.dumps({"name": name, **row}) + "\n")
+    append_partial({"name": name, **row})  # on disk as soon as it is done (a lease may end first)
     print(f"[{name}] done after {time.perf_counter() - t0:.0f} s", flush=True)
     return row
 

@@ -55,6 +55,7 @@ def _train_row(spec: str | Collection, name: str, seed: int, zipf: float | None,
 
     if threads:
         torch.set_num_threads(threads)
+    from ..bench import append_partial
     from ..metrics import per_query
     from ..recipes import Recipe, train_dsi
     from .seq2seq import DGIOptions, train_dgi
@@ -79,15 +80,7 @@ def _train_row(spec: str | Collection, name: str, seed: int, zipf: float | None,
            "per_query": {m: {q: round(float(v), 4) for q, v in vals.items()} for m, vals in scores.items()},
            "pop bias": {q: round(v, 4) for q, v in popularity_bias(run, qrels, pop, 10, seed=0, per_query=True).items()},
            "bias band": bias_band(run, qrels, pop, 10, seed=0, n_perm=200)}
-    partial = os.environ.get("DSILAB_PARTIAL")  # each row on disk when done (a device lease may end first)
-    if partial:
-        import fcntl
-        import json
-
-        os.makedirs(os.path.dirname(partial) or ".", exist_ok=True)
-        with open(partial, "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            f.write(json.dumps(row) + "\n")
+    append_partial(row)  # on disk as soon as it is done (a device lease may end first)
     print(f"[{name} · seed {seed}] memo {row['memo Hits@1']} steps {row['steps']} ({row['stopped']}) "
           f"Hits@10 {np.mean(list(scores['Hits@10'].values())):.3f}", flush=True)
     return row
@@ -189,11 +182,11 @@ def save(result: dict[str, Any], path: Any) -> None:
     Path(path).write_text("{\n" + top + "\n}\n")
 
 
-def _boot(values: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of a mean over queries (each value a query's mean over seeds)."""
-    idx = np.random.default_rng(seed).integers(0, len(values), size=(n, len(values)))
-    means = values[idx].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+def _boot(values: np.ndarray) -> tuple[float, float]:
+    """`metrics.mean_ci` with 2,000 resamples (the committed tables' setting)."""
+    from ..metrics import mean_ci
+
+    return mean_ci(values, n=2000)
 
 
 def _compact(row: dict[str, Any], queries: list[str]) -> dict[str, Any]:
