@@ -190,7 +190,7 @@ def resolve(spec: str, max_eval_queries: int = 2000) -> Collection:
     return Collection(coll.name, coll.docs, coll.queries, qrels, {**coll.meta, "eval_queries_sampled": max_eval_queries})
 
 
-def _row(spec: str | Collection, changes: dict[str, Any], split: str, seed: int, threads: int | None, name: str,
+def _row(spec: str | Collection, changes: dict[str, Any], split: str, seed: int, name: str, threads: int | None = None,
          gpu: str | None = None) -> dict[str, Any]:
     if gpu is not None:  # before this process first touches CUDA: it sees one GPU, its own
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
@@ -214,10 +214,11 @@ def _row(spec: str | Collection, changes: dict[str, Any], split: str, seed: int,
     return row
 
 
-def run_study(rows: dict[str, tuple[str | Collection, dict[str, Any]]], split: str = "test", seed: int = 0,
-              jobs: int | None = None) -> dict[str, dict[str, Any]]:
-    """Train every (collection spec, recipe changes) row to convergence, each in its own process, `jobs` at a time,
-    spread round-robin over the GPUs listed in env DSILAB_GPUS (e.g. "0,1"; default: all)."""
+def in_processes(fn: Any, calls: dict[Any, tuple], jobs: int | None = None) -> dict[Any, dict[str, Any]]:
+    """name -> fn(*args, threads=, gpu=) for every name -> args of `calls`, each in a fresh (spawned) process, `jobs`
+    at a time (default env DSILAB_BENCH_JOBS or 1), round-robin over the GPUs in env DSILAB_GPUS (e.g. "0,1";
+    default: every visible one), with env DSILAB_THREADS (default: the cores shared out) CPU threads each.
+    A call that raises gives {"error": ...}: the others' rows stay."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
@@ -231,15 +232,23 @@ def run_study(rows: dict[str, tuple[str | Collection, dict[str, Any]]], split: s
     gpu_list = gpus.split(",") if gpus else [None]
     out: dict[str, dict[str, Any]] = {}
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as pool:
-        futures = {name: pool.submit(_row, spec, changes, split, seed, threads, name, gpu_list[i % len(gpu_list)])
-                   for i, (name, (spec, changes)) in enumerate(rows.items())}
+        futures = {name: pool.submit(fn, *args, threads=threads, gpu=gpu_list[i % len(gpu_list)])
+                   for i, (name, args) in enumerate(calls.items())}
         for name, fut in futures.items():
             try:
                 out[name] = fut.result()
             except Exception as e:  # noqa: BLE001  (kept in the JSON as the row's error; the others stay)
                 out[name] = {"error": f"{type(e).__name__}: {e}"}
-            print(name, {k: out[name].get(k) for k in ("Hits@1", "Hits@10", "memo Hits@1", "seconds_to_memorise",
-                                                       "steps", "stopped", "train_s", "error") if k in out[name]}, flush=True)
+    return out
+
+
+def run_study(rows: dict[str, tuple[str | Collection, dict[str, Any]]], split: str = "test", seed: int = 0,
+              jobs: int | None = None) -> dict[str, dict[str, Any]]:
+    """Train every (collection spec, recipe changes) row to convergence, each in its own process (`in_processes`)."""
+    out = in_processes(_row, {name: (spec, changes, split, seed, name) for name, (spec, changes) in rows.items()}, jobs)
+    for name, row in out.items():
+        print(name, {k: row.get(k) for k in ("Hits@1", "Hits@10", "memo Hits@1", "seconds_to_memorise",
+                                             "steps", "stopped", "train_s", "error") if k in row}, flush=True)
     return out
 
 

@@ -92,6 +92,12 @@ def buckets(pop: dict[str, int], n: int = 5, seed: int = 0) -> dict[str, str]:
     return {d: f"B{i * n // len(order)}" for i, d in enumerate(order)}
 
 
+def query_buckets(qrels: Qrels, pop: dict[str, int], n: int = 5, seed: int = 0) -> dict[str, str]:
+    """qid -> the bucket (`buckets`) of the query's first relevant document."""
+    of = buckets(pop, n, seed)
+    return {q: of.get(next((d for d, g in rels.items() if g > 0), ""), "") for q, rels in qrels.items()}
+
+
 def percentiles(pop: dict[str, int], seed: int = 0) -> dict[str, float]:
     """doc_id -> popularity percentile in [0, 1] (1 = most popular; ties in a seeded random order)."""
     order = _order(pop, seed)
@@ -158,10 +164,10 @@ def bucket_table(runs: dict[str, Run], qrels: Qrels, pop: dict[str, int], n_docs
 
     from ..metrics import bootstrap_ci, chance, evaluate
 
-    of = buckets(pop, n_buckets, seed)
+    of = query_buckets(qrels, pop, n_buckets, seed)
     groups: dict[str, Qrels] = {"all": qrels}
     for b in BUCKET_NAMES[:n_buckets]:
-        groups[b] = {q: r for q, r in qrels.items() if of.get(next(iter(r)), "") == b}
+        groups[b] = {q: r for q, r in qrels.items() if of[q] == b}
     rows = []
     metric = f"Hits@{k}"
     for name, run in runs.items():

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core import DsilabError
 from ..data import Collection, load_collection
-from .natural import BUCKET_NAMES, bias_band, buckets, popularity, popularity_bias, zipf_collection
+from .natural import BUCKET_NAMES, bias_band, popularity, popularity_bias, query_buckets, zipf_collection
 
 #: Row name -> DGIOptions changes (None: DSI with semantic docids). The DGI paper's ablations: each switch off alone,
 #: and all three off (residual codes trained as plain DSI: what the learned codes give without DGI's training).
@@ -47,7 +47,7 @@ def default_zipf(collection: Collection) -> float | None:
 
 
 def _train_row(spec: str | Collection, name: str, seed: int, zipf: float | None, recipe: dict[str, Any],
-               split: str, gpu: str | None, threads: int | None) -> dict[str, Any]:
+               split: str, threads: int | None = None, gpu: str | None = None) -> dict[str, Any]:
     """One (variant, seed): train, read `split` once, keep per-query scores (runs in its own process)."""
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
@@ -94,8 +94,7 @@ def describe(collection: Collection, split: str = "test", zipf: float | None | s
     coll = long_tail_collection(collection, zipf)
     _, qrels = coll.split(split)
     pop = popularity(coll)
-    bucket_of_doc = buckets(pop, len(BUCKET_NAMES), seed=0)
-    bucket_of = {q: bucket_of_doc[next(d for d, g in r.items() if g > 0)] for q, r in qrels.items()}
+    bucket_of = query_buckets(qrels, pop, len(BUCKET_NAMES), seed=0)
     groups = {"all": list(qrels), **{b: [q for q in qrels if bucket_of[q] == b] for b in BUCKET_NAMES}}
     n_docs = len(coll.docs)
     return {"benchmark": "dgi", "collection": coll.name, "split": split, "n_docs": n_docs, "n_queries": len(qrels),
@@ -121,13 +120,12 @@ def baseline_bias(collection: Collection, split: str = "test", zipf: float | Non
 def bench_dgi(collection: Collection, split: str = "test", seeds: tuple[int, ...] = (0, 1, 2),
               variants: tuple[str, ...] | None = None, zipf: float | None | str = "default",
               recipe: dict[str, Any] | None = None, jobs: int | None = None) -> dict[str, Any]:
-    """Train every variant x seed with one recipe (each row in its own process, `jobs` at a time, round-robin over
-    env DSILAB_GPUS), and keep what `bucket_summary` needs: per-query scores, each query's bucket, chance levels.
+    """Train every variant x seed with one recipe (each row in its own process: `dsilab.scaling.in_processes`), and
+    keep what `bucket_summary` needs: per-query scores, each query's bucket, chance levels.
 
     zipf: "default" (`default_zipf`), None (the collection's own training split) or an exponent.
     """
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from ..scaling import in_processes
 
     variants = tuple(variants or VARIANTS)
     unknown = [v for v in variants if v not in VARIANTS]
@@ -135,23 +133,14 @@ def bench_dgi(collection: Collection, split: str = "test", seeds: tuple[int, ...
         raise DsilabError(f"bench_dgi: unknown variant(s) {unknown}; choose from {list(VARIANTS)}.")
     meta = describe(collection, split, zipf)
     recipe = dict(recipe or {})
-    jobs = jobs or int(os.environ.get("DSILAB_BENCH_JOBS", 1))
-    threads = int(os.environ.get("DSILAB_THREADS", 0)) or None
-    gpus = os.environ.get("DSILAB_GPUS")
-    gpu_list = gpus.split(",") if gpus else [None]
-    todo = [(v, s) for s in seeds for v in variants]
+    todo = {(v, s): (collection, v, s, meta["zipf"], recipe, split) for s in seeds for v in variants}
     t0 = time.perf_counter()
-    rows: list[dict[str, Any]] = []
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as pool:
-        futures = [pool.submit(_train_row, collection, v, s, meta["zipf"], recipe, split, gpu_list[i % len(gpu_list)], threads)
-                   for i, (v, s) in enumerate(todo)]
-        for (v, s), fut in zip(todo, futures):
-            try:
-                rows.append(fut.result())
-            except Exception as e:  # noqa: BLE001  (the row keeps its error; the others stay)
-                rows.append({"variant": v, "seed": s, "error": f"{type(e).__name__}: {e}"})
-                print(f"[{v} · seed {s}] failed: {rows[-1]['error']}", flush=True)
-    rows = [_compact(r, list(meta["query bucket"])) for r in rows]
+    done = in_processes(_train_row, todo, jobs)
+    for (v, s), row in done.items():
+        if "error" in row:
+            row.update(variant=v, seed=s)
+            print(f"[{v} · seed {s}] failed: {row['error']}", flush=True)
+    rows = [_compact(r, list(meta["query bucket"])) for r in done.values()]
     meta["baseline pop bias"] = baseline_bias(collection, split, meta["zipf"])
     return {**meta, "seed": min(seeds), "seeds": list(seeds), "variants": list(variants), "recipe": recipe, "rows": rows,
             "total_s": round(time.perf_counter() - t0, 1)}
