@@ -18,11 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     run = csub.add_parser("run", help="execute notebooks with papermill and print time and memory")
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--fast", dest="fast", action="store_true", default=True, help="FAST mode (default)")
-    mode.add_argument("--full", dest="fast", action="store_false", help="full-size runs (GPU advised)")
+    mode.add_argument("--full", dest="fast", action="store_false",
+                      help="full-size runs on a GPU-size collection (default beir/scifact from the hub; see --collection)")
     run.add_argument("--only", nargs="+", help="notebook name prefixes, e.g. 00 01")
     run.add_argument("--out", default="build/notebooks", help="folder for executed notebooks")
-    run.add_argument("--collection", help='COLLECTION for the notebooks that take one (default: each notebook\'s own, '
-                     'lab): e.g. a BEIR folder such as SciFact for GPU-size runs with --full')
+    run.add_argument("--collection", help='COLLECTION for the notebooks that take one (default: lab with --fast, '
+                     'beir/scifact with --full): a name, or a BEIR folder such as a local copy of SciFact')
 
     from .bench import BENCHMARKS
 

@@ -98,7 +98,9 @@ class Collection:
         and the queries whose relevant documents are all among them: a smaller collection that still teaches."""
         meta = self.meta.get("docs", {})
         if not meta or any("topic" not in m for m in meta.values()):
-            raise DsilabError(f"collection {self.name!r} has no per-document topics; topics(n) works on 'lab'.")
+            raise DsilabError(f"collection {self.name!r} has no per-document topics; topics(n) works on 'lab'. FAST "
+                              "notebooks keep a few lab topics: run another collection with FAST = False (`course run "
+                              "--full`), or set the notebook's N_TOPICS to None.")
         names = sorted({m["topic"] for m in meta.values()})
         if not 1 <= n <= len(names):
             raise DsilabError(f"topics(n): n must be 1..{len(names)}, got {n}.")

@@ -136,10 +136,11 @@ def _sample(ids: list[str], n: int, seed: int) -> list[str]:
 
 def dev_set(collection: Collection, dev_from: str, recipe: Recipe, probe: dict[str, str]) -> tuple[dict[str, str], Qrels]:
     """What checkpoints are chosen on: a seeded sample of `recipe.dev_queries` dev queries, or, with no dev queries
-    (zero-shot), the memorisation probe's documents read back to themselves."""
+    (zero-shot), the memorisation probe's documents read back to themselves. A collection without a dev split gets
+    the one training held out (`with_dev`, same seed), so the result's own collection can be passed back in."""
     if dev_from == "none":
         return probe, {d: {d: 1} for d in probe}
-    queries, qrels = collection.split("dev")
+    queries, qrels = with_dev(collection, recipe.dev_holdout, recipe.seed)[0].split("dev")
     qids = _sample(list(qrels), recipe.dev_queries, recipe.seed)
     return {q: queries[q] for q in qids}, {q: qrels[q] for q in qids}
 

@@ -71,8 +71,9 @@ def test_course_collection_reaches_only_notebooks_that_take_one(monkeypatch, tmp
     seen = {}
     monkeypatch.setattr(course, "run_notebook", lambda nb, out, fast, parameters=None: (
         seen.__setitem__(nb.name, parameters), course.NotebookResult(nb.name, "ok", 0.0, 0.0, ""))[1])
-    course.run_course(only=["01", "10"], out_dir=tmp_path / "nb", collection=str(tiny_beir))
-    assert seen == {"01_baselines.ipynb": {"COLLECTION": str(tiny_beir)}, "10_scaling.ipynb": None}
+    monkeypatch.chdir(tiny_beir.parent)  # a folder relative to here must still be found from notebooks/
+    course.run_course(only=["01", "10"], out_dir=tmp_path / "nb", collection=tiny_beir.name)
+    assert seen == {"01_baselines.ipynb": {"COLLECTION": str(tiny_beir.resolve())}, "10_scaling.ipynb": None}
 
 
 def test_course_bad_collection_fails_before_any_notebook(monkeypatch, tmp_path):
@@ -82,3 +83,22 @@ def test_course_bad_collection_fails_before_any_notebook(monkeypatch, tmp_path):
     monkeypatch.setattr(course, "run_notebook", lambda *a, **k: pytest.fail("a notebook ran"))
     with pytest.raises(DsilabError):
         course.run_course(only=["01"], out_dir=tmp_path / "nb", collection=str(tmp_path / "no-such-folder"))
+
+
+def test_course_full_defaults_to_a_gpu_size_collection(monkeypatch, tmp_path):
+    """`course run --full` trains at SciFact size, not on the lab; offline it says how to point at a local copy."""
+    from dsilab import course, data
+    from dsilab.core import DsilabError
+
+    seen = {}
+    monkeypatch.setattr(course, "run_notebook", lambda nb, out, fast, parameters=None: (
+        seen.__setitem__(nb.name, parameters), course.NotebookResult(nb.name, "ok", 0.0, 0.0, ""))[1])
+    monkeypatch.setattr(data, "load_collection", lambda name: None)
+    course.run_course(fast=False, only=["01"], out_dir=tmp_path / "nb")
+    assert seen == {"01_baselines.ipynb": {"COLLECTION": course.FULL_COLLECTION}}
+
+    def offline(name):
+        raise DsilabError("the hub is unreachable.")
+    monkeypatch.setattr(data, "load_collection", offline)
+    with pytest.raises(DsilabError, match="--collection lab"):
+        course.run_course(fast=False, only=["01"], out_dir=tmp_path / "nb")

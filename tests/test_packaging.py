@@ -209,13 +209,13 @@ def test_readme_notebook_map_has_a_row_with_badges(path):
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
     header = next(line for line in README.splitlines() if line.startswith("| notebook |"))
     columns = [c.strip() for c in header.strip("|").split("|")]
-    assert columns == ["notebook", "open", "you will learn", "CPU time (FAST)", "GPU time (FAST · full)"], columns
+    assert columns == ["notebook", "open", "you will learn", "CPU time (FAST)", "GPU time (full, SciFact)"], columns
     assert len(cells) == len(columns), rows[0]
     row = dict(zip(columns, cells))
     assert f"]({colab_url(path.name)})" in row["open"], f"{path.name}: Colab badge missing or wrong"
     assert f"]({binder_url(path.name)})" in row["open"], f"{path.name}: Binder badge missing or wrong"
     assert len(row["you will learn"]) > 20, f"{path.name}: learning objectives missing"
-    assert row["CPU time (FAST)"] and row["GPU time (FAST · full)"], f"{path.name}: time cells must not be empty"
+    assert row["CPU time (FAST)"] and row["GPU time (full, SciFact)"], f"{path.name}: time cells must not be empty"
 
 
 # ---------------------------------------------------------------- requirements, constraints, Binder

@@ -110,7 +110,7 @@ def test_cluster_tree_rejects_bad_input(coll, tree, emb):
     with pytest.raises(DsilabError, match="coords must be"):
         ClusterTreeExplorer(tree, coll, embeddings=emb, coords=np.zeros((3, 2)))
     with pytest.raises(DsilabError, match="projection"):
-        ClusterTreeExplorer(tree, coll, embeddings=emb, projection="tsne")
+        ClusterTreeExplorer(tree, coll, embeddings=emb, projection="umap")  # replaced by t-SNE: no numba compile
     ex = ClusterTreeExplorer(tree, coll, embeddings=emb, projection="pca")
     with pytest.raises(DsilabError, match="no node"):
         ex.select((99,))
@@ -121,6 +121,19 @@ def test_project_2d_pca_is_deterministic_and_auto_falls_back_on_tiny_sets(coll, 
     assert a.shape == (len(emb), 2) and np.array_equal(a, b)
     xy = np.arange(2 * len(emb), dtype=np.float32).reshape(-1, 2)
     assert np.array_equal(ClusterTreeExplorer(tree, coll, embeddings=emb, coords=xy).coords, xy)
+
+
+def test_project_2d_tsne_keeps_clusters_apart_and_is_seeded(monkeypatch, tmp_path):
+    """Three well-separated blobs of 20 points stay separated on the map; the same seed draws the same map."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(size=(20, 8)) + 8 * np.eye(8)[i] for i in range(3)]).astype("float32")
+    monkeypatch.setenv("DSILAB_CACHE", str(tmp_path / "a"))
+    xy = project_2d(x, "auto", seed=0)  # 60 >= 50 rows: auto uses t-SNE
+    monkeypatch.setenv("DSILAB_CACHE", str(tmp_path / "b"))  # computed again, not read from the cache
+    assert np.allclose(project_2d(x, "tsne", seed=0), xy, atol=1e-4)
+    nearest = np.linalg.norm(xy[:, None] - xy[None], axis=-1)
+    np.fill_diagonal(nearest, np.inf)
+    assert (nearest.argmin(axis=1) // 20 == np.arange(60) // 20).all()  # every point's map neighbour is in its blob
 
 
 # -- beam viewer -------------------------------------------------------------------------------------------------

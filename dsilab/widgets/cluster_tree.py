@@ -2,7 +2,7 @@
 
 Every node (a docid prefix) shows its size, its most characteristic terms (TF-IDF of its documents
 against the whole collection) and sample titles; selecting it highlights its documents on a 2-D map
-of the document embeddings (UMAP, or PCA when UMAP is missing or the collection is tiny) and lists them.
+of the document embeddings (t-SNE, or PCA when the collection is tiny) and lists them.
 """
 from __future__ import annotations
 
@@ -17,28 +17,22 @@ from ..data import Collection
 from ..docids import DocidTree
 from ._static import StaticWidget, esc, figure_png, new_figure, table
 
-PROJECTIONS = ("auto", "umap", "pca")
+PROJECTIONS = ("auto", "tsne", "pca")
 
 
 def project_2d(embeddings: np.ndarray, method: str = "auto", seed: int = 0) -> np.ndarray:
-    """2-D coordinates of the rows: UMAP (cosine) when asked, or for "auto" when installed and n >= 50; else PCA.
+    """2-D coordinates of the rows: t-SNE (cosine, scikit-learn) when asked, or for "auto" when n >= 50; else PCA.
 
-    UMAP compiles with numba on first use (tens of seconds on a laptop CPU), so its result is cached on
-    disk (`dsilab.core.cache_dir`), keyed by the embeddings and the seed.
+    t-SNE keeps neighbours together, as UMAP would, without UMAP's numba compilation (half a minute on a laptop
+    before the first map). Its result is cached on disk (`dsilab.core.cache_dir`), keyed by the embeddings and seed.
     """
     if method not in PROJECTIONS:
         raise DsilabError(f"projection must be one of {list(PROJECTIONS)}; got {method!r}.")
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] < 2:
         raise DsilabError(f"need a (n_docs >= 2, dim) embedding matrix for the map; got shape {x.shape}.")
-    if method in ("auto", "umap") and x.shape[0] >= 50:
-        try:
-            import umap
-        except ImportError:
-            if method == "umap":
-                raise DsilabError("projection='umap' needs umap-learn (pip install umap-learn); or use 'pca'.") from None
-        else:
-            return _umap_cached(x, seed, umap)
+    if method == "tsne" or (method == "auto" and x.shape[0] >= 50):
+        return _tsne_cached(x, seed)
     from sklearn.decomposition import PCA
 
     dims = min(2, x.shape[1])
@@ -46,21 +40,21 @@ def project_2d(embeddings: np.ndarray, method: str = "auto", seed: int = 0) -> n
     return np.pad(out, ((0, 0), (0, 2 - dims))).astype(np.float32)
 
 
-def _umap_cached(x: np.ndarray, seed: int, umap) -> np.ndarray:
+def _tsne_cached(x: np.ndarray, seed: int) -> np.ndarray:
     import hashlib
-    import warnings
+
+    import sklearn
+    from sklearn.manifold import TSNE
 
     from ..core import cache_dir
 
-    key = hashlib.sha256(x.tobytes() + repr((x.shape, seed, umap.__version__)).encode()).hexdigest()[:24]
-    path = cache_dir("projections") / f"umap-{key}.npy"
+    key = hashlib.sha256(x.tobytes() + repr((x.shape, seed, sklearn.__version__)).encode()).hexdigest()[:24]
+    path = cache_dir("projections") / f"tsne-{key}.npy"
     if path.is_file():
         return np.load(path)
-    with warnings.catch_warnings():  # random_state forces n_jobs=1, which UMAP warns about
-        warnings.simplefilter("ignore")
-        reducer = umap.UMAP(n_components=2, n_neighbors=min(15, x.shape[0] - 1), metric="cosine",
-                            random_state=seed, n_jobs=1)
-        out = np.asarray(reducer.fit_transform(x), dtype=np.float32)
+    tsne = TSNE(n_components=2, perplexity=min(30.0, (x.shape[0] - 1) / 3), metric="cosine", init="pca",
+                random_state=seed)
+    out = np.asarray(tsne.fit_transform(x), dtype=np.float32)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")  # written whole, then moved: processes side by side (bench jobs) may race
     np.save(tmp, out)
     tmp.replace(path)
@@ -98,7 +92,7 @@ class ClusterTreeExplorer(StaticWidget):
         if emb.ndim != 2 or emb.shape[0] != len(self.doc_ids):
             raise DsilabError(f"embeddings must have one row per docid in tree.codes order ({len(self.doc_ids)} rows); "
                               f"got shape {emb.shape}.")
-        if coords is not None:  # a 2-D map the notebook already made (e.g. its own UMAP): reuse it
+        if coords is not None:  # a 2-D map the notebook already made (e.g. its own t-SNE): reuse it
             coords = np.asarray(coords, dtype=np.float32)
             if coords.shape != (len(self.doc_ids), 2):
                 raise DsilabError(f"coords must be ({len(self.doc_ids)}, 2), one 2-D point per docid; got {coords.shape}.")

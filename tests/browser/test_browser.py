@@ -29,7 +29,7 @@ ROOT = HERE.parent.parent
 CHROMIUM = os.environ.get("DSILAB_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-RUN_TIMEOUT_MS = 420_000   # the notebook: imports, MiniLM encodings, UMAP, soft tree, tiny model (cold cache)
+RUN_TIMEOUT_MS = 420_000   # the notebook: imports, MiniLM encodings, t-SNE map, soft tree, tiny model (cold cache)
 STEP_TIMEOUT_MS = 60_000   # one widget update after a click
 
 
