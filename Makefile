@@ -23,13 +23,16 @@ course: setup
 	$(PY) -m dsilab course run --fast
 
 # Both test targets end with their own wall time (the figure README quotes), whatever pytest's exit status.
+# Two workers (pytest-xdist, one file per worker at a time): test_notebooks.py runs its notebooks one after another on
+# one worker (their kernels use every core), while the unit tests, one thread each (tests/conftest.py), run on the other.
+XDIST := -n 2 --dist loadfile
 test: setup
-	@start=$$(date +%s); $(PY) -m pytest --durations=25; rc=$$?; \
+	@start=$$(date +%s); $(PY) -m pytest $(XDIST) --durations=25; rc=$$?; \
 		echo "make test: $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 
 # The unit tests alone (no notebook executed, no training to convergence): the loop to run while changing the package.
 test-quick: setup
-	@start=$$(date +%s); $(PY) -m pytest -m "not notebook and not slow" --durations=10; rc=$$?; \
+	@start=$$(date +%s); $(PY) -m pytest $(XDIST) -m "not notebook and not slow" --durations=10; rc=$$?; \
 		echo "make test-quick: $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 
 lab: setup

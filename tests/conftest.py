@@ -7,8 +7,16 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers and a kernel share the cores: an idle OpenMP thread must
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # sleep, not spin on a core another process needs
 
 from dsilab.train import Callback  # noqa: E402  (after the offline switch above)
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: two workers; the notebooks' kernels take every core
+    import torch
+
+    torch.set_num_threads(1)  # this worker, and (the variables) the processes it starts: benches, kernels, pools
+    os.environ.update(DSILAB_THREADS="1", OMP_NUM_THREADS="1")
 
 
 @pytest.fixture(autouse=True, scope="session")

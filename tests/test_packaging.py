@@ -313,6 +313,9 @@ def test_capstone_runs_from_the_installed_wheel(tmp_path, monkeypatch):
                                kernel_name="python3", progress_bar=False, cwd=str(work))
     assert {p: p.stat().st_mtime for p in site.rglob("*") if p.suffix != ".pyc"} == \
         {p: t for p, t in before.items() if p.suffix != ".pyc"}, "running the notebook wrote into the installed package"
+    from dsilab.course import output_warnings
+
+    assert not output_warnings(work / notebook.name)  # test_notebooks.py leaves 09 to this test: its checks too
 
 
 def test_module_level_imports_form_no_cycle():

@@ -101,3 +101,19 @@ def test_save_and_load_pruned_model(tiny_dsi, tmp_path):
     other = build_model("t5-scratch", tree, ex, **{**TINY, "d_ff": 32})
     with pytest.raises((DsilabError, RuntimeError)):
         load_pruned(other, tmp_path / "p.pt")
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_masks_prune_exactly_k_and_break_ties_as_a_stable_sort_would(scope):
+    """The selection (kthvalue) must pick the same entries as a stable sort, zeros and other ties included."""
+    g = torch.Generator().manual_seed(0)
+    weights = {"a": torch.round(torch.randn(40, 9, generator=g) * 2) / 2, "b": torch.randn(7, 30, generator=g)}
+    weights["b"][:3] = 0  # already pruned: all tied at zero
+    for sparsity in (0.0, 0.25, 0.5, 0.9):
+        masks = magnitude_masks(weights, sparsity, scope)
+        groups = [[n] for n in weights] if scope == "layer" else [list(weights)]
+        for names in groups:
+            mags = torch.cat([weights[n].abs().flatten() for n in names])
+            expected = torch.ones(mags.numel(), dtype=torch.bool)
+            expected[torch.argsort(mags, stable=True)[: round(sparsity * mags.numel())]] = False
+            assert torch.equal(torch.cat([masks[n].flatten() for n in names]), expected), (sparsity, names)
