@@ -7,16 +7,12 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers and a kernel share the cores: an idle OpenMP thread must
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # sleep, not spin on a core another process needs
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: two workers beside the notebooks' kernels (Makefile)
+    # One thread here and in the processes a test starts (benches, pools; test_notebooks gives kernels every core),
+    # and an idle OpenMP thread sleeps instead of spinning on a core another process needs. Set before torch loads.
+    os.environ.update(DSILAB_THREADS="1", OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
 
-from dsilab.train import Callback  # noqa: E402  (after the offline switch above)
-
-if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: two workers; the notebooks' kernels take every core
-    import torch
-
-    torch.set_num_threads(1)  # this worker, and (the variables) the processes it starts: benches, kernels, pools
-    os.environ.update(DSILAB_THREADS="1", OMP_NUM_THREADS="1")
+from dsilab.train import Callback  # noqa: E402  (after the variables above)
 
 
 @pytest.fixture(autouse=True, scope="session")
