@@ -47,9 +47,11 @@ save_file({k: (v.float() if v.is_floating_point() else v).contiguous() for k, v 
 PY
 fi
 nvidia-smi -L
+ngpu=$(nvidia-smi -L | wc -l)
+threads=$(( $(nproc) / ngpu ))  # each GPU's notebook gets its share of the CPU cores
 if [ "$stage" = background ]; then  # one notebook that outlasts a call: runs on in its own session; `collect` later
   gpu=$1 nb=$2; shift 2
-  CUDA_VISIBLE_DEVICES=$gpu DSILAB_THREADS=$(( $(nproc) / 2 )) setsid nohup python3 -m dsilab course run "$@" --only "$nb" \
+  CUDA_VISIBLE_DEVICES=$gpu DSILAB_THREADS=$threads setsid nohup python3 -m dsilab course run "$@" --only "$nb" \
     --out "/tmp/gpu_course/$nb/notebooks" > "/tmp/gpu_course_log_$nb.txt" 2>&1 < /dev/null &
   exit 0
 fi
@@ -68,14 +70,12 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-ngpu=$(nvidia-smi -L | wc -l)
-cores=$(nproc)
-worker() {  # notebooks g, g+ngpu, ... on GPU g, one at a time, with this GPU's share of the CPU cores
+worker() {  # notebooks g, g+ngpu, ... on GPU g, one at a time
   local g=$1 i
   for ((i = g; i < ${#nbs[@]}; i += ngpu)); do
     local nb=${nbs[$i]} dir=/tmp/gpu_course/${nbs[$i]}
     rm -rf "$dir"  # a report left by an earlier call must not pass for this one
-    CUDA_VISIBLE_DEVICES=$g DSILAB_THREADS=$((cores / ngpu)) timeout "${NB_TIMEOUT:-560}" \
+    CUDA_VISIBLE_DEVICES=$g DSILAB_THREADS=$threads timeout "${NB_TIMEOUT:-560}" \
       python3 -m dsilab course run "${opts[@]}" --only "$nb" --out "$dir/notebooks" > "$OUT/log_$nb.txt" 2>&1 || true
     [ -f "$dir/course_report.json" ] && cp "$dir/course_report.json" "$OUT/course_report_$nb.json" \
       || { echo "$nb: no report (stopped at NB_TIMEOUT ${NB_TIMEOUT:-560} s?)" | tee -a "$OUT/log_$nb.txt"; \
