@@ -40,13 +40,14 @@ lab: setup
 
 # Every method in one table (dsilab/results/all-lab.json + .png, docs/benchmarks.md); `bench all` runs `bench dsi`
 # first, so its result is deleted here to measure everything afresh. `bench efficiency` has its own table.
+# BEIR="path/to/cisi path/to/scifact" adds the baselines on BEIR-layout folders you downloaded (dsilab/results/baselines-NAME.json).
 # The long ablations have their own commands: dsilab bench ann|augment|dgi [--collection synthetic] (see docs/benchmarks.md).
 bench: setup
 	rm -f dsilab/results/dsi-lab.json dsilab/results/efficiency-lab.json
 	$(PY) -m dsilab bench baselines --collection lab --out dsilab/results
 	$(PY) -m dsilab bench all --collection lab --out dsilab/results
 	$(PY) -m dsilab bench efficiency --collection lab --out dsilab/results
-	if [ -d ../shared/data/cisi ]; then $(PY) -m dsilab bench baselines --collection ../shared/data/cisi --out dsilab/results; fi
+	for folder in $(BEIR); do $(PY) -m dsilab bench baselines --collection $$folder --out dsilab/results; done
 
 # Real-browser widget test: JupyterLab on 127.0.0.1 + Debian's headless Chromium via Playwright (no browser download).
 SCREENSHOTS ?= build/browser

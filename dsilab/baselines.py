@@ -142,3 +142,14 @@ class FineTunedDense(Dense):
             self.train_seconds = time.perf_counter() - start
         encoder.model.eval()
         return encoder
+
+
+def reciprocal_rank_fusion(runs: list[Run], k: int = 60, depth: int = 100) -> Run:
+    """Fuse runs by summing 1/(k + rank) per document (Cormack et al., 2009); a hybrid of lexical and dense runs."""
+    fused: dict[str, dict[str, float]] = {}
+    for run in runs:
+        for qid, ranked in run.items():
+            scores = fused.setdefault(qid, {})
+            for rank, (doc_id, _) in enumerate(ranked, 1):
+                scores[doc_id] = scores.get(doc_id, 0.0) + 1.0 / (k + rank)
+    return {q: sorted(s.items(), key=lambda x: (-x[1], x[0]))[:depth] for q, s in fused.items()}

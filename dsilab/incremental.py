@@ -330,8 +330,16 @@ def add_documents(initial: DSIResult, split: IncrementalSplit, strategy: str = "
 
 
 # -- measuring -------------------------------------------------------------------------------------------------
+def _memo_per_doc(model: Any, docs: dict[str, str]) -> dict[str, float]:
+    """Memorisation document by document: 1.0 when a document's indexed text decodes to its own docid, else 0.0."""
+    from .decode import search
+    from .metrics import per_query
+
+    return per_query(search(model, docs, k=1, batch_size=128), {d: {d: 1} for d in docs}, ("Hits@1",))["Hits@1"]
+
+
 def measure(retriever: Any, split: IncrementalSplit, which: str = "test", model: Any = None, doc_len: int = 64,
-            seed: int = 0) -> dict[str, Any]:
+            seed: int = 0, *, keep: dict[str, Any] | None = None) -> dict[str, Any]:
     """Hits@1/10 (95% intervals, chance) on the queries about old documents and about new ones; with a DSI `model`,
     also memorisation (indexing Hits@1) of every old and every new document it has indexed.
 
@@ -339,22 +347,34 @@ def measure(retriever: Any, split: IncrementalSplit, which: str = "test", model:
     without one, every document of `split.full` is); doc_len: words of each document the model indexed (the recipe's).
     The chance levels are those of a random ranking of the indexed documents (0 for a query none of whose relevant
     documents is indexed).
+    keep: a dict that receives the per-query and per-document scores behind the row, for paired tests between rows
+    measured on the same queries (`dsilab.metrics.paired_difference`): "run" (the retriever's run on `which`),
+    "qrels" ({group: qrels of that group's queries}) and, with a `model`, "memo" ({"old"/"new": {doc_id: 0 or 1}}).
     """
     from .metrics import chance, summarize
 
     queries, qrels = split.full.split(which)
     run = retriever.search(queries, k=10)
+    if keep is not None:
+        keep["run"] = run
     indexed = set(model.docids.codes) if model is not None else set(split.full.docs)
     row: dict[str, Any] = {}
     if model is not None:
         views = doc_views(split.full, "first", doc_len)
         for name, ids in (("old", split.old_ids), ("new", split.new_ids)):
             ids = [d for d in ids if d in indexed]
+            if keep is not None and ids:  # the same number as `memorisation`, kept document by document
+                hits = _memo_per_doc(model, {d: views[d][0] for d in ids})
+                keep.setdefault("memo", {})[name] = hits
+                row[f"{name} memo"] = round(sum(hits.values()) / len(hits), 4)
+                continue
             row[f"{name} memo"] = round(memorisation(model, {d: views[d][0] for d in ids}), 4) if ids else None
     for name, qids in split.groups(which).items():
         if not qids:
             continue
         part = {q: qrels[q] for q in qids}
+        if keep is not None:
+            keep.setdefault("qrels", {})[name] = part
         scores = summarize({q: run.get(q, []) for q in qids}, part, ("Hits@1", "Hits@10"), seed=seed)
         findable = {q: {d: g for d, g in rels.items() if d in indexed} for q, rels in part.items()}
         for k in (1, 10):
@@ -363,8 +383,10 @@ def measure(retriever: Any, split: IncrementalSplit, which: str = "test", model:
     return row
 
 
-def baseline_updates(split: IncrementalSplit, which: str = "test", seed: int = 0) -> dict[str, dict[str, Any]]:
+def baseline_updates(split: IncrementalSplit, which: str = "test", seed: int = 0, *,
+                     keep: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """BM25 and dense (MiniLM) retrieval indexing the old documents, then adding the new ones: time to add, Hits.
+    keep: a dict that receives, per row name, what `measure(..., keep=...)` keeps (the run, for paired tests).
 
     Dense adds a document by encoding it and appending its vector. rank-bm25 has no add, so BM25's "add" rebuilds
     its index over all documents (an inverted index would append the new postings: cheaper still).
@@ -384,7 +406,8 @@ def baseline_updates(split: IncrementalSplit, which: str = "test", seed: int = 0
     dense.doc_ids = dense.doc_ids + list(split.new_ids)
     rows["Dense (MiniLM) + new docs (vectors appended)"] = {"seconds": round(time.perf_counter() - t0, 3)}
     for name, retriever in zip(rows, (bm25, dense)):
-        rows[name] = {**measure(retriever, split, which, seed=seed), **rows[name]}
+        kept = keep.setdefault(name, {}) if keep is not None else None
+        rows[name] = {**measure(retriever, split, which, seed=seed, keep=kept), **rows[name]}
     return rows
 
 

@@ -72,6 +72,46 @@ def mean_ci(values, n: int = 1000, seed: int = 0) -> tuple[float, float]:
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def paired_difference(a, b, qrels: Qrels | None = None, metric: str = "Hits@10", n: int = 1000,
+                      seed: int = 0) -> dict[str, object]:
+    """Two methods on the same queries: mean of A, mean of B, their difference A - B with a 95% paired bootstrap
+    interval (the queries resampled together) and the verdict word: "higher" or "lower" when the interval excludes
+    0, else "too small to tell". `a` and `b` are Runs (scored with `qrels`) or {qid: per-query value}."""
+    import numpy as np
+
+    va, vb = ((per_query(x, qrels, (metric,))[metric] if qrels is not None else x) for x in (a, b))
+    if set(va) != set(vb) or not va:
+        raise DsilabError(f"paired_difference: the two sides must be scored on the same, non-empty set of queries "
+                          f"({len(set(va) ^ set(vb))} queries are in one side only); a paired test needs the same queries.")
+    qids = sorted(va)
+    diff = np.array([va[q] - vb[q] for q in qids], dtype=float)
+    lo, hi = mean_ci(diff, n, seed)
+    word = "higher" if lo > 0 else "lower" if hi < 0 else "too small to tell"
+    return {"A": round(float(np.mean([va[q] for q in qids])), 4), "B": round(float(np.mean([vb[q] for q in qids])), 4),
+            "difference": round(float(diff.mean()), 4), "CI": [round(lo, 4), round(hi, 4)], "verdict": word,
+            "queries": len(qids)}
+
+
+def compare(runs: dict[str, Run], qrels: Qrels, baseline: str, metrics: tuple[str, ...] = ("Hits@1", "Hits@10"),
+            seed: int = 0):
+    """PyTerrier-style comparison: every run against `baseline` on the same queries, one paired bootstrap per metric
+    (`paired_difference`): the difference, its 95% interval and the verdict word ("higher" means above the baseline)."""
+    import pandas as pd
+
+    if baseline not in runs:
+        raise DsilabError(f"compare: baseline {baseline!r} is not among the runs {sorted(runs)}.")
+    rows = {}
+    for name, run in runs.items():
+        if name == baseline:
+            continue
+        row = {}
+        for m in metrics:
+            d = paired_difference(run, runs[baseline], qrels, m, seed=seed)
+            row.update({f"{m} diff": d["difference"], f"{m} diff CI": d["CI"], f"{m} vs {baseline}": d["verdict"]})
+        rows[name] = row
+    return pd.DataFrame(rows).T
+
+
 def chance(qrels: Qrels, n_docs: int, k: int) -> float:
     """Expected Hits@k of a uniformly random ranking of `n_docs` documents: the floor a result must clear."""
     from math import comb
@@ -236,3 +276,41 @@ def committed_table(results: dict[str, dict], ks: tuple[int, ...] = (1, 10), cha
         at = order.index(col) + 1
         order[at:at] = extra + [f"chance {col}"] + ([f"{col} vs chance"] if has_ci else [])
     return table[order + [c for c in table.columns if c not in order]]
+
+
+def paired_from_means(hits_a: float, hits_b: float, n_queries: int, pairing: str = "least favourable",
+                      seed: int = 0) -> dict[str, object]:
+    """A paired test of two Hits@k that were kept only as means, on the same `n_queries` queries (the committed
+    results keep no per-query scores). Per-query 0/1 scores matching both means are built, then
+    `metrics.paired_difference` runs on them (A - B). "least favourable": as many queries as the means allow on which
+    A and B disagree, the widest paired interval, so a "higher" or "lower" then holds for every pairing the means
+    allow; "most favourable": as few as possible, the narrowest. When the two pairings give different verdicts, the
+    kept means cannot rank A and B."""
+    if pairing not in ("least favourable", "most favourable"):
+        raise DsilabError(f"paired_from_means: pairing must be 'least favourable' or 'most favourable', not {pairing!r}.")
+    counts = []
+    for share in (hits_a, hits_b):
+        hits = share * n_queries
+        if not 0.0 <= share <= 1.0 or abs(hits - round(hits)) > max(0.05, n_queries * 5e-5):
+            raise DsilabError(f"paired_from_means: {share} is not a share of {n_queries} queries (hits/n rounded to 4 digits).")
+        counts.append(int(round(hits)))
+    a, b = counts
+    both = max(0, a + b - n_queries) if pairing == "least favourable" else min(a, b)  # queries both get right
+    only_a, only_b = a - both, b - both
+    neither = n_queries - both - only_a - only_b
+    va = [1.0] * both + [1.0] * only_a + [0.0] * only_b + [0.0] * neither
+    vb = [1.0] * both + [0.0] * only_a + [1.0] * only_b + [0.0] * neither
+    out = paired_difference({f"q{i}": x for i, x in enumerate(va)}, {f"q{i}": x for i, x in enumerate(vb)}, seed=seed)
+    return {**out, "pairing": pairing, "disagreements": only_a + only_b}
+
+
+def paired_bounds(share_a: float, share_b: float, n: int, seed: int = 0) -> dict[str, object]:
+    """Two Hits@k shares measured on the same `n` queries when only the shares were kept: `paired_from_means` under
+    both extreme pairings. When both give the same word, every pairing does, and that word is the verdict; otherwise
+    the verdict is "cannot be ranked from the stored numbers". Returns A, B, the difference A - B, both intervals and
+    the verdict."""
+    widest, narrowest = (paired_from_means(share_a, share_b, n, p, seed) for p in ("least favourable", "most favourable"))
+    word = widest["verdict"] if widest["verdict"] == narrowest["verdict"] else "cannot be ranked from the stored numbers"
+    return {"A": widest["A"], "B": widest["B"], "difference": widest["difference"], "CI least favourable": widest["CI"],
+            "CI most favourable": narrowest["CI"], "verdict": word, "queries": n}
+

@@ -6,7 +6,7 @@ memorisation and retrieval as the corpus, the model and the indexing : retrieval
 
 `dsilab bench throughput` and `dsilab bench scaling` run them and write JSON; the committed results
 (dsilab/results/throughput-*.json, scaling-*.json) come from one H200 (`benchmarks/gpu_dsi/scaling.sh`), and notebook
-10 reads them. Each training row is one `dsilab.bench.dsi_variant` (train to convergence, then read the test split
+08 reads them. Each training row is one `dsilab.bench.dsi_variant` (train to convergence, then read the test split
 once), in its own process.
 """
 from __future__ import annotations
@@ -336,3 +336,5 @@ def bench_scaling(collection: Collection, split: str = "test", seed: int = 0) ->
                       "Synthetic rows: dsilab.data.synthetic_collection with 3 queries per document (train / dev / "
                       "test), dev and test sampled to 2,000 queries."],
             "environment": environment(), "results": results}
+
+

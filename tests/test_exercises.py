@@ -2,7 +2,8 @@
 import pytest
 
 from dsilab import DsilabError, evaluate
-from dsilab.exercises import CHECKERS, check, reciprocal_rank_fusion
+from dsilab.baselines import reciprocal_rank_fusion
+from dsilab.exercises import check, load_all
 
 
 def test_not_attempted_runs_but_strict_raises(lab, capsys):
@@ -38,7 +39,7 @@ def test_every_checker_is_exercised_somewhere():
     import pathlib
 
     tested = pathlib.Path(__file__).read_text() + "".join(p.read_text() for p in pathlib.Path(__file__).parent.glob("test_*.py"))
-    missing = [e for e in CHECKERS if f'"{e}"' not in tested]
+    missing = [e for e in load_all() if f'"{e}"' not in tested]
     assert not missing, f"checkers without a test: {missing}"
 
 
@@ -105,7 +106,7 @@ def test_03_checkers(vs, capsys):
     from_lsh = _rc(lsh_model, vs, candidates=20)[0]
     assert check("03.1", from_lsh, model=model, vs=vs, candidates=20, strict=True)
     # the notebook's own trained hash is scored as it is (no second training); a mismatched one is retrained
-    import dsilab.exercises as exercises
+    import dsilab.exercises.hashing as exercises
 
     retrain = exercises._retrain
     with pytest.MonkeyPatch.context() as mp:
@@ -187,25 +188,25 @@ def _check_04(lab, capsys):
     assert "collection order" in capsys.readouterr().out
 
 
-# -- 05 --------------------------------------------------------------------------------------------
-def test_05_checkers(lab, tiny_mlm, capsys):
+# -- 06 --------------------------------------------------------------------------------------------
+def test_06_checkers(lab, tiny_mlm, capsys):
     from dsilab.augment import Num2Text, Pipeline, PosMLM, StopwordRemover
 
     text = "It is 2 km deep and 100 years old"
     fixed = Pipeline([Num2Text(), StopwordRemover(keep=("two", "one", "hundred"))]).run([text], target="queries")[0][0]
-    assert check("05.1", fixed, text=text, strict=True)
-    assert not check("05.1", Num2Text()(text), text=text)                  # nothing removed at all
+    assert check("06.1", fixed, text=text, strict=True)
+    assert not check("06.1", Num2Text()(text), text=text)                  # nothing removed at all
     plain = Pipeline([Num2Text(), StopwordRemover()]).run([text], target="queries")[0][0]
     if plain != fixed:                                                     # spaCy's list: the number words go
         capsys.readouterr()
-        assert not check("05.1", plain, text=text)
+        assert not check("06.1", plain, text=text)
         assert "keep=" in capsys.readouterr().out
 
     share = lambda texts: sum(r.changed for r in Num2Text().augment_batch(texts)) / len(texts)  # noqa: E731
     reach = (share(lab.contents), share(list(lab.queries.values())))
     assert 0 < reach[1] < reach[0] <= 1
-    assert check("05.2", reach, collection=lab, strict=True)
-    assert not check("05.2", reach[::-1], collection=lab)
+    assert check("06.2", reach, collection=lab, strict=True)
+    assert not check("06.2", reach[::-1], collection=lab)
 
     texts = ["The tall tree grows by the quiet river. Green moss covers the old stones.",
              "A bright star shines over the cold sea. Small boats sail to the island."]
@@ -214,13 +215,13 @@ def test_05_checkers(lab, tiny_mlm, capsys):
              for role in ("ADJ", "NOUN")}
     assert roles["NOUN"], "the tiny example should replace some nouns"
     ctx = dict(mlm=mlm, texts=texts, fraction=1.0, seed=0)
-    assert check("05.3", roles, strict=True, **ctx)
-    assert not check("05.3", {"ADJ": roles["NOUN"], "NOUN": roles["ADJ"]}, **ctx)
-    assert not check("05.3", {"NOUN": roles["NOUN"]}, **ctx)
+    assert check("06.3", roles, strict=True, **ctx)
+    assert not check("06.3", {"ADJ": roles["NOUN"], "NOUN": roles["ADJ"]}, **ctx)
+    assert not check("06.3", {"NOUN": roles["NOUN"]}, **ctx)
 
 
-# -- 08: residual codes of toy vectors, a Zipfian lab slice, a made-up comparison ----------------------------------
-def test_08_checkers(capsys):
+# -- 09: residual codes of toy vectors, a Zipfian lab slice, a made-up comparison ----------------------------------
+def test_09_checkers(capsys):
     import numpy as np
 
     from dsilab import load_collection
@@ -232,10 +233,10 @@ def test_08_checkers(capsys):
     codes = residual_codes([f"d{i}" for i in range(300)], x, levels=2, codes=16, seed=0)
     rep = codes.report()
     right = (rep["collision rate (nearest codes)"], rep["collision rate (learned codes)"], rep["levels"])
-    assert check("08.1", right, codes=codes, strict=True)
-    assert not check("08.1", (right[0] + 0.1, right[1], right[2]), codes=codes)
+    assert check("09.1", right, codes=codes, strict=True)
+    assert not check("09.1", (right[0] + 0.1, right[1], right[2]), codes=codes)
     three = residual_codes([f"d{i}" for i in range(300)], x, levels=3, codes=16, seed=0)
-    assert not check("08.1", right, codes=three)                       # built with 3 levels
+    assert not check("09.1", right, codes=three)                       # built with 3 levels
     assert "levels=2" in capsys.readouterr().out
 
     lab = load_collection("lab").topics(1)
@@ -244,9 +245,9 @@ def test_08_checkers(capsys):
     queries, qrels = steep.split("test")
     bias = popularity_bias(BM25(steep).search(queries, k=10), qrels, pop, k=10)
     answer = (sum(pop.values()), sum(v == 0 for v in pop.values()), bias)
-    assert check("08.2", answer, collection=steep, strict=True)
-    assert not check("08.2", answer, collection=zipf_collection(lab, s=1.0))  # the default exponent
-    assert not check("08.2", (answer[0] + 1, answer[1], answer[2]), collection=steep)
+    assert check("09.2", answer, collection=steep, strict=True)
+    assert not check("09.2", answer, collection=zipf_collection(lab, s=1.0))  # the default exponent
+    assert not check("09.2", (answer[0] + 1, answer[1], answer[2]), collection=steep)
 
     buckets_ = {f"q{i}": "B0" if i < 5 else "B4" for i in range(10)}
     rows = [{"variant": v, "seed": s, "memo Hits@1": 1.0, "steps": 1, "stopped": "converged",
@@ -254,12 +255,12 @@ def test_08_checkers(capsys):
              "pop bias": {q: 0.0 for q in buckets_}}
             for s in (0, 1) for v in ("DSI-semantic", "DGI", "DGI w/o Gumbel soft TF")]
     result = {"query bucket": buckets_, "variants": ["DSI-semantic", "DGI", "DGI w/o Gumbel soft TF"], "rows": rows}
-    assert check("08.3", ("DGI w/o Gumbel soft TF", "higher"), result=result, strict=True)
-    assert not check("08.3", ("DGI w/o Gumbel soft TF", "too small to tell"), result=result)
-    assert not check("08.3", "DGI", result=result)
+    assert check("09.3", ("DGI w/o Gumbel soft TF", "higher"), result=result, strict=True)
+    assert not check("09.3", ("DGI w/o Gumbel soft TF", "too small to tell"), result=result)
+    assert not check("09.3", "DGI", result=result)
 
 
-def test_06_checkers(tiny_dsi):
+def test_05_checkers(tiny_dsi):
     from dsilab.decode import search
     from dsilab.models import build_model
     from conftest import TINY_T5
@@ -268,19 +269,19 @@ def test_06_checkers(tiny_dsi):
     model = build_model("t5-scratch", tree, ex, **TINY_T5)
     queries, qrels = coll.split("test")
     right = evaluate(search(model, queries, k=1, beam_size=1), qrels, ("Hits@1",))["Hits@1"]
-    assert check("06.1", right, model=model, queries=queries, qrels=qrels)
-    assert not check("06.1", right + 0.5, model=model, queries=queries, qrels=qrels)
+    assert check("05.1", right, model=model, queries=queries, qrels=qrels)
+    assert not check("05.1", right + 0.5, model=model, queries=queries, qrels=qrels)
     q1, q2 = sorted(qrels)[:2]
     gold = {q: next(iter(qrels[q])) for q in (q1, q2)}
     other = next(d for d in coll.doc_ids if d not in gold.values())
     dsi = {q1: [(gold[q1], 1.0)], q2: [(other, 1.0)]}
     bm25 = {q1: [(other, 1.0)], q2: [(gold[q2], 1.0)]}
     sub = {q: qrels[q] for q in (q1, q2)}
-    assert check("06.2", (1, 1), dsi_run=dsi, bm25_run=bm25, qrels=sub)
+    assert check("05.2", (1, 1), dsi_run=dsi, bm25_run=bm25, qrels=sub)
     bm25[q1] = [(gold[q1], 1.0)]
-    assert check("06.2", (1, 0), dsi_run=dsi, bm25_run=bm25, qrels=sub)
-    assert not check("06.2", (0, 1), dsi_run=dsi, bm25_run=bm25, qrels=sub)
-    assert not check("06.2", "two", dsi_run=dsi, bm25_run=bm25, qrels=sub)
+    assert check("05.2", (1, 0), dsi_run=dsi, bm25_run=bm25, qrels=sub)
+    assert not check("05.2", (0, 1), dsi_run=dsi, bm25_run=bm25, qrels=sub)
+    assert not check("05.2", "two", dsi_run=dsi, bm25_run=bm25, qrels=sub)
 
 
 def test_07_checkers():
@@ -294,12 +295,26 @@ def test_07_checkers():
     assert not check("07.2", 4.5, weight=w)
 
 
-def test_09_checkers():
+def test_11_checkers():
     results = {"BM25": {"family": "baseline", "Hits@1": 0.9, "Hits@10": 0.99, "ms_per_query": 2.0},
                "Dense": {"family": "baseline", "Hits@1": 0.8, "Hits@10": 0.98, "ms_per_query": 0.5},
                "DSI a": {"family": "DSI", "Hits@1": 0.7, "Hits@10": 0.9, "ms_per_query": 20.0},
                "DSI b": {"family": "DSI", "Hits@1": 0.75, "Hits@10": 0.9, "ms_per_query": 25.0}}
-    assert check("09.1", "Dense", results=results)
-    assert not check("09.1", "BM25", results=results) and not check("09.1", "nope", results=results)
-    assert check("09.2", 15.0, results=results)
-    assert not check("09.2", 0.15, results=results) and not check("09.2", 20.0, results=results)
+    assert check("11.1", "Dense", results=results)
+    assert not check("11.1", "BM25", results=results) and not check("11.1", "nope", results=results)
+    assert check("11.2", 15.0, results=results)
+    assert not check("11.2", 0.15, results=results) and not check("11.2", 20.0, results=results)
+
+
+def test_compare_prediction_words_and_numbers():
+    from dsilab.exercises import compare_prediction
+
+    assert compare_prediction("Higher ", "higher", choices=("higher", "lower", "too small to tell"))[0]
+    ok, said = compare_prediction("lower", "higher", choices=("higher", "lower", "too small to tell"))
+    assert not ok and "'lower'" in said and "'higher'" in said
+    assert not compare_prediction(1, "higher", choices=("higher", "lower"))[0]              # a word is expected
+    assert compare_prediction(0.5, 0.55, interval=(0.45, 0.62))[0]                           # inside the interval
+    ok, said = compare_prediction(0.9, 0.55, interval=(0.45, 0.62))
+    assert not ok and "above" in said
+    assert compare_prediction(12, 10, tolerance=2)[0] and not compare_prediction(13, 10, tolerance=2)[0]
+    assert not compare_prediction("0.5", 0.5, tolerance=0.1)[0]                             # a number is expected

@@ -284,7 +284,7 @@ def test_binder_files_exist_and_agree_with_readme():
 
 @pytest.mark.notebook
 def test_capstone_runs_from_the_installed_wheel(tmp_path, monkeypatch):
-    """Colab installs a wheel, not this checkout: build it, unpack it on sys.path and run notebook 09 from a folder
+    """Colab installs a wheel, not this checkout: build it, unpack it on sys.path and run notebook 11 from a folder
     outside the repository. The committed results the notebook reads must come with the package."""
     import os
     import subprocess
@@ -306,16 +306,16 @@ def test_capstone_runs_from_the_installed_wheel(tmp_path, monkeypatch):
     assert where.startswith(str(site)), f"the wheel is not what Python imports: {where}"
     work = tmp_path / "outside"
     work.mkdir()
-    notebook = next(p for p in NOTEBOOKS if p.name.startswith("09"))
+    notebook = next(p for p in NOTEBOOKS if p.name.startswith("11"))
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     before = {p: p.stat().st_mtime for p in site.rglob("*")}
     papermill.execute_notebook(str(notebook), str(work / notebook.name), parameters={"FAST": True, "SOLUTIONS": True},
                                kernel_name="python3", progress_bar=False, cwd=str(work))
     assert {p: p.stat().st_mtime for p in site.rglob("*") if p.suffix != ".pyc"} == \
         {p: t for p, t in before.items() if p.suffix != ".pyc"}, "running the notebook wrote into the installed package"
-    from dsilab.course import output_warnings
+    from dsilab.course import output_warnings, wrapped_tables
 
-    assert not output_warnings(work / notebook.name)  # test_notebooks.py leaves 09 to this test: its checks too
+    assert not output_warnings(work / notebook.name) and not wrapped_tables(work / notebook.name)  # test_notebooks.py leaves 09 to this test: its checks too
 
 
 def test_module_level_imports_form_no_cycle():

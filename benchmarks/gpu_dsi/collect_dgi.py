@@ -54,7 +54,7 @@ def goal_section(goals: list[dict]) -> str:
     for g in goals:
         lines.append(f"- {g['collection']}: tail Δ {g['tail Δ']:+.3f} {g['tail Δ CI']}, head Δ {g['head Δ']:+.3f} "
                      f"{g['head Δ CI']} → " + ("**met**" if g["met"] else "**not met**"))
-    return "\n".join(lines) + "\n\nThe ablations (docs tables above, notebook 08) say how much of it DGI's training switches give.\n"
+    return "\n".join(lines) + "\n\nThe ablations (docs tables above, notebook 09) say how much of it DGI's training switches give.\n"
 
 
 if __name__ == "__main__":

@@ -207,3 +207,39 @@ def train_if_given(index, queries, targets, progress: bool):
         raise DsilabError("fit: training queries need their targets (database rows each query should find).")
     with torch_threads(1):
         return index._fit(queries, targets, progress)
+
+
+def per_query_recall(run: Run, truth: dict[str, list[str]], k: int = 10) -> dict[str, float]:
+    """recall@k of each query against its exact top-k ({qid: share found}); its mean is `recall_at_k`."""
+    out = {}
+    for q, exact in truth.items():
+        want = set(exact[:k])
+        out[q] = len(want & {d for d, _ in run.get(q, [])[:k]}) / max(len(want), 1)
+    return out
+
+
+def per_query_at_budget(index: Any, vs: Any, param: str, values: Sequence[Any], budget: float,
+                        **fixed: Any) -> dict[str, float]:
+    """Each test query's recall@10 at a cost `budget`, for a paired test at equal cost: the index is searched once per
+    value of `param`, and every query's recall is interpolated between the two settings whose mean costs bracket the
+    budget, with the weights `recall_at_budget` gives the mean (over the curve's Pareto frontier), so the mean of the
+    answer is the curve's recall@10 at the budget. Raises below the cheapest setting, where the curve is undefined."""
+    results = [index.search_vectors(vs.test_queries, vs.test_qids, **{"k": 10, **fixed, param: v}) for v in values]
+    per = [per_query_recall(r.run, vs.truth) for r in results]
+    costs = np.array([r.mean_cost for r in results])
+    means = np.array([np.mean(list(p.values())) for p in per])
+    order = np.argsort(costs, kind="stable")
+    best, frontier = order[0], []
+    for i in order:                       # the running best setting at each cost (as `_monotone` takes)
+        if means[i] > means[best]:
+            best = i
+        frontier.append(best)
+    c = costs[order]
+    if budget < c[0]:
+        raise DsilabError(f"per_query_at_budget: the budget {budget:.1f} is below the cheapest setting ({c[0]:.1f}).")
+    if budget >= c[-1]:
+        return dict(per[frontier[-1]])
+    j = int(np.searchsorted(c, budget, side="right")) - 1
+    w = 0.0 if c[j + 1] == c[j] else (budget - c[j]) / (c[j + 1] - c[j])
+    lo, hi = per[frontier[j]], per[frontier[j + 1]]
+    return {q: (1 - w) * lo[q] + w * hi[q] for q in lo}

@@ -282,3 +282,26 @@ def results_rows(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if not any(k.startswith(f"{v} · ") for k in out):
             out[f"{v} · not converged"] = t
     return out
+
+
+def per_query_scores(result: dict[str, Any], variant: str, metric: str = "Hits@10", bucket: str = "all") -> dict[str, float]:
+    """{qid: `metric` averaged over the variant's converged seeds} for the test queries of `bucket` ("all", "B0", ...,
+    or a pooled "B3+B4"), from a committed comparison: what `metrics.paired_difference` takes to compare two variants
+    on the same queries. `metric` may be "pop bias" (queries with no wrong document in any seed's top 10 are left out).
+    The seeds kept are `bucket_summary`'s (memo Hits@1 at least 0.9)."""
+    bucket_of = result["query bucket"]
+    queries = list(bucket_of)
+    rows = [_compact(r, queries) for r in result["rows"] if r.get("variant") == variant and "error" not in r
+            and (r.get("memo Hits@1") or 0) >= 0.9]
+    if not rows:
+        raise DsilabError(f"per_query_scores: no converged run of {variant!r}; variants: {result.get('variants')}.")
+    if metric == "pop bias":
+        values = np.array([[np.nan if b is None else b for b in r["pop bias"]] for r in rows], dtype=float)
+    else:
+        values = np.array([r["per_query"][metric] for r in rows], dtype=float)
+    seen = np.isfinite(values).any(axis=0)  # a query with no wrong document in any seed's top 10 has no bias
+    mean = np.full(len(queries), np.nan)
+    mean[seen] = np.nanmean(values[:, seen], axis=0)
+    keep = bucket.split("+")
+    return {q: float(v) for q, v in zip(queries, mean)
+            if (bucket == "all" or bucket_of[q] in keep) and np.isfinite(v)}

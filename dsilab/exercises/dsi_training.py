@@ -1,0 +1,78 @@
+"""Checkers of chapter 05 · DSI training."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..core import Run
+from ..metrics import evaluate
+from ._registry import _close, checker
+
+
+@checker("05.1")
+def _greedy_hits(answer: Any, model: Any, queries: dict[str, str], qrels: Any) -> tuple[bool, str]:
+    """Test Hits@1 of greedy (beam 1) constrained decoding."""
+    from ..decode import search
+
+    expected = evaluate(search(model, queries, k=1, beam_size=1), qrels, ("Hits@1",))["Hits@1"]
+    if _close(answer, expected, 1e-4):
+        return True, (f"right: {expected:.4f}. With atomic docids a docid is one token, so greedy decoding takes the "
+                      "argmax of a single softmax: the same top-1 as any beam. With multi-token (semantic, naive) "
+                      "docids a greedy first step can commit to the wrong cluster, and a wider beam can recover.")
+    return False, (f"you have {answer!r}. Run search(model, queries, k=1, beam_size=1) and read 'Hits@1' from "
+                   "dsilab.evaluate(run, qrels, ('Hits@1',)).")
+
+
+@checker("05.2")
+def _complementary(answer: Any, dsi_run: Run, bm25_run: Run, qrels: Any) -> tuple[bool, str]:
+    """(queries DSI misses but BM25 hits at rank 1, queries BM25 misses but DSI hits)."""
+    def hit(run: Run, q: str) -> bool:
+        return bool(run.get(q)) and run[q][0][0] in qrels[q]
+
+    expected = (sum(hit(bm25_run, q) and not hit(dsi_run, q) for q in qrels),
+                sum(hit(dsi_run, q) and not hit(bm25_run, q) for q in qrels))
+    try:
+        got = tuple(int(x) for x in answer)
+    except (TypeError, ValueError):
+        return False, f"answer with a pair of counts (dsi_only_misses, bm25_only_misses); you have {answer!r}."
+    if got == expected:
+        return True, (f"right: {expected}. DSI misses {expected[0]} queries BM25 answers, and answers {expected[1]} "
+                      "that BM25 misses: " + ("they are complementary, so fusion can beat both." if expected[1] >= max(1, expected[0] // 4)
+                                              else "BM25 (almost) dominates DSI at rank 1 here; fusion has little to gain."))
+    if got == expected[::-1]:
+        return False, "you have the pair the wrong way round: first the queries only DSI misses."
+    return False, (f"you have {got}. A query 'hits' when the run's first document is in qrels[q]; count the queries "
+                   "where BM25 hits and DSI does not, then the reverse.")
+
+
+def hits1_by_document(run: Run, qrels: Any) -> dict[str, float]:
+    """Mean Hits@1 per relevant document: the share of the queries about document d whose first answer is relevant."""
+    got: dict[str, list[float]] = {}
+    for q, rel in qrels.items():
+        hit = float(bool(run.get(q)) and run[q][0][0] in rel)
+        for d in rel:
+            got.setdefault(d, []).append(hit)
+    return {d: sum(v) / len(v) for d, v in got.items()}
+
+
+@checker("05.3")
+def _seen_queries(answer: Any, measured: str, train_run: Run, train_qrels: Any, test_run: Run,
+                  test_qrels: Any) -> tuple[bool, str]:
+    """Predict, then run: Hits@1 on the training queries against the test queries, paired by relevant document:
+    "higher", "lower" or "too small to tell" (the verdict of dsilab.metrics.paired_difference)."""
+    from ..metrics import paired_difference
+    from ._registry import compare_prediction
+
+    train, test = hits1_by_document(train_run, train_qrels), hits1_by_document(test_run, test_qrels)
+    docs = sorted(set(train) & set(test))
+    d = paired_difference({x: train[x] for x in docs}, {x: test[x] for x in docs})
+    if measured != d["verdict"]:
+        return False, (f"the cell measured {measured!r}, the recomputation gives {d['verdict']!r}: compare the per-document "
+                       "Hits@1 of the two runs with paired_difference on the documents both sets of queries point to.")
+    ok, said = compare_prediction(answer, d["verdict"], choices=("higher", "lower", "too small to tell"))
+    why = (f"Training queries score {d['A']:.3f} and test queries {d['B']:.3f} on the same {d['queries']} documents "
+           f"(difference {d['difference']:+.3f}, 95% paired interval [{d['CI'][0]:.3f}, {d['CI'][1]:.3f}]). The model was "
+           "fitted to the training questions themselves: for them it only has to recall a mapping it was taught. A test "
+           "question about the same document is new wording, and DSI must generalise from the document text and its "
+           "other questions. The gap between the two is how much of the retrieval score is memorised rather than learned; "
+           "pairing by document removes the differences between easy and hard documents.")
+    return ok, f"{said} {'Right' if ok else 'Not this time'}. {why}"
