@@ -15,7 +15,7 @@
   embeddings, layer norms and new modules stay in higher precision. Runs on CUDA and (slowly) on CPU
   with bitsandbytes >= 0.45; elsewhere `DsilabError` says why and to use ``adapter="lora"``.
 
-Importing this module registers ``"lora"`` and ``"qlora"`` with `dsilab.models.register_adapter`.
+`build_model(adapter="lora" | "qlora")` finds these functions through `dsilab.models.ADAPTERS`.
 `save_adapter` / `load_adapter` store only what trained (kilobytes to megabytes instead of the model);
 `merge_lora` folds the adapters back into plain dense layers for inference (no extra matmuls).
 """
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .core import DsilabError
-from .models import DSIModel, register_adapter
+from .models import DSIModel
 
 # Attention projections per model family (the modules LoRA wraps by default). A string is a regex that
 # peft matches against the full module name; a list matches name suffixes.
@@ -399,5 +399,3 @@ def merge_lora(model: DSIModel) -> DSIModel:
     return model
 
 
-register_adapter("lora", lora)
-register_adapter("qlora", qlora)

@@ -83,6 +83,28 @@ def cache_dir(kind: str) -> Path:
     return path
 
 
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path` (file or folder), this process's own, moved into place when the block ends
+    without error: a reader never sees a half-written cache entry or checkpoint, and processes side by side (bench
+    jobs) never write one temporary. If another process put `path` there first, its copy is kept."""
+    import shutil
+
+    path = Path(path)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp{path.suffix}")  # keeps the suffix: np.save adds none
+    try:
+        yield tmp
+        if tmp.is_dir() and path.exists():
+            shutil.rmtree(tmp)
+        else:
+            tmp.replace(path)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 

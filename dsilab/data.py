@@ -109,6 +109,15 @@ class Collection:
         return Collection(f"{self.name}-{n}topics", {d: self.docs[d] for d in self.doc_ids if d in keep},
                           {q: self.queries[q] for j in qrels.values() for q in j}, qrels, self.meta)
 
+    def fingerprint(self) -> str:
+        """A short hash of the documents (ids, titles, texts): a saved model names the corpus it indexed by it."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for d in sorted(self.docs):
+            h.update(f"{d}\x1f{self.docs[d].title}\x1f{self.docs[d].text}\x1e".encode("utf-8"))
+        return h.hexdigest()[:16]
+
     def describe(self) -> dict[str, Any]:
         """Counts a reader wants first: documents, words per doc, queries per split."""
         words = np.array([len(d.text.split()) for d in self.docs.values()])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import DsilabError, cache_dir, require_hub
+from .core import DsilabError, atomic_path, cache_dir, require_hub
 
 DEFAULT_ENCODER = "minilm"
 
@@ -68,9 +68,8 @@ class Encoder:
         if path.is_file():
             return np.load(path)
         emb = self.encode(texts, batch_size=batch_size, progress=progress)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")  # one per process: processes side by side (bench jobs) may race here
-        np.save(tmp, emb)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            np.save(tmp, emb)
         return emb
 
 

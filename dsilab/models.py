@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from .core import DsilabError, cache_dir, quiet_hf_loading, require_hub, seed_everything
+from .core import DsilabError, atomic_path, cache_dir, quiet_hf_loading, require_hub, seed_everything
 from .docids import DocidTree
 from .tasks import Example
 
@@ -394,12 +393,33 @@ def _pad(rows: list[list[int]], value: int) -> dict[str, torch.Tensor]:
 
 
 # -- adapters (LoRA/QLoRA plug in here) ---------------------------------------------------------------------
-ADAPTERS: dict[str, Callable[..., DSIModel]] = {"full": lambda model, **kw: model}
+#: adapter name -> the function that wraps a built model, or where it lives ("module:function"), imported on first
+#: use: so `build_model(adapter="dgi")` works in a fresh process, and this module imports none of the layers above it.
+ADAPTERS: dict[str, Callable[..., DSIModel] | str] = {
+    "full": lambda model, **kw: model,
+    "lora": "dsilab.adapters:lora",
+    "qlora": "dsilab.adapters:qlora",
+    "dgi": "dsilab.dgi.seq2seq:install_dgi",
+}
 
 
-def register_adapter(name: str, fn: Callable[..., DSIModel]) -> None:
-    """Make `build_model(..., adapter=name)` call `fn(model, **adapter_kwargs)` after the model is built."""
+def register_adapter(name: str, fn: Callable[..., DSIModel] | str) -> None:
+    """Make `build_model(..., adapter=name)` call `fn(model, **adapter_kwargs)` after the model is built (`fn` may
+    be a "module:function" string, imported when first used)."""
     ADAPTERS[name] = fn
+
+
+def resolve_adapter(name: str) -> Callable[..., DSIModel]:
+    """The function behind an adapter name, importing its module the first time."""
+    import importlib
+
+    if name not in ADAPTERS:
+        raise DsilabError(f"unknown adapter {name!r}; available: {sorted(ADAPTERS)} (or register_adapter(name, fn)).")
+    fn = ADAPTERS[name]
+    if isinstance(fn, str):
+        module, _, attr = fn.partition(":")
+        fn = ADAPTERS[name] = getattr(importlib.import_module(module), attr)
+    return fn
 
 
 # -- backbones ----------------------------------------------------------------------------------------------
@@ -420,17 +440,16 @@ def _train_tokenizer(texts: list[str], vocab_size: int):
         trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"],
                                           unk_token="<unk>", show_progress=False)
         tok.train_from_iterator(texts, trainer)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # written whole, then moved: processes side by side (bench jobs) may race
-        tok.save(str(tmp))
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            tok.save(str(tmp))
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
 
 
 def _t5_scratch(texts: list[str], docids: DocidTree, vocab_size: int = 4000, d_model: int = 256, layers: int = 3,
-                decoder_layers: int = 2, heads: int = 4, d_ff: int = 1024, dropout: float = 0.1):
+                decoder_layers: int = 2, heads: int = 4, d_ff: int = 1024, dropout: float = 0.1, tokenizer: Any = None):
     from transformers import T5Config, T5ForConditionalGeneration
 
-    tok = _train_tokenizer(texts, vocab_size)
+    tok = tokenizer or _train_tokenizer(texts, vocab_size)  # a saved model brings the tokenizer it was trained with
     tok.add_tokens(docids.token_vocab, special_tokens=True)
     cfg = T5Config(vocab_size=len(tok), d_model=d_model, d_kv=d_model // heads, d_ff=d_ff, num_layers=layers,
                    num_decoder_layers=decoder_layers, num_heads=heads, dropout_rate=dropout,
@@ -487,14 +506,16 @@ def _looks_like_hub(name: str) -> bool:
 
 def build_model(backbone: str, docids: DocidTree, examples: list[Example], adapter: str = "full", seed: int = 0,
                 max_source_len: int | None = None, max_target_len: int | None = None,
-                adapter_kwargs: dict[str, Any] | None = None, docid_init: str = "auto", **arch: Any) -> DSIModel:
+                adapter_kwargs: dict[str, Any] | None = None, docid_init: str = "auto", tokenizer: Any = None,
+                **arch: Any) -> DSIModel:
     """A DSI model for `docids`, sized on `examples` (lengths; the tokenizer of t5-scratch).
 
     docid_init: "encoder" starts docid tokens at document encodings (`DSIModel.init_docid_embeddings`),
     "random" leaves them random (the DSI paper's setting), "auto" = "encoder" when the encoder is pretrained.
 
     arch: backbone-specific sizes, e.g. d_model/layers/decoder_layers/vocab_size for t5-scratch,
-    decoder_layers/freeze_encoder for minilm-seq2seq. Deterministic per seed.
+    decoder_layers/freeze_encoder for minilm-seq2seq. Deterministic per seed. tokenizer: the one a saved t5-scratch
+    model was trained with (`dsilab.saved.load_model`), instead of training one on the examples.
     """
     if not examples:
         raise DsilabError("build_model needs the training examples (to size the model); got none.")
@@ -502,16 +523,12 @@ def build_model(backbone: str, docids: DocidTree, examples: list[Example], adapt
         raise DsilabError(f"docid_init={docid_init!r}; choose 'auto', 'encoder' or 'random'.")
     if docid_init == "encoder" and backbone == "t5-scratch":
         raise DsilabError("docid_init='encoder' needs a pretrained encoder; t5-scratch starts random (use 'random').")
-    if adapter not in ADAPTERS:
-        from . import adapters  # noqa: F401  (registers "lora" and "qlora" on first use)
-    if adapter not in ADAPTERS:
-        raise DsilabError(f"unknown adapter {adapter!r}; available: {sorted(ADAPTERS)} "
-                          "(LoRA/QLoRA register themselves when their module is imported).")
+    wrap = resolve_adapter(adapter)  # fails early on an unknown name
     seed_everything(seed)
     texts = [e.source for e in examples] + [e.target for e in examples if e.task == "docid2text"]
     try:
         if backbone == "t5-scratch":
-            parts = _t5_scratch(list(dict.fromkeys(texts)), docids, **arch)
+            parts = _t5_scratch(list(dict.fromkeys(texts)), docids, tokenizer=tokenizer, **arch)
         elif backbone == "minilm-seq2seq":
             parts = _minilm_seq2seq(texts, docids, **arch)
         elif _looks_like_hub(backbone):
@@ -534,7 +551,7 @@ def build_model(backbone: str, docids: DocidTree, examples: list[Example], adapt
         model.encoder_key = "minilm-frozen"
     if docid_init == "encoder" or (docid_init == "auto" and backbone != "t5-scratch"):
         model.init_docid_embeddings(examples)
-    model = ADAPTERS[adapter](model, **(adapter_kwargs or {}))
+    model = wrap(model, **(adapter_kwargs or {}))
     model.adapter = adapter
     if adapter != "full":  # an adapter may change (e.g. quantise) the encoder: never share its states
         model.encoder_key = None

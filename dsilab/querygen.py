@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import time
 from collections import Counter
@@ -39,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .core import DsilabError, cache_dir, quiet_hf_loading, require_hub, seed_everything
+from .core import DsilabError, atomic_path, cache_dir, quiet_hf_loading, require_hub, seed_everything
 from .data import Collection
 
 DOCT5QUERY = "doc2query/msmarco-t5-base-v1"
@@ -314,9 +313,8 @@ def train_generator(collection: Collection, config: QGConfig = QGConfig(), split
         return gen
     gen.fit(collection, split, progress)
     if cache:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # one per process: processes side by side (bench jobs) may race here
-        torch.save({"state": gen.state(), "history": gen.history, "train_seconds": gen.train_seconds}, tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            torch.save({"state": gen.state(), "history": gen.history, "train_seconds": gen.train_seconds}, tmp)
     return gen
 
 
@@ -374,9 +372,8 @@ def generate_queries(collection: Collection, n_per_doc: int = 5, generator: str 
     else:
         out = _hub_queries(collection, n_per_doc, seed, generator, top_k, top_p)
     if cache:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # one per process: processes side by side (bench jobs) may race here
-        tmp.write_text(json.dumps(out))
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(out))
     return out
 
 

@@ -26,6 +26,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -216,6 +217,14 @@ class DSIResult:
 
         return search(self.model, queries, k=k)
 
+    def save(self, folder: str | Path) -> Path:
+        """Write the model and everything a later search needs into `folder` (`dsilab.load_model(folder)` reopens it)."""
+        from .saved import save_model
+
+        log = {k: v for k, v in self.summary().items() if k != "recipe"}
+        return save_model(self.model, folder, arch=model_arch(self.recipe), recipe=asdict(self.recipe),
+                          collection=self.collection, log=log)
+
     def summary(self) -> dict[str, Any]:
         """What a result JSON records of the training run (no test numbers: those are read once, by the caller)."""
         return {"recipe": asdict(self.recipe), "label": self.recipe.label, "dev_from": self.dev_from,
@@ -234,6 +243,14 @@ def memorisation(model, docs: dict[str, str]) -> float:
     from .metrics import evaluate
 
     return evaluate(search(model, docs, k=1, batch_size=128), {d: {d: 1} for d in docs}, ("Hits@1",))["Hits@1"]
+
+
+def model_arch(recipe: Recipe) -> dict[str, Any]:
+    """The backbone sizes `build_model` takes for this recipe (a saved model records them to rebuild its network)."""
+    arch: dict[str, Any] = dict(recipe.arch or {})
+    if recipe.backbone == "minilm-seq2seq":
+        arch = {"decoder_layers": recipe.decoder_layers, "freeze_encoder": recipe.freeze_encoder, **arch}
+    return arch
 
 
 def prepare(collection: Collection, recipe: Recipe, tree: DocidTree | None = None, extra_examples: list | None = None,
@@ -257,11 +274,8 @@ def prepare(collection: Collection, recipe: Recipe, tree: DocidTree | None = Non
         if recipe.query_filter_k:
             pseudo, filtered = roundtrip_filter(coll, pseudo, recipe.query_filter_k)
     examples = build_examples(coll, tree, task, pseudo=pseudo) + list(extra_examples or [])
-    arch: dict[str, Any] = dict(recipe.arch or {})
-    if recipe.backbone == "minilm-seq2seq":
-        arch = {"decoder_layers": recipe.decoder_layers, "freeze_encoder": recipe.freeze_encoder, **arch}
     model = build_model(recipe.backbone, tree, examples, seed=recipe.seed, docid_init=recipe.docid_init,
-                        adapter=recipe.adapter, adapter_kwargs=recipe.adapter_kwargs, **arch)
+                        adapter=recipe.adapter, adapter_kwargs=recipe.adapter_kwargs, **model_arch(recipe))
     return coll, dev_from, tree, examples, model, filtered
 
 
@@ -320,3 +334,37 @@ def seen_unseen(collection: Collection, split: str = "test", trained_on: str = "
         groups["seen" if any(g > 0 and d in seen_docs for d, g in rels.items()) else "unseen"].append(q)
     return groups
 
+
+
+def train_to_folder(collection: str | Collection, recipe: Recipe, out: str | Path, progress: bool = True) -> Path:
+    """`dsilab train`: train `recipe` on `collection` to convergence, checkpointing into `out/checkpoints` (a rerun
+    with the same `out` resumes there), then save the model to `out` and drop the checkpoints. A folder that holds
+    another collection's or another recipe's run is refused rather than mixed."""
+    import json
+    import shutil
+
+    from .data import load_collection
+
+    coll = load_collection(collection) if isinstance(collection, str) else collection
+    out = Path(out)
+    run_card = {"collection": coll.name, "fingerprint": coll.fingerprint(), "recipe": asdict(recipe)}
+    started = out / "training.json"
+    if started.is_file():
+        before = json.loads(started.read_text())
+        if before != json.loads(json.dumps(run_card)):
+            raise DsilabError(f"{out} holds a run of another collection or recipe ({before['collection']}, "
+                              f"{Recipe(**before['recipe']).label}); choose another --out, or delete {out} to start over.")
+        if (out / "model.json").is_file():
+            print(f"{out} already holds this trained model; nothing to do.")
+            return out
+    elif out.exists() and any(out.iterdir()):
+        raise DsilabError(f"{out} exists and is not a dsilab training folder; choose an empty or new --out.")
+    out.mkdir(parents=True, exist_ok=True)
+    started.write_text(json.dumps(run_card, indent=2))
+    result = train_dsi(coll, recipe, progress=progress, checkpoint_dir=str(out / "checkpoints"))
+    result.save(out)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    s = result.summary()
+    print(f"saved to {out}: {s['steps']} steps ({s['stopped']}), memorisation {s['memo Hits@1']}, "
+          f"best dev {s['best dev']} (dev from {s['dev_from']}), {s['train_s']} s of training")
+    return out

@@ -39,7 +39,7 @@ import numpy as np
 import psutil
 import torch
 
-from .core import DsilabError, Qrels, seed_everything
+from .core import DsilabError, Qrels, atomic_path, seed_everything
 from .tasks import Example
 
 AMP = ("auto", "bf16", "fp16", "off")
@@ -324,9 +324,8 @@ class Trainer:
                      "epoch": self.epoch, "micro": self.micro, "best": self.best, "best_state": self.best_state,
                      "bad_evals": self.bad_evals, "history": self.history, "config": asdict(self.cfg),
                      "scaler": self.scaler.state_dict() if self.scaler else None}
-            tmp = path.with_suffix(".tmp")
-            torch.save(state, tmp)
-            tmp.replace(path)  # atomic: an interruption mid-save leaves the previous checkpoint intact
+            with atomic_path(path) as tmp:  # an interruption mid-save leaves the previous checkpoint intact
+                torch.save(state, tmp)
         self.acc.wait_for_everyone()
         return path
 

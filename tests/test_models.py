@@ -145,3 +145,23 @@ def test_cosine_head_and_soft_input_hooks_are_off_by_default_and_faithful(setup)
         assert model(**batch, text_rows=text_rows).item() == pytest.approx(ref.item())
     with pytest.raises(DsilabError, match="offline backbone"):
         type(model).use_cosine_head(type("M", (), {"net": object()})(), 30.0)
+
+
+def test_adapters_resolve_lazily_in_a_fresh_process():
+    """build_model(adapter="dgi" | "lora") needs no earlier import of its module: the registry names where each lives."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from dsilab.models import resolve_adapter; "
+            "assert 'dsilab.dgi.seq2seq' not in sys.modules and 'dsilab.adapters' not in sys.modules; "
+            "print(resolve_adapter('dgi').__name__, resolve_adapter('lora').__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["install_dgi", "lora"]
+
+
+def test_an_unknown_adapter_is_named_with_the_known_ones():
+    from dsilab import DsilabError
+    from dsilab.models import resolve_adapter
+
+    with pytest.raises(DsilabError, match="unknown adapter 'lorra'.*'lora'"):
+        resolve_adapter("lorra")

@@ -9,14 +9,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from ..core import DsilabError, cache_dir
+from ..core import DsilabError, atomic_path, cache_dir
 from ..data import Collection, Doc
 
 TARGETS = ("docs", "queries")
@@ -181,9 +180,8 @@ class Pipeline:
         }
         data["seconds"] = round(time.perf_counter() - t0, 3)
         if cache:
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")  # one per process: processes side by side (bench jobs) may race here
-            tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-            tmp.replace(path)
+            with atomic_path(path) as tmp:
+                tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
         out = self._rebuild(collection, data)
         out.seconds, out.cached = data["seconds"], False
         return out

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..core import DsilabError, cache_dir, require_hub, seed_everything
+from ..core import DsilabError, atomic_path, cache_dir, require_hub, seed_everything
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 HUB_MLM = "bert-base-uncased"
@@ -235,16 +234,10 @@ def train_mlm(texts: Sequence[str], config: MLMConfig = MLMConfig(), seed: int =
         **_heldout_accuracy(model, tokenizer, held, config, seed),
     }
     if cache:
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per process: processes side by side (bench jobs) may race here
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "info.json").write_text(json.dumps(info, indent=2))
-        if path.exists():  # another process finished first: keep theirs
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.replace(path)
+        with atomic_path(path) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            (tmp / "info.json").write_text(json.dumps(info, indent=2))
     return MaskedLM(model, tokenizer, name, info)
 
 

@@ -20,7 +20,7 @@ What makes it DGI (Differentiable Geometric Indexing, arXiv 2603.10409), each a 
   frequent code win.
 
 Training goes through the shared loop (`dsilab.train`: AMP, resume, progress, convergence): DGI is installed on the
-built `DSIModel` through `build_model`'s adapter hook (`register_adapter("dgi", ...)`), and search is
+built `DSIModel` through `build_model`'s adapter hook (`adapter="dgi"`, found through `dsilab.models.ADAPTERS`), and search is
 `dsilab.decode.search` over the trie of the residual docids (`DSIResult.search`).
 
 Departures from the paper, and why (its full text is not stored here; its abstract and the project's notes are):
@@ -43,7 +43,7 @@ from torch import nn
 
 from ..core import DsilabError
 from ..data import Collection
-from ..models import DSIModel, register_adapter
+from ..models import DSIModel
 from ..recipes import DSIResult, Recipe, train_dsi
 from .codes import ResidualCodes, collection_codes
 
@@ -174,7 +174,6 @@ def install_dgi(model: DSIModel, **options: Any) -> DSIModel:
     return model
 
 
-register_adapter("dgi", install_dgi)
 
 
 @dataclass

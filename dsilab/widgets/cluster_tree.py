@@ -6,7 +6,6 @@ of the document embeddings (t-SNE, or PCA when the collection is tiny) and lists
 """
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import ipywidgets as w
@@ -46,7 +45,7 @@ def _tsne_cached(x: np.ndarray, seed: int) -> np.ndarray:
     import sklearn
     from sklearn.manifold import TSNE
 
-    from ..core import cache_dir
+    from ..core import atomic_path, cache_dir
 
     key = hashlib.sha256(x.tobytes() + repr((x.shape, seed, sklearn.__version__)).encode()).hexdigest()[:24]
     path = cache_dir("projections") / f"tsne-{key}.npy"
@@ -55,9 +54,8 @@ def _tsne_cached(x: np.ndarray, seed: int) -> np.ndarray:
     tsne = TSNE(n_components=2, perplexity=min(30.0, (x.shape[0] - 1) / 3), metric="cosine", init="pca",
                 random_state=seed)
     out = np.asarray(tsne.fit_transform(x), dtype=np.float32)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")  # written whole, then moved: processes side by side (bench jobs) may race
-    np.save(tmp, out)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        np.save(tmp, out)
     return out
 
 
