@@ -38,16 +38,18 @@ test-quick: setup
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
 
-# Every method in one table (dsilab/results/all-lab.json + .png, docs/benchmarks.md); `bench all` runs `bench dsi`
-# first, so its result is deleted here to measure everything afresh. `bench efficiency` has its own table.
+# Every method in one table (dsilab/results/all-lab.json + .png, docs/benchmarks.md): `bench dsi` runs first (its result
+# is deleted to measure everything afresh) and `bench all` reads it. `bench efficiency` has its own table. Only this
+# target writes into dsilab/results and docs/ (--update-docs); any other `dsilab bench` writes under its --out.
 # BEIR="path/to/cisi path/to/scifact" adds the baselines on BEIR-layout folders you downloaded (dsilab/results/baselines-NAME.json).
 # The long ablations have their own commands: dsilab bench ann|augment|dgi [--collection synthetic] (see docs/benchmarks.md).
 bench: setup
 	rm -f dsilab/results/dsi-lab.json dsilab/results/efficiency-lab.json
-	$(PY) -m dsilab bench baselines --collection lab --out dsilab/results
-	$(PY) -m dsilab bench all --collection lab --out dsilab/results
-	$(PY) -m dsilab bench efficiency --collection lab --out dsilab/results
-	for folder in $(BEIR); do $(PY) -m dsilab bench baselines --collection $$folder --out dsilab/results; done
+	$(PY) -m dsilab bench baselines --collection lab --out dsilab/results --update-docs
+	$(PY) -m dsilab bench dsi --collection lab --out dsilab/results --update-docs
+	$(PY) -m dsilab bench all --collection lab --out dsilab/results --update-docs
+	$(PY) -m dsilab bench efficiency --collection lab --out dsilab/results --update-docs
+	for folder in $(BEIR); do $(PY) -m dsilab bench baselines --collection $$folder --out dsilab/results --update-docs; done
 
 # Real-browser widget test: JupyterLab on 127.0.0.1 + Debian's headless Chromium via Playwright (no browser download).
 SCREENSHOTS ?= build/browser

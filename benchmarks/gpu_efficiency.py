@@ -182,7 +182,7 @@ def summary(env: dict[str, Any], rows: list[dict[str, Any]], seconds: float) -> 
 
 
 def write_doc(doc: str, text: str, command: str) -> None:
-    """Replace (or append) the `gpu-efficiency` block of docs/benchmarks.md (same markers as dsilab.bench)."""
+    """Replace (or append) the `gpu-efficiency` block of docs/benchmarks.md (same markers as dsilab.experiments.runner)."""
     begin, end = "<!-- bench:gpu-efficiency -->", "<!-- /bench:gpu-efficiency -->"
     body = f"{begin}\n### GPU efficiency (benchmarks/gpu_efficiency.py)\n\nCommand: `{command}`\n\n{text}{end}"
     old = open(doc, encoding="utf-8").read() if os.path.exists(doc) else "# Benchmarks\n"

@@ -26,14 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--collection", help='COLLECTION for the notebooks that take one (default: lab with --fast, '
                      'beir/scifact with --full): a name, or a BEIR folder such as a local copy of SciFact')
 
-    from .bench import BENCHMARKS
+    from .experiments import BENCHMARKS
 
     bench = sub.add_parser("bench", help="run a benchmark: print a table, write JSON to --out (docs too only for make bench)")
     bench.add_argument("name", choices=sorted(BENCHMARKS))
     bench.add_argument("--collection", default="lab", help='"lab", "synthetic", "msmarco-v1.1" or a BEIR folder')
     bench.add_argument("--split", default="test")
     bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--out", default="build/bench")
+    bench.add_argument("--out", default="build/bench", help="folder for the JSON (and plot); nothing else is written")
+    bench.add_argument("--update-docs", action="store_true", help="also rewrite this benchmark's section of "
+                       "docs/benchmarks.md (what `make bench` does)")
 
     # `train` takes every Recipe field as a flag (parsed by jsonargparse in `_train`, which also reads --recipe FILE)
     sub.add_parser("train", add_help=False, help="train a DSI model on a collection and save it (dsilab train --help)")
@@ -71,12 +73,13 @@ def main(argv: list[str] | None = None) -> int:
             results = run_course(fast=args.fast, only=args.only, out_dir=args.out, collection=args.collection)
             return 0 if all(r.status == "ok" for r in results) else 1
         if args.command == "bench":
-            from .bench import run_benchmark
+            from .experiments import run_benchmark
             from .core import configure_threads
 
             configure_threads()  # once: every core, or DSILAB_THREADS (parallel variants divide them among themselves)
 
-            run_benchmark(args.name, collection=args.collection, split=args.split, seed=args.seed, out_dir=args.out)
+            run_benchmark(args.name, collection=args.collection, split=args.split, seed=args.seed, out_dir=args.out,
+                          update_docs=args.update_docs)
             return 0
         if args.command == "search":
             return _search(args)

@@ -73,7 +73,7 @@ def test_qlora_layers_are_4bit_and_a_step_changes_only_adapters(tiny_dsi):
 def test_qlora_trains_again_after_an_evaluation():
     # DSI training evaluates between steps: on AVX512-BF16 CPUs bitsandbytes repacked the 4-bit weights for inference
     # at the first eval forward, and the next training step failed in a layer with a bias (MiniLM's; T5 has none)
-    from dsilab.bench import efficiency_recipe
+    from dsilab.experiments.efficiency import efficiency_recipe
     from dsilab.data import synthetic_collection
     from dsilab.recipes import train_dsi
 

@@ -118,7 +118,7 @@ def test_train_signal_is_a_choice(unlabelled):
 
 def test_reference_only_benchmark_has_the_faiss_rows_and_a_plot(tmp_path):
     from dsilab.ann import synthetic_vectors
-    from dsilab.ann.experiments import run_ann_benchmark, save_plots
+    from dsilab.experiments.ann import run_ann_benchmark, save_plots
 
     vs = synthetic_vectors(n=1500, dim=16, n_train=20, n_test=30, n_clusters=4, n_subclusters=2, latent_dim=6)
     out = run_ann_benchmark(vs, only="reference")
@@ -136,7 +136,7 @@ def test_reference_only_benchmark_has_the_faiss_rows_and_a_plot(tmp_path):
 def test_structures_only_benchmark_skips_the_seed_comparisons():
     """only="structures" (the 1M run): every index, learned ones included, but no 3-seed learning rows."""
     from dsilab.ann import synthetic_vectors
-    from dsilab.ann.experiments import run_ann_benchmark
+    from dsilab.experiments.ann import run_ann_benchmark
 
     vs = synthetic_vectors(n=600, dim=64, n_train=40, n_test=30, n_clusters=4, n_subclusters=2, latent_dim=6)
     out = run_ann_benchmark(vs, only="structures", hash_epochs=1)

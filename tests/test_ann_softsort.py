@@ -114,7 +114,7 @@ def test_oracle_router_on_a_hand_built_tree():
 
 def test_ceiling_note_reads_the_numbers_it_is_given():
     """The sentence follows the measured gains: an oracle under +5 points means +5 is out of reach."""
-    from dsilab.ann.experiments import ceiling_note
+    from dsilab.experiments.ann import ceiling_note
 
     base = {"held_out_queries": 50, "budget": 90.0}
     low = ceiling_note({**base, "gain_points": {"oracle router": 3.0, "soft tree": 1.0, "soft tree, strong fit": 1.0,

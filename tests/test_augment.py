@@ -210,7 +210,7 @@ def test_before_after_and_diff_html():
 
 
 def test_ablation_summary_and_effects():
-    from dsilab.augment.ablation import ABLATION_RECIPE, effects, summarise
+    from dsilab.experiments.augment import ABLATION_RECIPE, effects, summarise
 
     runs = {"none": [{"seed": s, "Hits@1": h, "Hits@10": 0.9, "aug_s": 0.0, "train_s": 1.0, "examples": 10}
                      for s, h in enumerate((0.50, 0.52, 0.48))],

@@ -3,7 +3,8 @@ import json
 import subprocess
 import sys
 
-from dsilab.bench import bench_baselines, update_doc_section, write_result
+from dsilab.experiments.baselines import bench_baselines
+from dsilab.experiments.runner import update_doc_section, write_result
 from dsilab.cli import main
 from dsilab import load_collection
 
@@ -39,16 +40,21 @@ def test_bench_writes_json_and_replaces_its_doc_section(tiny_beir, tmp_path):
 def test_bench_all_one_table_fresh_process_per_method(tmp_path):
     """bench all: each method in its own process, same numbers as the per-topic benchmark, a PNG, clear errors."""
     from dsilab import DsilabError
-    from dsilab.bench_all import bench_all
+    from dsilab.experiments.all_methods import bench_all
     from dsilab.data import synthetic_collection
 
     coll = synthetic_collection(n_docs=30, n_topics=3, n_subtopics=2, doc_len=20, queries_per_doc=3, seed=0)
-    result = bench_all(coll, split="test", methods=["BM25", "IVF 16 lists, nprobe 2"], plot_dir=tmp_path)
+    from dsilab.results import RESULTS_DIR
+
+    shipped = lambda: {p: p.read_bytes() for p in [*RESULTS_DIR.iterdir(), *(RESULTS_DIR.parents[1] / "docs").glob("*.md")] if p.is_file()}  # noqa: E731
+    before = shipped()
+    result = bench_all(coll, split="test", methods=["BM25", "IVF 16 lists, nprobe 2"], out_dir=tmp_path)
+    assert shipped() == before, "bench all wrote into the package or docs/: it writes under its --out only"
     rows = result["results"]
     assert list(rows) == ["BM25", "IVF 16 lists, nprobe 2"]
     assert rows["BM25"]["Hits@1"] == round(bench_baselines(coll)["results"]["BM25"]["Hits@1"], 4)
     assert rows["IVF 16 lists, nprobe 2"]["family"] == "ANN over dense" and rows["BM25"]["peak_mb"] > 50
-    assert (tmp_path / f"all-{coll.name}.png").stat().st_size > 10_000
+    assert (tmp_path / f"all-{coll.name}.png").stat().st_size > 10_000 and not (RESULTS_DIR / f"all-{coll.name}.png").exists()
     with pytest.raises(DsilabError, match="unknown method"):
         bench_all(coll, methods=["BM26"])
 

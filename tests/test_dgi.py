@@ -243,7 +243,7 @@ def test_train_dgi_goes_through_the_one_recipe_and_searches_with_decode():
         train_dgi(coll, Recipe(adapter="lora"))
 
 
-# -- the comparison's bookkeeping (dsilab.dgi.study): no training, a made-up result ------------------------------------
+# -- the comparison's bookkeeping (dsilab.experiments.dgi): no training, a made-up result ------------------------------------
 def fake_result(seeds=(0, 1), memo=1.0):
     """Two variants on 10 queries (B0: q0-q4, B4: q5-q9): DGI hits every tail query, DSI-semantic none of them."""
     buckets_ = {f"q{i}": "B0" if i < 5 else "B4" for i in range(10)}
@@ -259,7 +259,7 @@ def fake_result(seeds=(0, 1), memo=1.0):
 
 
 def test_bucket_summary_pairs_variants_per_bucket_and_leaves_out_unconverged_runs():
-    from dsilab.dgi.study import bucket_summary, goal
+    from dsilab.experiments.dgi import bucket_summary, goal
 
     t = bucket_summary(fake_result()).set_index(["variant", "bucket"])
     assert t.loc[("DGI", "B4"), "Hits@10"] == 1.0 and t.loc[("DSI-semantic", "B4"), "Hits@10"] == 0.0
@@ -274,7 +274,7 @@ def test_bucket_summary_pairs_variants_per_bucket_and_leaves_out_unconverged_run
 
 
 def test_merge_joins_seeds_and_refuses_other_queries_or_repeated_runs():
-    from dsilab.dgi.study import bucket_summary, merge
+    from dsilab.experiments.dgi import bucket_summary, merge
 
     a, b = fake_result(seeds=(0,)), fake_result(seeds=(1,))
     m = merge([a, b])
@@ -291,8 +291,8 @@ def test_merge_joins_seeds_and_refuses_other_queries_or_repeated_runs():
 def test_committed_dgi_results_cover_every_variant_and_seed_and_converged():
     import json
 
-    from dsilab.bench import RESULTS_DIR
-    from dsilab.dgi.study import VARIANTS
+    from dsilab.results import RESULTS_DIR
+    from dsilab.experiments.dgi import VARIANTS
 
     for name in ("dgi-lab-zipf1.json", "dgi-scifact.json"):
         r = json.loads((RESULTS_DIR / name).read_text())
@@ -305,7 +305,7 @@ def test_committed_dgi_results_cover_every_variant_and_seed_and_converged():
 @pytest.mark.slow
 def test_bench_dgi_trains_each_variant_in_its_own_process_and_keeps_per_query_scores():
     from dsilab import load_collection
-    from dsilab.dgi.study import bench_dgi, results_rows
+    from dsilab.experiments.dgi import bench_dgi, results_rows
 
     lab = load_collection("lab").topics(1)
     r = bench_dgi(lab, seeds=(0,), variants=("DGI",),

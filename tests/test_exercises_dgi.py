@@ -1,8 +1,8 @@
 """Chapter 09's "predict, then run" checker: a made-up comparison where the answer is known, and the committed one."""
 import json
 
-from dsilab.bench import RESULTS_DIR
-from dsilab.dgi.study import per_query_scores
+from dsilab.results import RESULTS_DIR
+from dsilab.experiments.dgi import per_query_scores
 from dsilab.exercises import check
 from dsilab.metrics import paired_difference
 

@@ -69,7 +69,8 @@ def test_measure_keeps_what_paired_tests_need():
     from dsilab.data import synthetic_collection
     from dsilab.decode import search
     from dsilab.docids import make_docids
-    from dsilab.incremental import measure, split_collection
+    from dsilab.experiments.incremental import measure
+    from dsilab.incremental import split_collection
     from dsilab.metrics import paired_difference
     from dsilab.models import build_model
     from dsilab.recipes import memorisation

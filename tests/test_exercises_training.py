@@ -2,7 +2,7 @@
 and `metrics.paired_bounds`, which both chapters use to compare committed results that kept only shares."""
 import json
 
-from dsilab.bench import RESULTS_DIR
+from dsilab.results import RESULTS_DIR
 from dsilab.exercises import check
 from dsilab.metrics import paired_bounds
 
@@ -44,3 +44,18 @@ def test_07_4_peak_minus_state():
     assert check("07.4", right, results=results, strict=True)
     assert not check("07.4", {n: results[n]["peak_mb"] for n in names}, results=results)
     assert not check("07.4", {"LoRA r=8": right["LoRA r=8"]}, results=results)
+
+
+def test_06_1_message_says_what_the_raw_list_deletes(capsys):
+    from dsilab.augment import Num2Text, Pipeline, StopwordRemover
+
+    text = "It is 2 km deep and 100 years old"
+    run = lambda **kw: Pipeline([Num2Text(), StopwordRemover(keep_numbers=False, **kw)]).run(  # noqa: E731
+        [text], target="queries")[0][0]
+    fixed, plain = run(keep=("two", "one", "hundred")), run()
+    capsys.readouterr()
+    assert check("06.1", fixed, text=text, strict=True)
+    out = capsys.readouterr().out
+    if plain != fixed:                     # the raw list deletes number words: the message must say so
+        assert "were deleted" in out and "nothing was lost" not in out and repr(plain) in out
+    assert not check("06.1", plain, text=text) or plain == fixed

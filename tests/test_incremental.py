@@ -7,8 +7,8 @@ from dsilab.core import DsilabError
 from dsilab.data import synthetic_collection
 from dsilab.decode import search
 from dsilab.docids import DocidTree, make_docids
-from dsilab.incremental import (UpdateConfig, add_documents, check_floors, extend_docids, measure, replay_sample,
-                                split_collection)
+from dsilab.incremental import UpdateConfig, add_documents, extend_docids, replay_sample, split_collection
+from dsilab.experiments.incremental import check_floors, measure
 from dsilab.metrics import evaluate
 from dsilab.models import build_model
 from dsilab.recipes import Recipe, train_dsi
@@ -134,12 +134,13 @@ def test_a_grown_model_still_decodes_its_old_docids(tiny_dsi):
     assert len(model.tokenizer) == vocab and model.docids is tree  # the original is untouched
     assert len(grown.tokenizer) == vocab + 2 and grown.docid_vocab.numel() == 13
     batch = model.batch(ex[:4])
-    with torch.no_grad():  # the old docid rows score exactly as before; the new ones are extra columns
+    with torch.no_grad():  # the old docid rows score as before (to float rounding: a wider matrix product may take
+        # another BLAS kernel on some CPUs); the new ones are extra columns
         hidden = model.encode(batch["input_ids"], batch["attention_mask"])
         dec = model.shift_right(batch["labels"])
         old = model.docid_logits(hidden, batch["attention_mask"], dec)
         new = grown.docid_logits(hidden, batch["attention_mask"], dec)
-    assert torch.equal(new[..., [*range(10), 12]], old)
+    assert torch.allclose(new[..., [*range(10), 12]], old, rtol=0, atol=1e-5)
     after = evaluate(search(grown, docs, k=1), {d: {d: 1} for d in docs}, ("Hits@1",))["Hits@1"]
     assert before >= 0.9 and after >= before - 0.1, (before, after)
     assert grown.docid_sequences()["new1"][0] == grown.tokenizer.convert_tokens_to_ids("<a11>")

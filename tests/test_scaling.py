@@ -8,7 +8,7 @@ from dsilab.data import load_collection
 from dsilab.docids import make_docids
 from dsilab.models import build_model
 from dsilab.recipes import Recipe
-from dsilab.scaling import STUDIES, forgetting, resolve, shape_recipe, throughput
+from dsilab.experiments.scaling import STUDIES, forgetting, resolve, shape_recipe, throughput
 from dsilab.tasks import TaskConfig, build_examples
 from dsilab.train import PackedExamples, TrainConfig, Trainer
 
@@ -96,7 +96,7 @@ def test_throughput_measures_the_loop_and_the_bare_step():
 def test_every_committed_scaling_row_has_a_study_that_reproduces_it():
     import json
 
-    from dsilab.bench import RESULTS_DIR
+    from dsilab.results import RESULTS_DIR
 
     result = json.loads((RESULTS_DIR / "scaling-scifact.json").read_text())
     defined = {f"{s}: {label.format(real=result['collection'])}" for s, rows in STUDIES.items() for label in rows}

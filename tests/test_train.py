@@ -8,6 +8,7 @@ from dsilab.core import DsilabError
 from dsilab.decode import search
 from dsilab.metrics import evaluate
 from dsilab.models import build_model
+from dsilab.experiments import efficiency, runner
 from dsilab.train import Callback, TrainConfig, train
 
 from conftest import TINY_T5 as TINY, Interrupt
@@ -106,7 +107,7 @@ def test_bad_config():
 
 def test_bench_dsi_zero_shot_on_a_test_only_beir_folder(tiny_beir, tmp_path):
     # a BEIR folder with only a test split: indexing only (never the test queries), intervals and a chance row
-    from dsilab import bench
+    from dsilab.experiments import dsi as bench
     from dsilab.data import load_collection
 
     coll = load_collection(tiny_beir)
@@ -118,8 +119,8 @@ def test_bench_dsi_zero_shot_on_a_test_only_beir_folder(tiny_beir, tmp_path):
     assert lo <= row["Hits@1"] <= hi and 0 <= row["memo Hits@1"] <= 1 and row["stopped"] in ("converged", "step cap")
     assert result["results"]["chance (random ranking)"]["Hits@1"] == pytest.approx(1 / 3, abs=1e-4)
     assert "Dense (MiniLM fine-tuned on train queries)" not in result["results"]  # nothing to fine-tune on
-    path = bench.write_result(result, tmp_path)
-    assert path.parent == tmp_path and "[" in bench.format_table(result["results"])
+    path = runner.write_result(result, tmp_path)
+    assert path.parent == tmp_path and "[" in runner.format_table(result["results"])
 
 
 def test_encoder_lr_steps_the_encoder_alone(tiny_dsi):
@@ -145,7 +146,7 @@ def test_encoder_lr_needs_a_model_with_an_encoder(tiny_dsi):
 
 def test_bench_dsi_named_variants_report_cost_columns(tiny_beir):
     # the efficiency table is bench_dsi with named recipes: rows keep their names and carry the cost columns
-    from dsilab import bench
+    from dsilab.experiments import dsi as bench
     from dsilab.data import load_collection
 
     coll = load_collection(tiny_beir)
@@ -153,6 +154,6 @@ def test_bench_dsi_named_variants_report_cost_columns(tiny_beir):
                                                         "prune": 0.5, "prune_epochs": 1, "max_epochs": 3}})
     row = result["results"]["pruned"]
     assert row["sparsity"] == pytest.approx(0.5, abs=0.02) and row["trainable_M"] > 0 and row["train_state_mb"] > row["weights_mb"]
-    assert bench.efficiency_recipe("LoRA r=8").label == "DSI atomic (dense-initialised rows, LoRA r=8)"
+    assert efficiency.efficiency_recipe("LoRA r=8").label == "DSI atomic (dense-initialised rows, LoRA r=8)"
     with pytest.raises(DsilabError, match="efficiency variant"):
-        bench.efficiency_recipe("LoRA r=9")
+        efficiency.efficiency_recipe("LoRA r=9")

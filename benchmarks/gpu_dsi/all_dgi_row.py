@@ -7,7 +7,7 @@ dsilab/results/all-lab.json with its machine named in the row's source.
 import json
 import os
 
-from dsilab.bench_all import bench_all
+from dsilab.experiments.all_methods import bench_all
 from dsilab.data import load_collection
 
 if __name__ == "__main__":

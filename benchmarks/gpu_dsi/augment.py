@@ -6,7 +6,7 @@ first and copied into this machine's cache (~/.cache/dsilab/mlm/NAME; split it b
     python benchmarks/gpu_dsi/augment.py prepare .gpu/augment-lab.json          # this CPU: MLM + 5 pipelines x 3 seeds
     bash benchmarks/gpu_dsi/run.sh python3 benchmarks/gpu_dsi/augment.py train .gpu/augment-lab.json $OUT
     python benchmarks/gpu_dsi/augment.py write $OUT/augment-lab-runs.json     # here: the result JSON and docs section
-Every DSI model is `dsilab.augment.ablation.train_and_score` (the one recipe, trained to convergence); `train` runs
+Every DSI model is `dsilab.experiments.augment.train_and_score` (the one recipe, trained to convergence); `train` runs
 JOBS (default 4) of the 15 trainings side by side, each in a fresh process.
 """
 import json
@@ -21,8 +21,8 @@ SEEDS = (0, 1, 2)
 def prepare(path: str) -> None:
     from dsilab import load_collection
     from dsilab.augment import ablation_pipelines
-    from dsilab.augment.ablation import bench_mlm, prepare as run_pipelines
-    from dsilab.bench import environment
+    from dsilab.experiments.augment import bench_mlm, prepare as run_pipelines
+    from dsilab.experiments.runner import environment
 
     coll = load_collection("lab")
     mlm = bench_mlm(coll, seed=SEEDS[0])
@@ -36,7 +36,7 @@ def _one(rec: dict, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     from dsilab import load_collection
-    from dsilab.augment.ablation import ABLATION_RECIPE, _restore, train_and_score
+    from dsilab.experiments.augment import ABLATION_RECIPE, _restore, train_and_score
     from dsilab.docids import make_docids
 
     coll = load_collection("lab")
@@ -46,7 +46,7 @@ def _one(rec: dict, threads: int) -> dict:
 
 
 def train(path: str, out: str) -> None:
-    from dsilab.bench import environment
+    from dsilab.experiments.runner import environment
 
     data = json.load(open(path))
     jobs = int(os.environ.get("JOBS", 4))
@@ -61,8 +61,9 @@ def train(path: str, out: str) -> None:
 
 def write(path: str) -> None:
     from dsilab import load_collection
-    from dsilab.augment.ablation import ABLATION_RECIPE, result_record, summarise
-    from dsilab.bench import RESULTS_DIR, format_table, write_result
+    from dsilab.experiments.augment import ABLATION_RECIPE, result_record, summarise
+    from dsilab.results import RESULTS_DIR
+    from dsilab.experiments.runner import format_table, write_result
     from dsilab.docids import make_docids
 
     data = json.load(open(path))

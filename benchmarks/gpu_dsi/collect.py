@@ -40,8 +40,8 @@ def collect(dirs: list[Path]) -> dict:
             for name, history in evals.items():
                 if name not in result["results"]:
                     unfinished[name] = {"source": f"{log.parent.name}/log.txt", "history": history}
-    # rows no study of dsilab.scaling defines any more (e.g. settings replaced) leave: each row has its command
-    from dsilab.scaling import STUDIES
+    # rows no study of dsilab.experiments.scaling defines any more (e.g. settings replaced) leave: each row has its command
+    from dsilab.experiments.scaling import STUDIES
 
     defined = {f"{study}: {label.format(real=result['collection'])}" for study, rows in STUDIES.items() for label in rows}
     for group in (result["results"], unfinished):
@@ -59,7 +59,7 @@ COLUMNS = ("n_docs", "Hits@1", "Hits@1 CI", "chance Hits@1", "Hits@10", "Hits@10
 
 def doc_section(result: dict) -> str:
     """docs/benchmarks.md's scaling section: one row per study row, the notes, the command."""
-    from dsilab.bench import format_table
+    from dsilab.experiments.runner import format_table
 
     rows = {name: {c: row[c] for c in COLUMNS if c in row} for name, row in sorted(result["results"].items())}
     return (f"### scaling on {result['collection']} (SciFact rows: {result['n_queries']} test queries, {result['n_docs']} docs; "
@@ -70,7 +70,7 @@ def doc_section(result: dict) -> str:
 
 
 if __name__ == "__main__":
-    from dsilab.bench import BENCH_DOC, update_doc_section
+    from dsilab.experiments.runner import BENCH_DOC, update_doc_section
 
     out = collect([Path(p) for p in sys.argv[1:]])
     RESULT.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")

@@ -6,7 +6,7 @@
 export DSILAB_QG_N=${DSILAB_QG_N:-5} DSILAB_QG_RECIPE='{"eval_every": 400, "patience": 2}'
 export DSILAB_BENCH_JOBS=3 DSILAB_TIME_LIMIT_S=${DSILAB_TIME_LIMIT_S:-290}
 if [ "$1" = prepare ]; then
-  python3 -c "from dsilab.bench import prepare_qg; from dsilab.data import load_collection as L; prepare_qg(L('.gpu/data/scifact'))"
+  python3 -c "from dsilab.experiments.qg import prepare_qg; from dsilab.data import load_collection as L; prepare_qg(L('.gpu/data/scifact'))"
 else
   python3 -m dsilab bench qg --collection .gpu/data/scifact --out "$OUT"
 fi

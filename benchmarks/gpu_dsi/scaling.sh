@@ -1,7 +1,7 @@
 # DSI at GPU scale on 2 H200s (device kind nvidia-h200-x2): one device command of under 10 minutes per part,
 #   bash benchmarks/gpu_dsi/run.sh bash benchmarks/gpu_dsi/scaling.sh PART      (PART = A .. F)
 # then `python benchmarks/gpu_dsi/collect.py DIRS` merges what came back into dsilab/results/scaling-scifact.json.
-# Which part reproduces which study (dsilab.scaling.STUDIES):
+# Which part reproduces which study (dsilab.experiments.scaling.STUDIES):
 # A: throughput (GPU 0, alone on it: dsilab bench throughput), corpus1k (GPU 0 after it), forgetting (GPU 1, 3 rows).
 # B: corpus100k, atomic alone on GPU 0, semantic on GPU 1 (the committed semantic row came from an earlier command).
 # C: corpus20k, both rows on GPU 0.

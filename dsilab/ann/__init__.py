@@ -9,7 +9,7 @@ exact number of distance computations per query); `recall_at_k` scores a run aga
 from .evaluation import (
     EncodedIndex, SearchResult, budget_for_recall, exact_neighbours, recall_at_budget, recall_at_k, score, truth_from_indices,
 )
-from .experiments import hash_table, sweep, tree_curves
+from .sweeps import hash_table, sweep, tree_curves
 from .faiss_index import FaissHNSW, FaissIVFFlat
 from .hashing import LSH, HashConfig, LearnedHash
 from .reference import IVF, Flat, KMeansTree

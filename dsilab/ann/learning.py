@@ -94,7 +94,7 @@ def learning_table(vs: VectorSet, seeds: Sequence[int] = (0, 1, 2), progress: bo
     """recall@10 on the test queries, per seed: soft tree (at the k-means tree's 80% budget) and 32-bit
     learned hash (at the table's candidate count) with the default loss, the soft-sort loss, and joint
     training; mean and Student-t 95% interval over seeds, for each method and for each paired difference."""
-    from .experiments import LAMS, MASS, PLANS, TREE_TRAIN, sweep, tree_goal
+    from .sweeps import LAMS, MASS, PLANS, TREE_TRAIN, sweep, tree_goal
 
     if len(seeds) < 2:
         raise DsilabError("learning_table needs at least two seeds for an interval.")
@@ -143,7 +143,7 @@ def routing_ceiling(vs: VectorSet, k: int, depth: int, beams: Sequence[int], see
     recall there of the k-means tree, the soft tree trained without those queries (what search sees),
     the soft tree fitted *with* them (what its routing can represent for known queries), and an oracle
     router that knows each query's neighbours (what any router could reach in this tree)."""
-    from .experiments import sweep, tree_goal
+    from .sweeps import sweep, tree_goal
 
     ho = holdout(vs, seed=seed)
     kmt = KMeansTree(ho.database, ho.ids, k=k, depth=depth, seed=seed)
@@ -170,7 +170,7 @@ def training_size_curve(vs: VectorSet, k: int, depth: int, beams: Sequence[int],
                         seed: int = 0, mass: float | None = 0.9, **train: Any) -> list[dict[str, Any]]:
     """The soft tree's gain over the k-means tree at its 80% budget (on `vs`'s test queries) when trained on
     the first n training queries, for each n in `sizes`: does more training signal close the gap?"""
-    from .experiments import sweep, tree_goal
+    from .sweeps import sweep, tree_goal
 
     if not sizes or max(sizes) > len(vs.train_queries) or min(sizes) < 1:
         raise DsilabError(f"sizes must lie in 1..{len(vs.train_queries)} (the training queries available).")

@@ -10,18 +10,16 @@ scores codes by scaled cosine. Here it is a variant of the one DSI recipe: same 
 * `codes`: `residual_codes` / `collection_codes` -> `ResidualCodes` (L x K residual k-means, collision-aware,
   `.report()`, `.tree()` -> a DocidTree);
 * `seq2seq`: `train_dgi(collection, Recipe(), DGIOptions())` -> `DGIResult` (`.search(queries, k) -> Run`); importing
-  it registers the "dgi" adapter of `dsilab.models.build_model`;
+  `build_model(adapter="dgi")` finds it;
 * `natural`: `zipf_collection`, `popularity`, `buckets` (B0 head .. B4 tail), `popularity_bias`, `bias_band`, `bucket_table`;
-* `study`: `bench_dgi` (DGI, DSI-semantic and the ablations over seeds: `dsilab bench dgi`), `bucket_summary`, `goal`;
 * `geometry`: `norm_inflation_toy` (geometric conflict in miniature), `cosine_logits`, `inner_logits`.
 """
 from .codes import ResidualCodes, collection_codes, residual_codes
 from .geometry import cosine_logits, inner_logits, norm_inflation_toy
 from .natural import bias_band, bucket_table, buckets, popularity, popularity_bias, zipf_collection, zipf_counts
 from .seq2seq import DGIOptions, DGIResult, anneal, install_dgi, train_dgi
-from .study import VARIANTS, bench_dgi, bucket_summary, goal, training_summary
 
-__all__ = ["DGIOptions", "DGIResult", "ResidualCodes", "VARIANTS", "anneal", "bench_dgi", "bias_band", "bucket_summary",
-           "bucket_table", "buckets", "collection_codes", "cosine_logits", "goal", "inner_logits", "install_dgi",
-           "norm_inflation_toy", "popularity", "popularity_bias", "residual_codes", "train_dgi", "training_summary",
+__all__ = ["DGIOptions", "DGIResult", "ResidualCodes", "anneal", "bias_band",
+           "bucket_table", "buckets", "collection_codes", "cosine_logits", "inner_logits", "install_dgi",
+           "norm_inflation_toy", "popularity", "popularity_bias", "residual_codes", "train_dgi",
            "zipf_collection", "zipf_counts"]

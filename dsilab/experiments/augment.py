@@ -7,6 +7,8 @@ the same targets and only the training text differs.
 """
 from __future__ import annotations
 
+from .runner import environment
+
 import time
 from dataclasses import asdict, replace
 from typing import Any, Sequence
@@ -16,8 +18,8 @@ import numpy as np
 from ..core import DsilabError, seed_everything
 from ..data import Collection, Doc
 from ..recipes import Recipe
-from .base import Pipeline
-from .mlm import MLMConfig, MaskedLM, train_mlm
+from ..augment.base import Pipeline
+from ..augment.mlm import MLMConfig, MaskedLM, train_mlm
 
 
 #: The DSI recipe the ablation trains (the pure DSI row of `dsilab bench dsi`: atomic docids, random rows).
@@ -67,7 +69,7 @@ def prepare(collection: Collection, pipelines: dict[str, Pipeline], seeds: Seque
     out = {}
     for pipe in pipelines.values():  # load spaCy, inflect and friends before the clock starts
         pipe.run(["Warm up: 1 run in 1991."], seed=0)
-    from .posmlm import _ANALYSED
+    from ..augment.posmlm import _ANALYSED
 
     for name, seed in tqdm([(n, s) for s in seeds for n in pipelines], desc="augment", disable=not progress):
         _ANALYSED.clear()  # time every run as a first run: no POS tags memoised from another seed
@@ -139,7 +141,7 @@ def bench_mlm(collection: Collection, config: MLMConfig = BENCH_MLM, seed: int =
 def result_record(collection: Collection, out: dict[str, Any], split: str, seed: int, mlm_info: dict[str, Any],
                   mlm_name: str, environment: dict[str, Any], note: str = "") -> dict[str, Any]:
     """The benchmark JSON (bench.write_result's layout) from a `run_ablation` output."""
-    from .stopwords import stopword_list
+    from ..augment.stopwords import stopword_list
 
     queries, _ = collection.split(split)
     verdicts = {m: effects(out["results"], m) for m in ("Hits@1", "Hits@10")}
@@ -159,7 +161,7 @@ def result_record(collection: Collection, out: dict[str, Any], split: str, seed:
 def bench_augment(collection: Collection, split: str = "test", seed: int = 0, environment: dict[str, Any] | None = None,
                   recipe: Recipe = ABLATION_RECIPE) -> dict[str, Any]:
     """`dsilab bench augment`: train the bench MLM, then the ablation over seeds seed, seed+1, seed+2."""
-    from . import ablation_pipelines
+    from ..augment import ablation_pipelines
 
     mlm = bench_mlm(collection, seed=seed)
     out = run_ablation(collection, ablation_pipelines(mlm), recipe, seeds=(seed, seed + 1, seed + 2), split=split)
@@ -184,3 +186,8 @@ def effects(results: dict[str, dict[str, float]], metric: str = "Hits@1", baseli
         verdict = "helps" if delta > noise else "hurts" if delta < -noise else "no clear effect"
         out[name] = {f"{metric} - {baseline}": round(delta, 4), "2 sd": round(noise, 4), "verdict": verdict}
     return out
+
+
+def benchmark(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:
+    """`dsilab bench augment`: the ablation (none / stopwords / num2text / POS-MLM / all) with DSI over 3 seeds."""
+    return bench_augment(collection, split=split, seed=seed, environment=environment())

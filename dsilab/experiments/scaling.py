@@ -6,26 +6,29 @@ memorisation and retrieval as the corpus, the model and the indexing : retrieval
 
 `dsilab bench throughput` and `dsilab bench scaling` run them and write JSON; the committed results
 (dsilab/results/throughput-*.json, scaling-*.json) come from one H200 (`benchmarks/gpu_dsi/scaling.sh`), and notebook
-08 reads them. Each training row is one `dsilab.bench.dsi_variant` (train to convergence, then read the test split
+08 reads them. Each training row is one `dsilab.experiments.dsi.dsi_variant` (train to convergence, then read the test split
 once), in its own process.
 """
 from __future__ import annotations
+
+from .runner import in_processes
+
 
 import os
 import time
 from typing import Any
 
-from .core import DsilabError
-from .data import Collection, load_collection
-from .recipes import Recipe, _sample
-from .train import Callback, TrainConfig, train
+from ..core import DsilabError
+from ..data import Collection, load_collection
+from ..recipes import Recipe, _sample
+from ..train import Callback, TrainConfig, train
 
 SHAPES = ("minilm-seq2seq", "t5-small", "t5-base")
 
 
 def shape_recipe(shape: str, **changes: Any) -> Recipe:
     """The recipe of one network shape: the MiniLM seq2seq, or t5-small / t5-base built from config (random weights)."""
-    from .models import T5_SHAPES
+    from ..models import T5_SHAPES
 
     if shape == "minilm-seq2seq":
         return Recipe(**changes)
@@ -107,8 +110,8 @@ def throughput(collection: Collection, shapes: tuple[str, ...] = SHAPES, batch_s
     """
     import torch
 
-    from .recipes import prepare
-    from .train import _amp_dtype
+    from ..recipes import prepare
+    from ..train import _amp_dtype
 
     rows = []
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -159,7 +162,7 @@ def throughput(collection: Collection, shapes: tuple[str, ...] = SHAPES, batch_s
 
 def bench_throughput(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:
     """`dsilab bench throughput`: the loop vs the bare step for every shape (env DSILAB_SHAPES, DSILAB_BATCHES)."""
-    from .bench import environment
+    from .runner import environment
 
     shapes = tuple(os.environ.get("DSILAB_SHAPES", ",".join(SHAPES)).split(","))
     batches = tuple(int(b) for b in os.environ.get("DSILAB_BATCHES", "64,256").split(","))
@@ -194,8 +197,9 @@ def _row(spec: str | Collection, changes: dict[str, Any], split: str, seed: int,
          gpu: str | None = None) -> dict[str, Any]:
     if gpu is not None:  # before this process first touches CUDA: it sees one GPU, its own
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    from .bench import append_partial, dsi_variant
-    from .metrics import chance
+    from .runner import append_partial
+    from .dsi import dsi_variant
+    from ..metrics import chance
 
     os.environ["DSILAB_ROW"] = name  # names the row in its progress lines (DSILAB_LOG_EVALS)
     t0 = time.perf_counter()
@@ -212,34 +216,6 @@ def _row(spec: str | Collection, changes: dict[str, Any], split: str, seed: int,
     append_partial({"name": name, **row})  # on disk as soon as it is done (a lease may end first)
     print(f"[{name}] done after {time.perf_counter() - t0:.0f} s", flush=True)
     return row
-
-
-def in_processes(fn: Any, calls: dict[Any, tuple], jobs: int | None = None) -> dict[Any, dict[str, Any]]:
-    """name -> fn(*args, threads=, gpu=) for every name -> args of `calls`, each in a fresh (spawned) process, `jobs`
-    at a time (default env DSILAB_BENCH_JOBS or 1), round-robin over the GPUs in env DSILAB_GPUS (e.g. "0,1";
-    default: every visible one), with env DSILAB_THREADS (default: the cores shared out) CPU threads each.
-    A call that raises gives {"error": ...}: the others' rows stay."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    jobs = jobs or int(os.environ.get("DSILAB_BENCH_JOBS", 1))
-    threads = int(os.environ.get("DSILAB_THREADS", 0)) or (max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None)
-    gpus = os.environ.get("DSILAB_GPUS")
-    if gpus is None:
-        import torch
-
-        gpus = ",".join(str(i) for i in range(torch.cuda.device_count()))
-    gpu_list = gpus.split(",") if gpus else [None]
-    out: dict[str, dict[str, Any]] = {}
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as pool:
-        futures = {name: pool.submit(fn, *args, threads=threads, gpu=gpu_list[i % len(gpu_list)])
-                   for i, (name, args) in enumerate(calls.items())}
-        for name, fut in futures.items():
-            try:
-                out[name] = fut.result()
-            except Exception as e:  # noqa: BLE001  (kept in the JSON as the row's error; the others stay)
-                out[name] = {"error": f"{type(e).__name__}: {e}"}
-    return out
 
 
 def run_study(rows: dict[str, tuple[str | Collection, dict[str, Any]]], split: str = "test", seed: int = 0,
@@ -311,7 +287,7 @@ def bench_scaling(collection: Collection, split: str = "test", seed: int = 0) ->
     """`dsilab bench scaling`: the studies named in env DSILAB_STUDY (default all of STUDIES; DSILAB_ROWS keeps the
     rows whose name holds one of its ";"-separated parts: row names contain commas), `{real}` rows on
     `collection`; each row trained to convergence (or the DSILAB_TIME_LIMIT_S cap) and read on `split` once."""
-    from .bench import environment
+    from .runner import environment
 
     names = os.environ.get("DSILAB_STUDY", ",".join(STUDIES)).split(",")
     unknown = [n for n in names if n not in STUDIES]

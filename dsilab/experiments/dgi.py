@@ -11,6 +11,10 @@ so intervals and paired differences are computed from the JSON, by the notebook 
 """
 from __future__ import annotations
 
+import json
+
+from .runner import environment
+
 import os
 import time
 from typing import Any
@@ -19,7 +23,7 @@ import numpy as np
 
 from ..core import DsilabError
 from ..data import Collection, load_collection
-from .natural import BUCKET_NAMES, bias_band, popularity, popularity_bias, query_buckets, zipf_collection
+from ..dgi.natural import BUCKET_NAMES, bias_band, popularity, popularity_bias, query_buckets, zipf_collection
 
 #: Row name -> DGIOptions changes (None: DSI with semantic docids). The DGI paper's ablations: each switch off alone,
 #: and all three off (residual codes trained as plain DSI: what the learned codes give without DGI's training).
@@ -55,10 +59,10 @@ def _train_row(spec: str | Collection, name: str, seed: int, zipf: float | None,
 
     if threads:
         torch.set_num_threads(threads)
-    from ..bench import append_partial
+    from .runner import append_partial
     from ..metrics import per_query
     from ..recipes import Recipe, train_dsi
-    from .seq2seq import DGIOptions, train_dgi
+    from ..dgi.seq2seq import DGIOptions, train_dgi
 
     os.environ["DSILAB_ROW"] = f"{name} · seed {seed}"
     limit = os.environ.get("DSILAB_TIME_LIMIT_S")
@@ -120,12 +124,12 @@ def baseline_bias(collection: Collection, split: str = "test", zipf: float | Non
 def bench_dgi(collection: Collection, split: str = "test", seeds: tuple[int, ...] = (0, 1, 2),
               variants: tuple[str, ...] | None = None, zipf: float | None | str = "default",
               recipe: dict[str, Any] | None = None, jobs: int | None = None) -> dict[str, Any]:
-    """Train every variant x seed with one recipe (each row in its own process: `dsilab.scaling.in_processes`), and
+    """Train every variant x seed with one recipe (each row in its own process: `dsilab.experiments.runner.in_processes`), and
     keep what `bucket_summary` needs: per-query scores, each query's bucket, chance levels.
 
     zipf: "default" (`default_zipf`), None (the collection's own training split) or an exponent.
     """
-    from ..scaling import in_processes
+    from .runner import in_processes
 
     variants = tuple(variants or VARIANTS)
     unknown = [v for v in variants if v not in VARIANTS]
@@ -305,3 +309,16 @@ def per_query_scores(result: dict[str, Any], variant: str, metric: str = "Hits@1
     keep = bucket.split("+")
     return {q: float(v) for q, v in zip(queries, mean)
             if (bucket == "all" or bucket_of[q] in keep) and np.isfinite(v)}
+
+
+def benchmark(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:
+    """`dsilab bench dgi`: DGI vs DSI-semantic on the same backbone, with the ablations, per popularity bucket.
+
+    Env (for device runs split into parts): DSILAB_DGI_SEEDS ("0,1,2"), DSILAB_DGI_VARIANTS (";"-separated names of
+    dsilab.experiments.dgi.VARIANTS), DSILAB_DGI_RECIPE (JSON changes to the default Recipe, the same for every row)."""
+    seeds = tuple(int(s) for s in os.environ.get("DSILAB_DGI_SEEDS", f"{seed},{seed + 1},{seed + 2}").split(","))
+    variants = tuple(os.environ["DSILAB_DGI_VARIANTS"].split(";")) if os.environ.get("DSILAB_DGI_VARIANTS") else None
+    recipe = json.loads(os.environ.get("DSILAB_DGI_RECIPE", "{}"))
+    result = bench_dgi(collection, split, seeds, variants, recipe=recipe)
+    return {**result, "results": results_rows(result), "environment": environment(),
+            "failed": [f"{r['variant']} · seed {r['seed']}: {r['error']}" for r in result["rows"] if "error" in r]}

@@ -1,7 +1,5 @@
-"""The measurements the ANN notebooks and `dsilab bench ann` share: recall@10-vs-cost sweeps,
-the learned-vs-unlearned tree comparison at the 80% budget, the lambda trade-off curve, the
-learned-hash-vs-LSH table, and FAISS (IVF-Flat, HNSW) as the industrial anchor. Everything is fitted on
-training queries and read on test queries.
+"""`dsilab bench ann`: every ANN index on one vector set, FAISS as the anchor, the equal-recall and equal-budget
+comparisons, the seed study and the routing ceiling, and the plots.
 """
 from __future__ import annotations
 
@@ -12,113 +10,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..core import DsilabError
-from .evaluation import budget_for_recall, recall_at_budget, score
-from .faiss_index import FaissHNSW, FaissIVFFlat
-from .hashing import LSH, LearnedHash
-from .learning import learning_table, routing_ceiling
-from .reference import IVF, Flat, KMeansTree
-from .soft_tree import SoftTree
-from .vectors import VectorSet
-
-
-def sweep(index: Any, vs: VectorSet, param: str, values: Sequence[Any], **fixed: Any) -> list[dict[str, Any]]:
-    """Search the test queries once per value of `param` (beam, nprobe, candidates): one row each,
-    with recall@10, distance computations per query, Hits@10/MRR@10 (given qrels) and ms/query."""
-    rows = []
-    for v in values:
-        t0 = time.perf_counter()
-        res = index.search_vectors(vs.test_queries, vs.test_qids, **{"k": 10, **fixed, param: v})
-        ms = 1000 * (time.perf_counter() - t0) / len(vs.test_qids)
-        rows.append({param: v, **score(res, vs.truth, vs.test_qrels), "ms/query": ms})
-    return rows
-
-
-def _xy(rows: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
-    return [r["distances/query"] for r in rows], [r["recall@10"] for r in rows]
-
-
-def tree_goal(unlearned: list[dict[str, Any]], learned: list[dict[str, Any]], target: float = 0.8) -> dict[str, float]:
-    """The tree goal: learned recall@10 at the budget where the unlearned tree reaches `target`
-    (both curves linearly interpolated between measured beam widths)."""
-    budget = budget_for_recall(*_xy(unlearned), target)
-    base = recall_at_budget(*_xy(unlearned), budget)
-    ours = recall_at_budget(*_xy(learned), budget)
-    return {"budget": budget, "unlearned": base, "learned": ours, "gain_points": 100 * (ours - base)}
-
-
-def tree_curves(vs: VectorSet, k: int, depth: int, beams: Sequence[int], lams: Sequence[float] = (0.0,),
-                seed: int = 0, mass: float | None = None, progress: bool = False, **train: Any) -> dict[str, Any]:
-    """k-means tree vs soft trees (same tree, one per lambda), all swept over beam widths."""
-    t0 = time.perf_counter()
-    kmt = KMeansTree(vs.database, vs.ids, k=k, depth=depth, seed=seed)
-    build_s = time.perf_counter() - t0
-    out: dict[str, Any] = {"k-means tree": sweep(kmt, vs, "beam", beams), "build_s": build_s, "soft": {}, "trees": {}}
-    for lam in lams:
-        st = SoftTree(tree=kmt.tree, seed=seed, lam=lam, **train)
-        st.fit(vs.database, vs.ids, vs.train_queries, vs.train_targets, progress=progress)
-        rows = sweep(st, vs, "beam", beams, mass=mass)
-        out["soft"][lam] = {"rows": rows, "train_s": st.train_seconds, "history": st.history}
-        out["trees"][lam] = st
-    out["goal"] = tree_goal(out["k-means tree"], out["soft"][lams[0]]["rows"])
-    out["kmeans_tree"] = kmt
-    return out
-
-
-def hash_table(vs: VectorSet, bits: Sequence[int], candidates: Sequence[int], seed: int = 0,
-               progress: bool = False, **train: Any) -> dict[str, Any]:
-    """LSH vs learned hash at each code length, swept over candidate counts (same count, same cost)."""
-    out: dict[str, Any] = {}
-    for b in bits:
-        lsh = LSH(vs.database, vs.ids, bits=b, seed=seed)
-        learned = LearnedHash(bits=b, seed=seed, **train)
-        start = sweep(learned.fit(vs.database, vs.ids), vs, "candidates", candidates)  # its initialisation, untrained
-        learned.fit(vs.database, vs.ids, vs.train_queries, vs.train_targets, progress=progress)
-        out[b] = {"LSH": sweep(lsh, vs, "candidates", candidates), "learned hash": sweep(learned, vs, "candidates", candidates),
-                  f"{learned.config.init.upper()} hash (untrained)": start, "train_s": learned.train_seconds, "model": learned}
-    return out
-
-
-def plot_curves(curves: dict[str, list[dict[str, Any]]], ax: Any = None, x: str = "distances/query",
-                y: str = "recall@10", title: str = "") -> Any:
-    """recall@10 against distance computations per query, one line per method, on one axis (log x)."""
-    import matplotlib.pyplot as plt
-
-    ax = ax or plt.gca()
-    for name, rows in curves.items():
-        style = "*" if len(rows) == 1 else ("--o" if name.startswith(("k-means", "LSH", "IVF")) else "-o")
-        ax.plot([r[x] for r in rows], [r[y] for r in rows], style, label=name, markersize=10 if len(rows) == 1 else 4)
-    ax.set_xscale("log")
-    ax.set_xlabel(f"{x} (log scale)")
-    ax.set_ylabel(y)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
-    return ax
-
-
-#: Index shapes and sweeps per vector set: chosen on held-out *training* queries, never on test. FAISS IVF-Flat
-#: sweeps nprobe with its own nlist ("huge", 1M vectors: more lists, as FAISS's guidelines advise); HNSW sweeps efSearch.
-PLANS = {
-    "small": dict(k=4, depth=3, beams=[1, 2, 3, 4, 6, 8, 12, 16], nlist=16, nprobe=[1, 2, 3, 4, 6, 8],
-                  candidates=[10, 20, 40, 80], ref_candidates=20, faiss_nlist=16, faiss_nprobe=[1, 2, 3, 4, 6, 8],
-                  ef_search=[10, 16, 24, 32, 64, 128]),
-    "large": dict(k=16, depth=2, beams=[1, 2, 3, 4, 6, 8], nlist=256, nprobe=[1, 2, 4, 8, 16],
-                  candidates=[250, 500, 1000, 2000], ref_candidates=1000, faiss_nlist=256, faiss_nprobe=[1, 2, 4, 8, 16],
-                  ef_search=[10, 16, 24, 32, 64, 128, 256]),
-    "huge": dict(k=16, depth=2, beams=[1, 2, 3, 4, 6, 8], nlist=256, nprobe=[1, 2, 4, 8, 16],
-                 candidates=[250, 500, 1000, 2000], ref_candidates=1000, faiss_nlist=1024,
-                 faiss_nprobe=[1, 2, 4, 8, 16, 32], ef_search=[10, 16, 24, 32, 64, 128, 256]),
-}
-#: FAISS's "HNSW32" factory defaults (M = 32 links per node, efConstruction = 40), built on one thread (reproducible).
-HNSW_BUILD = dict(m=32, ef_construction=40)
-TREE_TRAIN = dict(lr=3e-4, epochs=20, t_start=0.1, t_end=0.05)
-#: lambda = 1 with mass-0.9 beams was the best setting on held-out training queries of a 20k synthetic
-#: set (tree goal +3.2 points there); lambda = 0 is reported beside it. The goal is read on the first.
-LAMS = (1.0, 0.0)
-MASS = 0.9
-BITS = (16, 32, 64)
+from ..ann.faiss_index import FaissHNSW, FaissIVFFlat
+from ..ann.learning import learning_table, routing_ceiling
+from ..ann.reference import IVF, Flat
+from ..ann.vectors import VectorSet
+from ..core import DsilabError, seed_everything
+from ..data import Collection
+from ..ann.sweeps import BITS, HNSW_BUILD, LAMS, MASS, PLANS, TREE_TRAIN, at_recall, hash_table, plot_curves, sweep, tree_curves, tree_goal
+from .runner import environment
 
 
 def lambda_notes(curves: dict[str, Any]) -> list[str]:
@@ -143,14 +42,6 @@ def faiss_curves(vs: VectorSet, plan: dict[str, Any], seed: int = 0) -> dict[str
     return {"FAISS IVF-Flat": sweep(ivf, vs, "nprobe", plan["faiss_nprobe"]),
             "FAISS HNSW": sweep(hnsw, vs, "ef_search", plan["ef_search"]),
             "build_s": {"FAISS IVF-Flat": ivf_s, "FAISS HNSW": hnsw_s}}
-
-
-def at_recall(rows: list[dict[str, Any]], target: float) -> dict[str, Any]:
-    """Distances/query and ms/query where a curve first reaches `target` recall@10 (interpolated; NaN if never).
-    upper_bound: the curve's cheapest setting already passes the target, so the true cost may be lower."""
-    return {"distances/query": budget_for_recall(*_xy(rows), target),
-            "ms/query": budget_for_recall([r["ms/query"] for r in rows], [r["recall@10"] for r in rows], target),
-            "upper_bound": bool(min(rows, key=lambda r: r["distances/query"])["recall@10"] >= target)}
 
 
 def equal_recall_notes(curves: dict[str, list[dict[str, Any]]], names: Sequence[str], targets: Sequence[float] = (0.8, 0.9)
@@ -263,11 +154,11 @@ def run_ann_benchmark(vs: VectorSet, seed: int = 0, hash_epochs: int | None = No
     eq_table, eq_notes = equal_recall_notes(curves, ("k-means tree", f"soft tree lambda={LAMS[0]}", "IVF", "FAISS IVF-Flat",
                                                      "FAISS HNSW", "learned hash 32 bits"))
     notes = [
-        f"Goal (tree): at the budget where the k-means tree reaches 80% recall@10 ({g['budget']:.0f} distances/query, "
+        f"Tree at equal cost: at the budget where the k-means tree reaches 80% recall@10 ({g['budget']:.0f} distances/query, "
         f"interpolated between beam widths), the learned soft tree (lambda={LAMS[0]}, mass={MASS}) reaches {100 * g['learned']:.1f}% vs "
-        f"{100 * g['unlearned']:.1f}%: {g['gain_points']:+.1f} points (goal +5): {'met' if goals['tree']['met'] else 'MISSED'}.",
-        f"Goal (hashing): at 32 bits and {ref} candidates, learned hash {100 * ours32:.1f}% vs LSH {100 * lsh32:.1f}% "
-        f"recall@10: {goals['hash']['gain_points']:+.1f} points (goal +10): {'met' if goals['hash']['met'] else 'MISSED'}.",
+        f"{100 * g['unlearned']:.1f}%: {g['gain_points']:+.1f} points.",
+        f"Hashing at equal budget: at 32 bits and {ref} candidates, learned hash {100 * ours32:.1f}% vs LSH {100 * lsh32:.1f}% "
+        f"recall@10: {goals['hash']['gain_points']:+.1f} points.",
         *lambda_notes(curves),
         *eq_notes,
         anchor_verdict(eq_table, f"soft tree lambda={LAMS[0]}"),
@@ -340,3 +231,34 @@ def ceiling_note(ceiling: dict[str, Any]) -> str:
                 "the routing can represent a large gain for queries it has seen, but what it learns carries over to "
                 "new queries only in part." if g["soft tree, strong fit incl. these queries"] >= g["soft tree"] + 5 else
                 "fitting those very queries gains little more, so the linear routing itself is the limit here."))
+
+
+def bench_ann(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:
+    """Soft tree and learned hashing vs flat / IVF / k-means tree / LSH, with FAISS IVF-Flat and HNSW as the
+    industrial anchor: recall@10 against distance computations per query and ms/query, training time, and the two
+    goals the soft tree and the learned hash were set.
+
+    Vectors are MiniLM embeddings of `collection` (docs = database); the index learns from the train split, or, for
+    a collection without one, from spans of its documents (env DSILAB_ANN_TRAIN_ON = "train queries" or "document
+    spans" chooses; default "auto"). `--collection synthetic` instead uses 100,000 x 384 clustered synthetic vectors
+    (`dsilab.ann.synthetic_vectors`; `DSILAB_ANN_N` sets another size), whose queries are perturbed database vectors.
+    DSILAB_ANN_ONLY=reference runs flat, IVF and FAISS only (e.g. at 1M vectors, where training the learned
+    structures does not fit a laptop run); DSILAB_ANN_ONLY=structures every index once, without the 3-seed
+    soft-sort / joint-training comparisons.
+    """
+    from ..ann import lab_vectors, synthetic_vectors
+
+    seed_everything(seed)
+    if collection.name.startswith("synthetic"):
+        vs = synthetic_vectors(n=int(os.environ.get("DSILAB_ANN_N", 100_000)), seed=seed)
+        name, split = vs.name, "synthetic queries"
+    else:
+        train_on = os.environ.get("DSILAB_ANN_TRAIN_ON", "auto")
+        vs, name = lab_vectors(collection, split=split, train_on=train_on, seed=seed), collection.name
+    out = run_ann_benchmark(vs, seed=seed, only=os.environ.get("DSILAB_ANN_ONLY") or None)
+    tested = split if split.endswith("queries") else f"{split} queries"
+    setting = (f"index trained on {vs.meta.get('train_signal')} ({len(vs.train_queries)} training queries, each with its "
+               f"exact top-{vs.k} database vectors as targets); the {tested} are only searched")
+    slug = f"-{out['only']}" if out.get("only") else ""
+    return {"benchmark": "ann", "collection": f"{name}{slug}", "split": split, "seed": seed, "setting": setting,
+            "environment": environment(), **out}

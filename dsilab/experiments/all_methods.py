@@ -9,6 +9,7 @@ the detailed sections of docs/benchmarks.md; `source` says which.
 """
 from __future__ import annotations
 
+
 import json
 import multiprocessing as mp
 import resource
@@ -17,9 +18,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from .core import DsilabError, Retriever, Run, seed_everything
-from .data import Collection
-from .metrics import summarize
+from ..core import DsilabError, Retriever, Run, seed_everything
+from ..data import Collection
+from ..metrics import summarize
 
 METRICS = ("Hits@1", "Hits@10", "MRR@10")
 INTERVALS = ("Hits@1", "Hits@10")  # every Hits@k carries its 95% bootstrap interval
@@ -34,7 +35,7 @@ def _row(run: Run, qrels, train_s: float, query_s: float, n_queries: int) -> dic
 # -- the methods: each (collection, split, seed) -> a Retriever ------------------------------------------
 def _baseline(name: str) -> Callable[..., Retriever]:
     def build(collection: Collection, split: str, seed: int) -> Retriever:
-        from .baselines import BM25, Dense
+        from ..baselines import BM25, Dense
 
         return BM25(collection) if name == "bm25" else Dense(collection)
     return build
@@ -43,9 +44,9 @@ def _baseline(name: str) -> Callable[..., Retriever]:
 def _ann(name: str) -> Callable[..., Retriever]:
     """ANN over MiniLM vectors; trained (soft tree, learned hash) on the train queries' exact neighbours."""
     def build(collection: Collection, split: str, seed: int) -> Retriever:
-        from .ann import IVF, LSH, EncodedIndex, KMeansTree, LearnedHash, SoftTree
-        from .ann.experiments import MASS, TREE_TRAIN
-        from .ann.vectors import lab_vectors
+        from ..ann import IVF, LSH, EncodedIndex, KMeansTree, LearnedHash, SoftTree
+        from ..ann.sweeps import MASS, TREE_TRAIN
+        from ..ann.vectors import lab_vectors
 
         vs = lab_vectors(collection, split=split)
         if name == "ivf":
@@ -66,8 +67,8 @@ def _ann(name: str) -> Callable[..., Retriever]:
 
 def _dgi(collection: Collection, split: str, seed: int) -> Retriever:
     """DGI on the DSI backbone (`dsilab.dgi.train_dgi`, the default Recipe), trained to convergence: a DSIResult."""
-    from .dgi import train_dgi
-    from .recipes import Recipe
+    from ..dgi import train_dgi
+    from ..recipes import Recipe
 
     return train_dgi(collection, Recipe(seed=seed))
 
@@ -92,16 +93,23 @@ METHODS: dict[str, tuple[str, Any]] = {
 }
 
 
-def _from_benchmark(bench: str, label: str, collection: Collection, split: str, seed: int) -> dict[str, Any] | None:
-    """A row of a per-topic benchmark's committed result, running that benchmark first if it is missing or other."""
-    from .bench import BENCHMARKS, RESULTS_DIR, write_result
+def _from_benchmark(bench: str, label: str, collection: Collection, split: str, seed: int,
+                    out_dir: str | Path) -> dict[str, Any] | None:
+    """A row of a per-topic benchmark's result: this run's (in `out_dir`), else the shipped one (read only), else that
+    benchmark is run first and written to `out_dir`, never into the package."""
+    from . import benchmark
+    from ..results import RESULTS_DIR
+    from .runner import write_result
 
-    path = RESULTS_DIR / f"{bench}-{collection.name}.json"
-    result = json.loads(path.read_text()) if path.is_file() else None
-    if result is None or (result["split"], result["seed"]) != (split, seed):
-        print(f"bench all: running `dsilab bench {bench}` first ({path.name} missing or from another setting)", flush=True)
-        result = BENCHMARKS[bench](collection, split=split, seed=seed)
-        write_result(result, RESULTS_DIR)
+    name = f"{bench}-{collection.name}.json"
+    for folder in (Path(out_dir), RESULTS_DIR):
+        result = json.loads((folder / name).read_text()) if (folder / name).is_file() else None
+        if result is not None and (result["split"], result["seed"]) == (split, seed):
+            break
+    else:
+        print(f"bench all: running `dsilab bench {bench}` first ({name} missing or from another setting)", flush=True)
+        result = benchmark(bench)(collection, split=split, seed=seed)
+        write_result(result, out_dir)
     if label not in result["results"]:  # that benchmark ran without this variant: say so, do not invent a row
         return None
     r = result["results"][label]
@@ -125,7 +133,7 @@ def build_retriever(name: str, collection: Collection, split: str = "test", seed
 
 def _measured(name: str, collection: Collection, split: str, seed: int) -> dict[str, Any]:
     """Build one method in this (fresh) process, score it through `search(queries, k=10)` and add its peak RSS."""
-    from .core import configure_threads
+    from ..core import configure_threads
 
     configure_threads()
     queries, qrels = collection.split(split)
@@ -142,9 +150,10 @@ def _measured(name: str, collection: Collection, split: str, seed: int) -> dict[
 
 
 def bench_all(collection: Collection, split: str = "test", seed: int = 0, methods: list[str] | None = None,
-              plot_dir: str | Path | None = None) -> dict[str, Any]:
-    """Every method of METHODS (or `methods`) on `split`, each in a fresh process; writes the quality-vs-cost PNGs."""
-    from .bench import RESULTS_DIR, environment
+              out_dir: str | Path = "build/bench") -> dict[str, Any]:
+    """Every method of METHODS (or `methods`) on `split`, each in a fresh process; writes the quality-vs-cost PNG, and
+    any benchmark it had to run first, under `out_dir` only."""
+    from .runner import environment
 
     unknown = sorted(set(methods or []) - set(METHODS))
     if unknown:
@@ -157,7 +166,7 @@ def bench_all(collection: Collection, split: str = "test", seed: int = 0, method
     for name in methods or list(METHODS):
         family, method = METHODS[name]
         if isinstance(method, tuple):
-            row = _from_benchmark(*method, collection, split, seed)
+            row = _from_benchmark(*method, collection, split, seed, out_dir)
             if row is None:
                 not_run.append(f"{name} ({method[0]} benchmark result has no row {method[1]!r})")
                 continue
@@ -168,7 +177,7 @@ def bench_all(collection: Collection, split: str = "test", seed: int = 0, method
         print(name, rows[name], flush=True)
     rows = {name: {c: r.get(c, "-") for c in COLUMNS} for name, r in rows.items()}  # one shape for the table
     queries, _ = collection.split(split)
-    plots = plot_all(rows, Path(plot_dir or RESULTS_DIR) / f"all-{collection.name}.png", title=f"{collection.name}, {split} split")
+    plots = plot_all(rows, Path(out_dir) / f"all-{collection.name}.png", title=f"{collection.name}, {split} split")
     return {"benchmark": "all", "collection": collection.name, "split": split, "n_docs": len(collection.docs),
             "n_queries": len(queries), "seed": seed, "plot": plots.name, "environment": environment(),
             "results": rows, "not_run": not_run,

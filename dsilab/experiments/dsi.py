@@ -1,0 +1,166 @@
+"""`dsilab bench dsi`: BM25, dense (untrained and fine-tuned) and DSI variants trained to convergence, read once
+on the same test queries; `dsi_variant` is one such row, the unit every training study is built from.
+"""
+from __future__ import annotations
+
+from .baselines import time_retriever
+from .runner import environment, in_processes
+
+import os
+import time
+from dataclasses import replace
+from typing import Any
+from ..core import Run, seed_everything
+from ..data import Collection
+
+
+#: What `dsilab bench dsi` trains: changes to the default `Recipe`, one row each. The pure DSI rows (random docid rows,
+#: as in the DSI paper) first; "dense-initialised" starts atomic docid rows at the document encodings, which makes it a
+#: dense retriever with a learned query side, and it is labelled so.
+DSI_VARIANTS: list[dict[str, Any]] = [{"docids": "atomic"}, {"docids": "naive"}, {"docids": "semantic"},
+                                      {"docids": "atomic", "docid_init": "encoder"}]
+
+
+DSI_METRICS = ("Hits@1", "Hits@5", "Hits@10", "MRR@10", "nDCG@10")
+
+
+def _scores(run: Run, qrels: dict, groups: dict[str, list[str]], seed: int) -> dict[str, Any]:
+    """Metrics with 95% intervals on all queries, then Hits@10 (with interval) on each group (seen/unseen)."""
+    from ..metrics import summarize
+
+    row = summarize(run, qrels, DSI_METRICS, seed=seed)
+    for name, qids in groups.items():
+        if qids:
+            part = summarize({q: run.get(q, []) for q in qids}, {q: qrels[q] for q in qids}, ("Hits@10",),
+                             ("Hits@10",), seed=seed)
+            row[f"{name} Hits@10"], row[f"{name} Hits@10 CI"] = part["Hits@10"], part["Hits@10 CI"]
+    return row
+
+
+def dsi_variant(collection: Collection, changes: Any, split: str = "test", seed: int = 0,
+                threads: int | None = None, name: str | None = None, return_result: bool = False,
+                gpu: str | None = None) -> Any:
+    """Train one DSI recipe to convergence (`dsilab.recipes.train_dsi`) and read it once on `split`: its table row.
+
+    changes: a `Recipe`, or changes to the default one; threads: this process's share of the CPU cores when several
+    variants run side by side (each defaults to all); name: the row's label (default: the recipe's);
+    return_result: also return the `DSIResult` (model, history), as (row, result); gpu: the GPU this process uses
+    (`runner.in_processes` deals them out).
+    """
+    if gpu is not None:  # before torch initialises CUDA in this (fresh) process
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    from ..adapters import parameter_report
+    from ..recipes import Recipe, seen_unseen, train_dsi
+
+    limit = os.environ.get("DSILAB_TIME_LIMIT_S")  # e.g. a GPU lease: training stops there and the row says so
+    if not isinstance(changes, Recipe):
+        changes = Recipe(**{"seed": seed, **changes})
+    recipe = replace(changes, time_limit_s=float(limit)) if limit else changes
+    result = train_dsi(collection, recipe)
+    queries, qrels = collection.split(split)
+    t0 = time.perf_counter()
+    run = result.search(queries, k=10)
+    ms = 1000 * (time.perf_counter() - t0) / max(len(queries), 1)
+    row = _scores(run, qrels, seen_unseen(result.collection, split), seed)
+    summary = result.summary()
+    peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    params = parameter_report(result.model)
+    # training state: the weights, plus a gradient and AdamW's 2 fp32 moments per trainable weight
+    state_mb = params["weights_mb"] + 3 * 4 * params["trainable"] / 2**20
+    row = {**row, "memo Hits@1": summary["memo Hits@1"], "steps": summary["steps"],
+            "steps_to_memorise": summary["steps_to_memorise"], "seconds_to_memorise": summary["seconds_to_memorise"],
+            "stopped": summary["stopped"],
+            "best dev Hits@1": summary["best dev"].get("Hits@1"), "train_s": summary["train_s"],
+            "step_ms": summary["step_ms"], "ms_per_query": round(ms, 2), "peak_mb": summary["peak_mb"],
+            **({"gpu_peak_mb": round(peak)} if peak else {}), "trainable_M": round(params["trainable"] / 1e6, 3),
+            "trainable_pct": params["trainable_pct"], "weights_mb": params["weights_mb"], "train_state_mb": round(state_mb, 1),
+            **({"sparsity": summary["sparsity"]} if recipe.prune else {}),
+            "label": name or recipe.label, "dev_from": summary["dev_from"], "history": summary["history"]}
+    return (row, result) if return_result else row
+
+
+def _variant_row(collection: Collection, changes: Any, split: str, seed: int, name: str, threads: int | None = None,
+                 gpu: str | None = None) -> dict[str, Any]:
+    """One row of `bench_dsi` in its own process (the call `runner.in_processes` makes)."""
+    return dsi_variant(collection, changes, split, seed, threads, name, gpu=gpu)
+
+
+def bench_dsi(collection: Collection, split: str = "test", seed: int = 0,
+              variants: list[dict[str, Any]] | dict[str, dict[str, Any]] | None = None,
+              jobs: int | None = None) -> dict[str, Any]:
+    """BM25, dense (untrained and fine-tuned) and DSI variants trained to convergence, all read on `split` once.
+
+    variants: Recipe changes, one per row (a dict names the rows; a list takes each recipe's label).
+
+    Each DSI variant trains in a fresh process (its own peak memory); `jobs` (default: env DSILAB_BENCH_JOBS or 1)
+    run side by side, e.g. on a GPU. Settings are the default `Recipe` for every collection; the best DSI variant is
+    chosen on dev Hits@1 (`selected_on`). Every Hits@k carries a 95% bootstrap interval; the chance row is what a
+    random ranking scores; "seen"/"unseen" split the test queries by whether a training query points to a relevant doc.
+    """
+    from ..baselines import BM25, Dense
+    from ..metrics import chance
+    from ..recipes import Recipe, seen_unseen, with_dev
+
+    seed_everything(seed)
+    queries, qrels = collection.split(split)
+    trained_on, dev_from = with_dev(collection, seed=seed)
+    groups = seen_unseen(trained_on, split)
+    rows: dict[str, dict[str, Any]] = {"chance (random ranking)": {
+        "Hits@1": round(chance(qrels, len(collection.docs), 1), 4), "Hits@10": round(chance(qrels, len(collection.docs), 10), 4)}}
+    baselines: dict[str, Any] = {"BM25": lambda: BM25(collection), "Dense (MiniLM)": lambda: Dense(collection)}
+    if "train" in trained_on.qrels:
+        from ..baselines import FineTunedDense
+
+        baselines["Dense (MiniLM fine-tuned on train queries)"] = lambda: FineTunedDense(trained_on, seed=seed)
+    for name, build in baselines.items():
+        t0 = time.perf_counter()
+        run, cost = time_retriever(build, queries)
+        rows[name] = {**_scores(run, qrels, groups, seed), "train_s": round(time.perf_counter() - t0),
+                      "ms_per_query": cost["ms_per_query"]}
+        print(name, {k: v for k, v in rows[name].items() if "CI" not in k}, flush=True)
+    variants = variants or DSI_VARIANTS
+    names = list(variants) if isinstance(variants, dict) else [None] * len(variants)
+    changes = list(variants.values()) if isinstance(variants, dict) else variants
+    labels = [n or Recipe(**v).label for n, v in zip(names, changes)]
+    done = in_processes(_variant_row, {label: (collection, v, split, seed, label) for label, v in zip(labels, changes)}, jobs)
+    failed: dict[str, str] = {}  # a variant that fails is reported, and the others' rows are kept
+    for label, row in done.items():
+        if "error" in row:
+            failed[label] = row["error"]
+            print(f"{label}: FAILED {failed[label]}", flush=True)
+            continue
+        rows[row.pop("label")] = row
+        print(f"{label}: " + ", ".join(f"{k} {row[k]}" for k in ("Hits@1", "Hits@10", "memo Hits@1", "steps", "stopped",
+                                                                 "train_s")), flush=True)
+    dsi = {name: r for name, r in rows.items() if "memo Hits@1" in r}
+    best = max(dsi, key=lambda n: (dsi[n]["best dev Hits@1"] or 0)) if dsi and dev_from != "none" else None
+    history = {name: r.pop("history") for name, r in dsi.items()}
+    return {
+        "benchmark": "dsi",
+        "collection": collection.name,
+        "split": split,
+        "n_docs": len(collection.docs),
+        "n_queries": len(queries),
+        "groups": {g: len(q) for g, q in groups.items()},
+        "seed": seed,
+        "setting": "supervised (indexing + training queries)" if "train" in trained_on.qrels
+                   else "zero-shot (indexing only: the collection has no training queries)",
+        "tried": variants,
+        "recipe": "dsilab.recipes.Recipe() defaults, changed per row as in `tried`",
+        "dev_from": dev_from,
+        "selected_on": "dev" if best else None,
+        "best_dsi": best,
+        "notes": [f"Best DSI variant by dev Hits@1 (dev from {dev_from}): {best}." if best else
+                  "No dev queries: no variant is selected; the rows are compared as they are.",
+                  "Hits@k = ir-measures' Success@k; [a, b] = 95% bootstrap interval over queries; "
+                  "the chance row is a uniformly random ranking."],
+        "environment": environment(),
+        "results": rows,
+        "history": history,
+        **({"failed": failed} if failed else {}),
+    }

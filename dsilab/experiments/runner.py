@@ -1,0 +1,156 @@
+"""What every study shares: the machine and versions a result records, the one result writer (JSON, and the
+docs section only when asked), the table printer, partial rows on disk, and the process pool that trains rows side by
+side (a fresh process each: its own peak memory, GPU round-robin).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+import psutil
+from ..course import ROOT
+
+
+BENCH_DOC = ROOT / "docs" / "benchmarks.md"
+
+
+
+
+def environment() -> dict[str, Any]:
+    """Machine and library versions, so a number can be reproduced or explained."""
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in ("dsilab", "torch", "transformers", "sentence-transformers", "rank-bm25", "ir-measures", "numpy", "faiss-cpu"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": _command(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, {platform.system()}",
+        "accelerator": _accelerator(),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+def _command() -> str:
+    """The command line as a reader would type it: `dsilab ...` for the console script and `python -m dsilab`."""
+    if sys.argv and Path(sys.argv[0]).name in ("dsilab", "__main__.py"):
+        return " ".join(["dsilab", *sys.argv[1:]])
+    return " ".join(sys.argv)
+
+
+def _accelerator() -> str:
+    """"cpu" or the GPU's name: trained rows reproduce exactly only on the same kind of machine."""
+    import torch
+
+    return f"cuda: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu"
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, list) and len(v) == 2:
+        return f"[{v[0]:.3f}, {v[1]:.3f}]"
+    if v is None:
+        return "-"
+    if isinstance(v, float) and 0 < abs(v) < 0.001:
+        return f"{v:.0e}"  # learning rates and the like
+    return f"{v:.3f}" if isinstance(v, float) and v < 10 else str(v)
+
+
+def format_table(rows: dict[str, dict[str, Any]]) -> str:
+    """A Markdown table, one row per method, one column per metric/cost."""
+    seen = list(dict.fromkeys(c for row in rows.values() for c in row))  # every column, in order of first use
+    cols = [x for c in seen if not c.endswith(" CI") for x in (c, f"{c} CI") if x in seen]  # an interval after its metric
+    lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, row in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_cell(row.get(c, "-")) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def append_partial(row: dict[str, Any]) -> None:
+    """Append a finished row as one JSON line to the file named by env DSILAB_PARTIAL, if set: on a device lease that
+    may end before the whole benchmark does, every finished row is already on disk (in one file: a lease returns
+    only a few files). Rows of processes side by side are appended under a lock."""
+    partial = os.environ.get("DSILAB_PARTIAL")
+    if not partial:
+        return
+    import fcntl
+
+    os.makedirs(os.path.dirname(partial) or ".", exist_ok=True)
+    with open(partial, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write(json.dumps(row) + "\n")
+
+
+def write_result(result: dict[str, Any], out_dir: str | Path = "build/bench", doc: Path | None = None) -> Path:
+    """Save the JSON in `out_dir`; the docs section is rewritten only for an explicit `doc`, or when `out_dir` is
+    dsilab/results (what `make bench` passes): a user's `dsilab bench ...` never edits the repository's docs."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{result['benchmark']}-{result['collection']}")
+    path = out / f"{slug}.json"
+    path.write_text(json.dumps(result, indent=2))
+    if doc is None:  # docs/benchmarks.md changes only when asked (`make bench`: --update-docs)
+        return path
+    env = result["environment"]
+    section = (
+        f"### {result['benchmark']} on {result['collection']} ({result['split']} split: "
+        f"{result['n_queries']} queries, {result['n_docs']} docs)\n\n"
+        f"{format_table(result['results'])}\n\n"
+        + (f"Setting: {result['setting']}.\n\n" if isinstance(result.get("setting"), str) else "")
+        + "".join(f"{note}\n\n" for note in result.get("notes", []))
+        + f"Command: `{env['command']}` · seed {result['seed']} · {env['machine']} · {env['date']} · "
+        + ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+        + "\n"
+    )
+    update_doc_section(doc or BENCH_DOC, slug, section)
+    return path
+
+
+def update_doc_section(doc: Path, key: str, body: str) -> None:
+    """Replace (or append) the block between `<!-- bench:key -->` markers, leaving the rest alone."""
+    begin, end = f"<!-- bench:{key} -->", f"<!-- /bench:{key} -->"
+    text = doc.read_text(encoding="utf-8") if doc.is_file() else "# Benchmarks\n"
+    block = f"{begin}\n{body}{end}"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text, encoding="utf-8")
+
+
+def in_processes(fn: Any, calls: dict[Any, tuple], jobs: int | None = None) -> dict[Any, dict[str, Any]]:
+    """name -> fn(*args, threads=, gpu=) for every name -> args of `calls`, each in a fresh (spawned) process, `jobs`
+    at a time (default env DSILAB_BENCH_JOBS or 1), round-robin over the GPUs in env DSILAB_GPUS (e.g. "0,1";
+    default: every visible one), with env DSILAB_THREADS (default: the cores shared out) CPU threads each.
+    A call that raises gives {"error": ...}: the others' rows stay."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = jobs or int(os.environ.get("DSILAB_BENCH_JOBS", 1))
+    threads = int(os.environ.get("DSILAB_THREADS", 0)) or (max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None)
+    gpus = os.environ.get("DSILAB_GPUS")
+    if gpus is None:
+        import torch
+
+        gpus = ",".join(str(i) for i in range(torch.cuda.device_count()))
+    gpu_list = gpus.split(",") if gpus else [None]
+    out: dict[str, dict[str, Any]] = {}
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as pool:
+        futures = {name: pool.submit(fn, *args, threads=threads, gpu=gpu_list[i % len(gpu_list)])
+                   for i, (name, args) in enumerate(calls.items())}
+        for name, fut in futures.items():
+            try:
+                out[name] = fut.result()
+            except Exception as e:  # noqa: BLE001  (kept in the JSON as the row's error; the others stay)
+                out[name] = {"error": f"{type(e).__name__}: {e}"}
+    return out
