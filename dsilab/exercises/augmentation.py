@@ -9,24 +9,31 @@ from ._registry import _values_match, checker
 
 @checker("06.1")
 def _number_words_survive(answer: Any, text: str = "It is 2 km deep and 100 years old") -> tuple[bool, str]:
-    """The output of Pipeline([Num2Text(), StopwordRemover(keep=<the number words>)]) on `text`."""
+    """The output of Pipeline([Num2Text(), StopwordRemover(keep_numbers=False, keep=<the number words>)]) on `text`.
+
+    `keep_numbers=False` switches off the list's own protection of number words, as the exercise does, so `plain`
+    (no `keep`) is what the raw stopword list makes of the sentence.
+    """
     from ..augment import Num2Text, Pipeline, StopwordRemover
 
     number_words = tuple(w for w in Num2Text()(text).lower().split() if w not in text.lower().split())
-    run = lambda keep: Pipeline([Num2Text(), StopwordRemover(keep=keep)]).run([text], target="queries")[0][0]  # noqa: E731
+    run = lambda keep: Pipeline([Num2Text(), StopwordRemover(keep_numbers=False, keep=keep)]).run(  # noqa: E731
+        [text], target="queries")[0][0]
     expected, plain = run(number_words), run(())
     if not isinstance(answer, str):
         return False, "the answer is the pipeline's output for the sentence: a string."
     if answer.split() == expected.split():
-        if plain == expected:
-            return True, (f"right: {expected!r}. The stopword list in use has no number words, so nothing was lost "
-                          "here; spaCy's list (the offline fallback) would have deleted them.")
-        return True, (f"right: {expected!r}; without keep it is {plain!r}. Num2Text runs first and writes numbers as "
-                      "words; a stopword list that contains number words then deletes them, so order and lists interact.")
+        lost = [w for w in number_words if w not in plain.lower().split()]
+        if not lost:
+            return True, (f"right: {expected!r}. The raw stopword list in use has none of these number words, so "
+                          "nothing was lost here even without keep; spaCy's list would have deleted them.")
+        return True, (f"right: {expected!r}; without keep it is {plain!r}: the number words {lost} were deleted. "
+                      "Num2Text runs first and writes numbers as words; a stopword list that contains number words "
+                      "then deletes them, so the order of the steps and the list interact.")
     missing = [w for w in number_words if w not in answer.lower().split()]
     if missing:
         return False, (f"the number words {missing} are gone: Num2Text wrote them, then the stopword list removed them. "
-                       f"Pass StopwordRemover(keep=(...)) with the words Num2Text produces ({', '.join(number_words)}).")
+                       f"Pass StopwordRemover(keep_numbers=False, keep=(...)) with the words Num2Text produces ({', '.join(number_words)}).")
     return False, ("the number words survive, but the rest differs: run Pipeline([Num2Text(), StopwordRemover(keep=...)])"
                    ".run([text], target='queries')[0][0] on exactly the exercise's sentence.")
 

@@ -16,13 +16,25 @@ def _bm25_no_stopwords(answer: Any, collection: Collection) -> tuple[bool, str]:
     from ..baselines import BM25
 
     queries, qrels = collection.split("test")
-    kept = BM25(collection, stopwords=False).search(queries, k=10)
+    bm25_kept = BM25(collection, stopwords=False)
+    kept = bm25_kept.search(queries, k=10)
     expected = evaluate(kept, qrels, ["Hits@1"])["Hits@1"]
     if _close(answer, expected):
         d = paired_difference(kept, BM25(collection).search(queries, k=10), qrels, "Hits@1")
+        ix = bm25_kept.index
+        n = len(ix.doc_freqs)
+
+        def idf(w: str) -> str:
+            df = sum(w in f for f in ix.doc_freqs)
+            return f'"{w}" is in {df} of {n} passages, IDF {ix.idf.get(w, float("nan")):.2f}'
+
         return True, (f"right: {expected:.3f}. Stopwords kept minus dropped, paired on the same queries: "
-                      f"{d['difference']:+.4f} [{d['CI'][0]:+.4f}, {d['CI'][1]:+.4f}], {d['verdict']}. Stopwords are "
-                      "frequent in every passage, so their IDF is low and they shift every passage's score alike.")
+                      f"{d['difference']:+.4f} [{d['CI'][0]:+.4f}, {d['CI'][1]:+.4f}], {d['verdict']}. From BM25's own "
+                      f"index: {idf('what')}; {idf('the')} (average IDF {ix.average_idf:.2f}). Question words are rare in "
+                      "encyclopedic passages, so their IDF is high, but they add score only to the few passages that "
+                      "contain them and so rarely move the right passage; function words are in almost every passage, "
+                      "where their IDF is the small positive value rank-bm25 gives a word found in over half the "
+                      "passages, and they add a similar amount to nearly every passage's score.")
     return False, f"you have {answer!r}; expected BM25(collection, stopwords=False) on the test split, metric 'Hits@1'."
 
 

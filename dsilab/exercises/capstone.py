@@ -36,16 +36,26 @@ def _per_ms(answer: Any, results: dict[str, dict[str, Any]]) -> tuple[bool, str]
 
 
 @checker("11.2")
-def _dsi_gap(answer: Any, results: dict[str, dict[str, Any]]) -> tuple[bool, str]:
+def _dsi_gap(answer: Any, results: dict[str, dict[str, Any]], n_queries: int | None = None) -> tuple[bool, str]:
     """Points of Hits@1 between the best baseline row and the best DSI row."""
     fam = {n: r["family"] for n, r in results.items()}
     t = _table(results)
     dsi = max(t[n]["Hits@1"] for n in t if fam[n] == "DSI")
     expected = 100 * (max(t[n]["Hits@1"] for n in t if fam[n] == "baseline") - dsi)
     if _close(answer, expected, 0.05):
-        return True, (f"right: {expected:.1f} points. The stored table keeps means and intervals, not per-query scores, "
-                      "so no paired test can say whether a gap of this size would hold on other queries; re-run both "
-                      "rows on the same queries and use dsilab.metrics.paired_difference to rank them.")
+        from ..metrics import paired_bounds
+
+        best_b = max((n for n in t if fam[n] == "baseline"), key=lambda n: t[n]["Hits@1"])
+        best_d = max((n for n in t if fam[n] == "DSI"), key=lambda n: t[n]["Hits@1"])
+        word = None
+        if n_queries:
+            word = paired_bounds(t[best_b]["Hits@1"], t[best_d]["Hits@1"], n_queries)["verdict"]
+        return True, (f"right: {expected:.1f} points. The stored table keeps means, not per-query scores, but both rows "
+                      "are Hits@1 on the same test queries, so dsilab.metrics.paired_bounds can run the paired test "
+                      "under every pairing the two means allow"
+                      + (f": {best_b} against {best_d} is {word!r} on {n_queries} queries." if word else ".")
+                      + " Re-running both rows with per-query scores (dsilab.metrics.paired_difference) gives the "
+                        "ordinary paired interval.")
     if _close(answer, expected / 100, 5e-4):
         return False, "close: give the answer in points (x 100), not as a fraction."
     return False, (f"you have {answer!r}. Take the best Hits@1 among family 'baseline' rows minus the best among "

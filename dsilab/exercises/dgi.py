@@ -52,7 +52,7 @@ def _steeper_tail(answer: Any, collection: Collection, s: float = 1.3) -> tuple[
 @checker("09.3")
 def _best_tail_variant(answer: Any, result: dict[str, Any]) -> tuple[bool, str]:
     """(the variant with the highest tail (B3+B4) Hits@10, its difference to DGI's verdict) in a committed comparison."""
-    from ..dgi.study import TAIL, bucket_summary
+    from ..experiments.dgi import TAIL, bucket_summary
 
     if result is None:
         return False, "load the committed result and pass it: check('09.3', answer, result=<the JSON as a dict>)."
@@ -74,7 +74,7 @@ def _best_tail_variant(answer: Any, result: dict[str, Any]) -> tuple[bool, str]:
 def _predict_weight_sharing_tail(prediction: Any, result: dict[str, Any], measured: dict[str, Any] | None = None,
                                  variant: str = "DGI w/o weight sharing", bucket: str = "B3+B4") -> tuple[bool, str]:
     """Predict, then run: the verdict of (variant - DGI) in tail Hits@10 on a committed comparison, paired by query."""
-    from ..dgi.study import per_query_scores
+    from ..experiments.dgi import per_query_scores
     from ..metrics import paired_difference
     from ._registry import compare_prediction
 
