@@ -344,6 +344,7 @@ def train_to_folder(collection: str | Collection, recipe: Recipe, out: str | Pat
     import shutil
 
     from .data import load_collection
+    from .saved import best_dev_text
 
     coll = load_collection(collection) if isinstance(collection, str) else collection
     out = Path(out)
@@ -366,5 +367,5 @@ def train_to_folder(collection: str | Collection, recipe: Recipe, out: str | Pat
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     s = result.summary()
     print(f"saved to {out}: {s['steps']} steps ({s['stopped']}), memorisation {s['memo Hits@1']}, "
-          f"best dev {s['best dev']} (dev from {s['dev_from']}), {s['train_s']} s of training")
+          f"best dev {best_dev_text(s['best dev'])} (dev from {s['dev_from']}), {s['train_s']} s of training")
     return out

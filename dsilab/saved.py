@@ -70,6 +70,14 @@ def save_model(model: Any, folder: str | Path, *, arch: dict[str, Any], recipe: 
     return folder
 
 
+def best_dev_text(best: dict[str, Any] | None) -> str:
+    """The kept checkpoint's dev scores as a phrase, e.g. "Hits@1 0.683, Hits@10 0.905 at step 30"."""
+    if not best:
+        return "none (no evaluation)"
+    scores = ", ".join(f"{k} {v:.3f}" for k, v in best.items() if k.startswith(("Hits@", "MRR@")) and v is not None)
+    return f"{scores} at step {best.get('step')}" if scores else str(best)
+
+
 def _card(spec: dict[str, Any], recipe: dict[str, Any], log: dict[str, Any]) -> str:
     """A short model card: what was indexed, how, and how well it had learned it when training stopped."""
     c = spec["collection"]
@@ -77,7 +85,7 @@ def _card(spec: dict[str, Any], recipe: dict[str, Any], log: dict[str, Any]) -> 
              f"- Collection: `{c['name']}`, {c['docs']} documents, fingerprint `{c['fingerprint']}`",
              f"- Docids: {recipe.get('docids')}; backbone: {spec['backbone']}; adapter: {spec['adapter']}",
              f"- Training: {log.get('steps')} steps, stopped: {log.get('stopped')}; memorisation (indexing Hits@1): "
-             f"{log.get('memo Hits@1')}; best dev: {log.get('best dev')} (dev from {log.get('dev_from')})",
+             f"{log.get('memo Hits@1')}; best dev: {best_dev_text(log.get('best dev'))} (dev from {log.get('dev_from')})",
              f"- Versions: {', '.join(f'{k} {v}' for k, v in spec['versions'].items())}", "",
              "Reopen it with `dsilab.load_model(folder)`, or search from the shell with "
              "`dsilab search --model FOLDER --queries FILE --out run.trec`.", ""]
