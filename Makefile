@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dsilab-installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup course test test-quick lab bench browser-test clean
+.PHONY: setup course test test-quick lab bench browser-test binder-test clean
 
 setup: $(STAMP)
 
@@ -23,16 +23,16 @@ course: setup
 	$(PY) -m dsilab course run --fast
 
 # Both test targets end with their own wall time (the figure README quotes), whatever pytest's exit status.
-# Two workers (pytest-xdist, one file per worker at a time): test_notebooks.py runs its notebooks one after another on
-# one worker (their kernels use every core), while the unit tests, one thread each (tests/conftest.py), run on the other.
-XDIST := -n 2 --dist loadfile
+# Two workers (pytest-xdist): a test file runs whole on one worker, but each course notebook is a unit of its own
+# (tests/conftest.py), so both workers take notebooks (their kernels use every core) and unit tests (one thread each).
+XDIST := -n 2 --dist loadgroup
 test: setup
-	@start=$$(date +%s); $(PY) -m pytest $(XDIST) --durations=25; rc=$$?; \
+	@start=$$(date +%s); $(PY) -m pytest $(XDIST) -m "not install" --durations=25; rc=$$?; \
 		echo "make test: $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 
 # The unit tests alone (no notebook executed, no training to convergence): the loop to run while changing the package.
 test-quick: setup
-	@start=$$(date +%s); $(PY) -m pytest $(XDIST) -m "not notebook and not slow" --durations=10; rc=$$?; \
+	@start=$$(date +%s); $(PY) -m pytest $(XDIST) -m "not notebook and not slow and not install" --durations=10; rc=$$?; \
 		echo "make test-quick: $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 
 lab: setup
@@ -42,7 +42,8 @@ lab: setup
 # is deleted to measure everything afresh) and `bench all` reads it. `bench efficiency` has its own table. Only this
 # target writes into dsilab/results and docs/ (--update-docs); any other `dsilab bench` writes under its --out.
 # BEIR="path/to/cisi path/to/scifact" adds the baselines on BEIR-layout folders you downloaded (dsilab/results/baselines-NAME.json).
-# The long ablations have their own commands: dsilab bench ann|augment|dgi [--collection synthetic] (see docs/benchmarks.md).
+# The long ablations have their own commands: dsilab bench ann|augment|dgi [--collection synthetic] (see docs/benchmarks.md);
+# `dsilab bench NAME --help` lists the options of each (e.g. --seeds, --jobs, --time-limit-s, --recipe FILE).
 bench: setup
 	rm -f dsilab/results/dsi-lab.json dsilab/results/efficiency-lab.json
 	$(PY) -m dsilab bench baselines --collection lab --out dsilab/results --update-docs
@@ -60,6 +61,12 @@ browser-test: setup
 	$(PY) -m pip install -q -c constraints.txt playwright
 	DSILAB_BROWSER_TEST=1 DSILAB_CHROMIUM="$$(command -v chromium)" DSILAB_SCREENSHOTS=$(SCREENSHOTS) \
 		$(PY) -m pytest -q -m browser tests/browser -p no:cacheprovider
+
+# Binder's build in a fresh venv: binder/requirements.txt from the package index, binder/postBuild, then notebook 00
+# (FAST) on that venv's kernel. Minutes (a real install), so not part of `make test`.
+binder-test: setup
+	@start=$$(date +%s); $(PY) -m pytest -q -m install tests/test_packaging.py -p no:cacheprovider; rc=$$?; \
+		echo "make binder-test: $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 
 clean:
 	rm -rf build .pytest_cache

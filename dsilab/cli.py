@@ -26,16 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--collection", help='COLLECTION for the notebooks that take one (default: lab with --fast, '
                      'beir/scifact with --full): a name, or a BEIR folder such as a local copy of SciFact')
 
-    from .experiments import BENCHMARKS
-
-    bench = sub.add_parser("bench", help="run a benchmark: print a table, write JSON to --out (docs too only for make bench)")
-    bench.add_argument("name", choices=sorted(BENCHMARKS))
-    bench.add_argument("--collection", default="lab", help='"lab", "synthetic", "msmarco-v1.1" or a BEIR folder')
-    bench.add_argument("--split", default="test")
-    bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--out", default="build/bench", help="folder for the JSON (and plot); nothing else is written")
-    bench.add_argument("--update-docs", action="store_true", help="also rewrite this benchmark's section of "
-                       "docs/benchmarks.md (what `make bench` does)")
+    # `bench NAME` takes exactly the flags of that benchmark's function (parsed in `_bench`: `dsilab bench NAME --help`)
+    sub.add_parser("bench", add_help=False, help="run a benchmark: print a table, write JSON to --out (docs too only "
+                   "for make bench); dsilab bench --help lists them, dsilab bench NAME --help its options")
 
     # `train` takes every Recipe field as a flag (parsed by jsonargparse in `_train`, which also reads --recipe FILE)
     sub.add_parser("train", add_help=False, help="train a DSI model on a collection and save it (dsilab train --help)")
@@ -61,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train"]:
         return _train(argv[1:])
+    if argv[:1] == ["bench"]:
+        return _bench(argv[1:])
     args = parser.parse_args(argv)
     try:
         if args.command == "course":
@@ -72,15 +67,6 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             results = run_course(fast=args.fast, only=args.only, out_dir=args.out, collection=args.collection)
             return 0 if all(r.status == "ok" for r in results) else 1
-        if args.command == "bench":
-            from .experiments import run_benchmark
-            from .core import configure_threads
-
-            configure_threads()  # once: every core, or DSILAB_THREADS (parallel variants divide them among themselves)
-
-            run_benchmark(args.name, collection=args.collection, split=args.split, seed=args.seed, out_dir=args.out,
-                          update_docs=args.update_docs)
-            return 0
         if args.command == "search":
             return _search(args)
         if args.command == "eval":
@@ -94,6 +80,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dsilab: error: {e}", file=sys.stderr)
         return 2
     return 1
+
+
+def _bench(argv: list[str]) -> int:
+    """`dsilab bench NAME [flags]`: each benchmark its own parser (`dsilab.experiments.flags`), built from the keyword
+    parameters of its function, so that `--help` lists what it honours and any other flag is an argparse error."""
+    from .experiments import BENCHMARKS, bench_parser, benchmark, run_benchmark
+
+    if not argv or argv[0] not in BENCHMARKS:  # `dsilab bench`, `dsilab bench --help` or an unknown name
+        from .experiments.flags import summary
+
+        asks_help = argv[:1] in (["-h"], ["--help"])  # the one-line summaries import every study: only for --help
+        listing = "\n".join(f"  {n:<12} {summary(benchmark(n))}" for n in BENCHMARKS) if asks_help else ""
+        top = argparse.ArgumentParser(prog="dsilab bench", epilog="benchmarks:\n" + listing if listing else None,
+                                      formatter_class=argparse.RawDescriptionHelpFormatter,
+                                      description="Run one benchmark: print its table, write its JSON under --out. "
+                                      "`dsilab bench NAME --help` lists NAME's options.")
+        top.add_argument("name", choices=list(BENCHMARKS))
+        top.parse_args(argv[:1])  # prints the help, or exits 2 naming the choices
+        return 2
+    args = vars(bench_parser(argv[0]).parse_args(argv[1:]))
+    collection, out_dir, update_docs = args.pop("collection"), args.pop("out"), args.pop("update_docs")
+    if args.pop("log_evals"):
+        from .experiments.runner import log_evals
+
+        log_evals()
+    try:
+        from .core import configure_threads
+
+        configure_threads()  # once: every core, or DSILAB_THREADS (parallel variants divide them among themselves)
+        run_benchmark(argv[0], collection=collection, out_dir=out_dir, update_docs=update_docs, **args)
+        return 0
+    except DsilabError as e:
+        print(f"dsilab: error: {e}", file=sys.stderr)
+        return 2
 
 
 def _train(argv: list[str]) -> int:

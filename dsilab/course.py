@@ -43,15 +43,16 @@ def chapters() -> list[dict[str, str]]:
 
 @dataclass
 class NotebookResult:
-    """How one notebook's execution went: status, wall time and the kernel's peak memory."""
+    """How one notebook's execution went: status, wall time and the kernel's peak memory (host, and GPU)."""
 
     notebook: str
-    status: str
+    status: str  # ok | failed | memory (it ran, but its peak was over the FAST memory budget)
     seconds: float
     peak_rss_mb: float
     error: str = ""
     warnings: list[str] = field(default_factory=list)  # Python warnings its outputs show a reader
     wrapped: list[str] = field(default_factory=list)  # tables its outputs show wrapped into blocks
+    peak_gpu_mb: float | None = None  # the kernel's GPU memory, from nvidia-smi; None without one
 
 
 _WARNING_LINE = re.compile(r"^.*\b\w*Warning: .*$", re.M)
@@ -82,40 +83,86 @@ def wrapped_tables(executed: Path) -> list[str]:
     return found
 
 
-class _PeakRSS(threading.Thread):
-    """Samples the resident memory of this process's children (the kernel) and keeps the peak."""
+def _query_compute_apps() -> str | None:
+    """`nvidia-smi`'s list of processes on a GPU with their memory (csv: pid, MiB), or None without nvidia-smi."""
+    import shutil
+    import subprocess
 
-    def __init__(self, interval: float = 0.2):
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        return subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                              capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def gpu_memory_by_pid() -> dict[int, float]:
+    """MB of GPU memory each process holds, from `nvidia-smi` (empty without it, or when it fails)."""
+    return parse_compute_apps(_query_compute_apps() or "")
+
+
+def parse_compute_apps(text: str) -> dict[int, float]:
+    """`nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits` lines -> {pid: MB} (a process
+    on several GPUs adds up; a line without a number, e.g. "[N/A]", is skipped)."""
+    out: dict[int, float] = {}
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) < 2:
+            continue
+        try:
+            pid, mb = int(parts[0]), float(parts[1])
+        except ValueError:
+            continue
+        out[pid] = out.get(pid, 0.0) + mb
+    return out
+
+
+class _PeakMemory(threading.Thread):
+    """Samples the memory of this process's children (the kernel and what it starts) and keeps the peaks: resident
+    host memory every `interval` seconds, GPU memory (from `nvidia-smi`, when there is one) every `gpu_interval`."""
+
+    def __init__(self, interval: float = 0.2, gpu_interval: float = 1.0, gpu: bool | None = None):
+        import shutil
+
         super().__init__(daemon=True)
-        self.interval, self.peak, self._stop_event = interval, 0, threading.Event()
+        self.interval, self.gpu_interval, self._stop_event = interval, gpu_interval, threading.Event()
+        gpu = shutil.which("nvidia-smi") is not None if gpu is None else gpu  # gpu: poll nvidia-smi (default: if present)
+        self.peak, self.peak_gpu = 0, 0.0 if gpu else None
 
     def run(self) -> None:
-        me = psutil.Process()
+        me, last_gpu = psutil.Process(), 0.0
         while not self._stop_event.is_set():
-            total = 0
+            total, pids = 0, set()
             for child in me.children(recursive=True):
                 try:
                     total += child.memory_info().rss
+                    pids.add(child.pid)
                 except psutil.Error:
                     pass
             self.peak = max(self.peak, total)
+            if self.peak_gpu is not None and time.monotonic() - last_gpu >= self.gpu_interval:
+                last_gpu = time.monotonic()
+                self.peak_gpu = max(self.peak_gpu, sum(mb for pid, mb in gpu_memory_by_pid().items() if pid in pids))
             self._stop_event.wait(self.interval)
 
-    def stop(self) -> float:
+    def stop(self) -> tuple[float, float | None]:
+        """Stop sampling; the peaks in MB (host, GPU; GPU None without nvidia-smi)."""
         self._stop_event.set()
         self.join()
-        return self.peak / 2**20
+        return self.peak / 2**20, self.peak_gpu
 
 
 def run_notebook(path: Path, out_dir: Path, fast: bool = True, parameters: dict | None = None) -> NotebookResult:
-    """Execute one notebook with papermill (FAST parameter injected) into `out_dir`."""
+    """Execute one notebook with papermill (FAST parameter injected) into `out_dir`. A FAST run on the lab collection
+    whose kernel peaks above BUDGET["notebook_mb"] fails (status "memory"): it would not fit Binder."""
     import papermill
 
     out_dir.mkdir(parents=True, exist_ok=True)
     # The kernel must be this interpreter (the project's venv), whatever PATH the caller had.
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     params = {"FAST": fast, **(parameters or {})}
-    monitor = _PeakRSS()
+    monitor = _PeakMemory()
     monitor.start()
     start, status, error = time.perf_counter(), "ok", ""
     try:
@@ -126,9 +173,20 @@ def run_notebook(path: Path, out_dir: Path, fast: bool = True, parameters: dict 
     except Exception as e:  # recorded and re-raised by callers that must fail (tests, course run exit code)
         status, error = "failed", f"{type(e).__name__}: {e}"
     seconds = time.perf_counter() - start
+    peak, peak_gpu = monitor.stop()
+    if status == "ok" and fast and params.get("COLLECTION") in (None, "lab") and peak > BUDGET["notebook_mb"]:
+        status, error = "memory", over_memory_line(path.name, peak)
     executed = out_dir / path.name
     found, wrapped = (output_warnings(executed), wrapped_tables(executed)) if executed.is_file() else ([], [])
-    return NotebookResult(path.name, status, round(seconds, 1), round(monitor.stop(), 1), error, found, wrapped)
+    return NotebookResult(path.name, status, round(seconds, 1), round(peak, 1), error, found, wrapped,
+                          None if peak_gpu is None else round(peak_gpu, 1))
+
+
+def over_memory_line(notebook: str, peak_mb: float) -> str:
+    """The failure a FAST notebook over the memory budget reports."""
+    return (f"over the memory budget: the kernel of {notebook} peaked at {peak_mb:.0f} MB, above the FAST budget of "
+            f"{BUDGET['notebook_mb']:.0f} MB per notebook (Binder's limit); free what a section is done with "
+            "(del model; gc.collect()) or shrink its FAST sizes.")
 
 
 #: What `course run --full` trains on unless told otherwise: a real collection of GPU size (5,183 abstracts), not
@@ -178,7 +236,8 @@ def run_course(fast: bool = True, only: list[str] | None = None, out_dir: str | 
     return results
 
 
-#: The FAST-mode budget on a 2-core laptop CPU: per notebook and for the whole course.
+#: The FAST-mode budget on a 2-core laptop CPU: per notebook and for the whole course. The memory line is Binder's
+#: (a 2 GB session, the kernel included) and a FAST run over it fails; the time lines are flagged OVER in the table.
 BUDGET = {"notebook_s": 180.0, "notebook_mb": 2048.0, "course_s": 900.0}
 
 
@@ -191,13 +250,16 @@ def within_budget(results: list[NotebookResult]) -> dict[str, bool]:
 
 
 def format_results(results: list[NotebookResult]) -> str:
-    """A one-screen table: notebook, status, seconds, peak memory, inside the FAST budget or not; errors below it."""
+    """A one-screen table: notebook, status, seconds, peak host and GPU memory, inside the FAST budget or not;
+    errors below it."""
     ok = within_budget(results)
-    lines = [f"{'notebook':<34} {'status':<7} {'seconds':>8} {'peak MB':>8}  budget ({BUDGET['notebook_s']:.0f} s, "
-             f"{BUDGET['notebook_mb']:.0f} MB)"]
+    gpu = lambda r: "-" if r.peak_gpu_mb is None else f"{r.peak_gpu_mb:.0f}"
+    lines = [f"{'notebook':<34} {'status':<7} {'seconds':>8} {'peak MB':>8} {'GPU MB':>7}  budget "
+             f"({BUDGET['notebook_s']:.0f} s, {BUDGET['notebook_mb']:.0f} MB)"]
     for r in results:
-        lines.append(f"{r.notebook:<34} {r.status:<7} {r.seconds:>8.1f} {r.peak_rss_mb:>8.0f}  {'ok' if ok[r.notebook] else 'OVER'}")
-    lines.append(f"{'total':<34} {'':<7} {sum(r.seconds for r in results):>8.1f} {'':>8}  "
+        lines.append(f"{r.notebook:<34} {r.status:<7} {r.seconds:>8.1f} {r.peak_rss_mb:>8.0f} {gpu(r):>7}  "
+                     f"{'ok' if ok[r.notebook] else 'OVER'}")
+    lines.append(f"{'total':<34} {'':<7} {sum(r.seconds for r in results):>8.1f} {'':>8} {'':>7}  "
                  f"{'ok' if ok['course total'] else 'OVER'} (course budget {BUDGET['course_s']:.0f} s)")
     lines += [f"\n{r.notebook}: {r.error.splitlines()[0] if r.error else ''}" for r in results if r.status != "ok"]
     lines += [f"\n{r.notebook} shows {len(r.warnings)} warning(s): " + "; ".join(r.warnings) for r in results if r.warnings]

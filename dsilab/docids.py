@@ -175,6 +175,24 @@ def _recursive_kmeans(emb: np.ndarray, idx: np.ndarray, prefix: tuple[int, ...],
             _recursive_kmeans(emb, members, prefix + (j,), k, c, seed, out)
 
 
+@dataclass(frozen=True)
+class DocidConfig:
+    """Which docids a collection gets (the docid part of `dsilab.recipes.Recipe`)."""
+
+    docids: str = "semantic"             # atomic | naive | semantic
+    k: int = 10                          # semantic docids: clusters per level
+    c: int = 100                         # semantic docids: most documents in a leaf cluster
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.docids not in KINDS:
+            raise DsilabError(f"docids={self.docids!r}; choose one of {list(KINDS)}.")
+
+    def make_docids(self, collection: Collection) -> "DocidTree":
+        """The docids of `collection` by this config (`make_docids`)."""
+        return make_docids(collection, self.docids, k=self.k, c=self.c, seed=self.seed)
+
+
 def make_docids(collection: Collection, kind: str = "semantic", k: int = 10, c: int = 100, seed: int = 0,
                 embeddings: np.ndarray | None = None) -> DocidTree:
     """Build the docids of a collection; `semantic` embeds the documents with MiniLM unless given `embeddings`.

@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -34,9 +34,9 @@ import numpy as np
 from .core import DsilabError, Qrels, Retriever, Run, seed_everything
 from .data import Collection
 from .docids import DocidTree
-from .recipes import Convergence, DSIResult, Recipe, _sample, dev_set, memorisation, train_dsi, with_dev
-from .tasks import Example, TaskConfig, build_examples, doc_views
-from .train import Callback, TrainConfig, train
+from .recipes import DSIResult, Recipe, dev_set, fit, memorisation, probe_docs, train_dsi, with_dev
+from .tasks import Example, build_examples
+from .train import Callback
 
 STRATEGIES = ("continue", "replay", "retrain")
 
@@ -196,6 +196,13 @@ class UpdateConfig:
     curve_every: int = 10                 # steps between points of the forgetting curve (0: none)
     curve_docs: int = 200                 # documents per curve probe, old and new each (a seeded sample)
 
+    def recipe(self, initial: Recipe, n_examples: int) -> Recipe:
+        """The initial recipe with this update's training settings (the one DSI run, `recipes.fit`, trains by it)."""
+        steps_per_epoch = max(1, math.ceil(n_examples / initial.batch_size))
+        return replace(initial, lr=self.lr or initial.lr, warmup_steps=self.warmup_steps, max_epochs=self.max_epochs,
+                       max_steps=None, eval_every=self.eval_every or max(20, 5 * steps_per_epoch), patience=self.patience,
+                       prune=0.0)
+
     def __post_init__(self) -> None:
         if self.replay < 0:
             raise DsilabError(f"UpdateConfig.replay={self.replay}; use >= 0 old examples per new example (e.g. 1.0).")
@@ -251,13 +258,6 @@ class ForgettingCurve(Callback):
             self._measure(trainer)
 
 
-def _task(recipe: Recipe, collection: Collection) -> TaskConfig:
-    """The examples `train_dsi` builds for this recipe (generated queries too, without its round-trip filter)."""
-    queries = recipe.train_queries and "train" in collection.qrels
-    return TaskConfig(doc_len=recipe.doc_len, query_split="train" if queries else None,
-                      pseudo_per_doc=recipe.pseudo_per_doc, pseudo_generator=recipe.query_generator, seed=recipe.seed)
-
-
 def replay_sample(examples: list[Example], n: int, seed: int = 0) -> list[Example]:
     """`n` examples drawn from `examples`, seeded: whole copies first when n exceeds them, then a sample without
     replacement (every old document is rehearsed about equally often)."""
@@ -282,7 +282,9 @@ def update_examples(initial: DSIResult, split: IncrementalSplit, tree: DocidTree
     uses them), plus for "replay" `cfg.replay` x as many old examples (indexing ones, or with `cfg.replay_queries`
     any the initial model trained on), seeded."""
     new = set(split.new_ids)
-    everything = build_examples(split.full, tree, _task(initial.recipe, split.full))
+    recipe = initial.recipe  # the examples `train_dsi` builds for it (generated queries too, without its round-trip filter)
+    task = replace(recipe, query_split=None) if recipe.query_split == "train" and "train" not in split.full.qrels else recipe
+    everything = build_examples(split.full, tree, task)
     examples = [e for e in everything if e.doc_id in new]
     if strategy == "replay":
         old = [e for e in everything if e.doc_id not in new and (cfg.replay_queries or e.task == "index")]
@@ -309,24 +311,14 @@ def add_documents(initial: DSIResult, split: IncrementalSplit, strategy: str = "
     model = grow(initial.model, tree, [e.source for e in examples])
     if recipe.docid_init == "encoder" and tree.kind == "atomic":  # a new document's own token starts at its encoding
         model.init_docid_embeddings([e for e in examples if e.doc_id in set(split.new_ids)])
-    views = doc_views(split.full, "first", recipe.doc_len)
-    probe_new = {d: views[d][0] for d in _sample(split.new_ids, recipe.memo_sample, recipe.seed)}
-    dev = dev_set(split.full, split.dev_from, recipe, probe_new)
-    curve = ForgettingCurve({d: views[d][0] for d in _sample(split.old_ids, cfg.curve_docs, recipe.seed)},
-                            {d: views[d][0] for d in _sample(split.new_ids, cfg.curve_docs, recipe.seed)},
-                            cfg.curve_every)
-    stop = Convergence(probe_new, recipe.memo_threshold, cfg.patience, dev_is_memo=split.dev_from == "none")
-    steps_per_epoch = max(1, math.ceil(len(examples) / recipe.batch_size))
-    eval_every = cfg.eval_every or max(20, 5 * steps_per_epoch)
-    train_cfg = TrainConfig(max_steps=cfg.max_epochs * steps_per_epoch, lr=cfg.lr or recipe.lr,
-                            encoder_lr=recipe.encoder_lr, batch_size=recipe.batch_size, eval_every=eval_every,
-                            warmup_steps=cfg.warmup_steps, eval_queries=len(dev[0]),
-                            eval_k=1 if split.dev_from == "none" else 10, patience=0, keep_best=True,
-                            progress=progress, seed=recipe.seed)
-    result = train(model, examples, train_cfg, dev=dev, callbacks=[curve, stop])
+    probe_new = probe_docs(split.full, recipe, split.new_ids)
+    curve = ForgettingCurve(probe_docs(split.full, recipe, split.old_ids, n=cfg.curve_docs),
+                            probe_docs(split.full, recipe, split.new_ids, n=cfg.curve_docs), cfg.curve_every)
+    result, _, _ = fit(model, examples, cfg.recipe(recipe, len(examples)), dev_set(split.full, split.dev_from, recipe, probe_new),
+                       probe_new, dev_is_memo=split.dev_from == "none", callbacks=[curve], progress=progress)
     seconds = time.perf_counter() - t0 - curve.seconds
-    return Update(strategy, model, tree, seconds, result.steps, len(examples),
-                  "converged" if result.stopped_early else "step cap", curve.points, stats, result.best)
+    return Update(strategy, model, tree, seconds, result.steps, len(examples), result.stopped, curve.points, stats,
+                  result.best)
 
 
 # -- the benchmark ---------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -502,6 +503,32 @@ def _hub(name: str, docids: DocidTree):
 
 def _looks_like_hub(name: str) -> bool:
     return "/" in name or name.split("-")[0] in {"t5", "bart", "mt5", "flan", "byt5", "long"}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network learns the docids (the model part of `dsilab.recipes.Recipe`; `build_model` takes it apart)."""
+
+    backbone: str = "minilm-seq2seq"     # BACKBONES, or a hub seq2seq name (online)
+    decoder_layers: int = 2              # minilm-seq2seq: layers of the new decoder
+    freeze_encoder: bool = True          # minilm-seq2seq: the pretrained encoder stays fixed (its states are cached)
+    arch: dict[str, Any] | None = None   # more backbone sizes, e.g. t5-scratch {"d_model": 512, "layers": 6} (T5_SHAPES)
+    docid_init: str = "random"           # "encoder": docid rows start at document encodings (a dense-initialised variant)
+    adapter: str = "full"                # "lora" | "qlora" | "dgi": what trains on the backbone (dsilab.adapters)
+    adapter_kwargs: dict[str, Any] | None = None  # e.g. {"r": 8, "alpha": 16}
+    seed: int = 0
+
+    def arch_sizes(self) -> dict[str, Any]:
+        """The backbone sizes `build_model` takes (a saved model records them to rebuild its network)."""
+        arch: dict[str, Any] = dict(self.arch or {})
+        if self.backbone == "minilm-seq2seq":
+            arch = {"decoder_layers": self.decoder_layers, "freeze_encoder": self.freeze_encoder, **arch}
+        return arch
+
+    def build_model(self, docids: DocidTree, examples: list[Example]) -> "DSIModel":
+        """An untrained model of this config for `docids`, sized on `examples`."""
+        return build_model(self.backbone, docids, examples, adapter=self.adapter, seed=self.seed,
+                           adapter_kwargs=self.adapter_kwargs, docid_init=self.docid_init, **self.arch_sizes())
 
 
 def build_model(backbone: str, docids: DocidTree, examples: list[Example], adapter: str = "full", seed: int = 0,

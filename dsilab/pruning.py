@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,26 @@ def sparsity_report(model: nn.Module, include: tuple[str, ...] | None = None) ->
     return rows
 
 
+@dataclass(frozen=True)
+class PruneConfig:
+    """Pruning during DSI training (the pruning part of `dsilab.recipes.Recipe`)."""
+
+    prune: float = 0.0                   # final sparsity of gradual magnitude pruning; 0: none
+    prune_epochs: int = 10               # pruning ramps from epoch 1 to epoch 1 + prune_epochs; no stop before that
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.prune < 1:
+            raise DsilabError(f"prune={self.prune}; use a sparsity in [0, 1), e.g. 0.8.")
+
+    def pruner(self, steps_per_epoch: int, max_epochs: int) -> "MagnitudePruning | None":
+        """The schedule: from epoch 1, 20 threshold updates, the target reached `prune_epochs` later (or at the cap)."""
+        if not self.prune:
+            return None
+        end = min(1 + self.prune_epochs, max_epochs) * steps_per_epoch
+        start = min(steps_per_epoch, end // 2)
+        return MagnitudePruning(self.prune, start=start, end=end, every=max(1, (end - start) // 20))
+
+
 class MagnitudePruning(Callback):
     """Gradual unstructured magnitude pruning as a training callback (see the module docstring).
 
@@ -167,7 +188,7 @@ class MagnitudePruning(Callback):
 
             warnings.warn(f"MagnitudePruning: the final weights are {reached:.1%} sparse, below the scheduled "
                           f"{self.current:.1%}: keep_best restored weights from before pruning finished. Use "
-                          "TrainConfig(keep_best=False) or evaluate only after the schedule's end.", stacklevel=2)
+                          "train(..., keep_best=False) or evaluate only after the schedule's end.", stacklevel=2)
 
     def report(self) -> dict[str, dict[str, float]]:
         """Exact per-layer sparsity, counted in the weights."""

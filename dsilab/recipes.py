@@ -3,9 +3,10 @@
     result = train_dsi(collection, Recipe(docids="semantic"))
     result.model, result.memorisation, result.steps_to_memorise, result.search(queries)
 
-`dsilab bench dsi` trains every DSI row with it, and the augmentation ablation takes its optimiser settings. Sizes
-are arguments of the recipe; defaults scale with the collection (steps per epoch) and hold on a CPU and on a GPU
-alike.
+`dsilab bench dsi` trains every DSI row with it. A `Recipe` is the config of every stage at once (`PARTS`: docids,
+model, examples, training, stopping, pruning); sizes are its fields, and defaults scale with the collection (steps per
+epoch) and hold on a CPU and on a GPU alike. `fit` is the one training run: `train_dsi` calls it for a new index,
+`dsilab.incremental.add_documents` for an update and the throughput study for a timed loop.
 
 **Training to convergence.** Every `eval_every` steps the model is asked two things: does it *memorise* (a fixed,
 seeded sample of documents, read back to their own docid: indexing Hits@1) and does it *retrieve* (Hits@1 on a
@@ -22,10 +23,10 @@ collection 3e-3 still works, which is why the lab collection hid it.
 """
 from __future__ import annotations
 
+import logging
 import math
-import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,60 +34,49 @@ import numpy as np
 
 from .core import DsilabError, Qrels, Run, seed_everything
 from .data import Collection
-from .docids import DocidTree, make_docids
-from .train import Callback, TrainConfig, TrainResult, train
+from .docids import DocidConfig, DocidTree
+from .models import ModelConfig
+from .pruning import PruneConfig
+from .tasks import TaskConfig
+from .train import Callback, TrainConfig, TrainResult, memorisation, train
+
+LOG = logging.getLogger("dsilab.recipes")
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """What to train: docids, model, optimiser, and when to stop. Every field has a default that scales."""
+class StopConfig:
+    """When a DSI run has converged, and what it is judged on (the stopping part of `Recipe`)."""
 
-    docids: str = "semantic"             # atomic | naive | semantic
-    docid_init: str = "random"           # "encoder": docid rows start at document encodings (a dense-initialised variant)
-    k: int = 10                          # semantic docids: clusters per level
-    c: int = 100                         # semantic docids: most documents in a leaf cluster
-    backbone: str = "minilm-seq2seq"
-    decoder_layers: int = 2
-    arch: dict[str, Any] | None = None   # more backbone sizes, e.g. t5-scratch {"d_model": 512, "layers": 6} (models.T5_SHAPES)
-    freeze_encoder: bool = True
-    adapter: str = "full"                # "lora" | "qlora": low-rank adapters on the pretrained weights (dsilab.adapters)
-    adapter_kwargs: dict[str, Any] | None = None  # e.g. {"r": 8, "alpha": 16}
-    prune: float = 0.0                   # final sparsity of gradual magnitude pruning (dsilab.pruning); 0: none
-    prune_epochs: int = 10               # pruning ramps from epoch 1 to epoch 1 + prune_epochs; no stop before that
-    doc_len: int = 64                    # words of each document read by indexing
-    pseudo_per_doc: int = 0              # generated queries per document (0: none): DSI-QG when > 0
-    query_generator: str = "span"        # "span" | "trained" | a hub doc2query name (dsilab.querygen)
-    query_filter_k: int | None = None    # keep a generated query only if BM25 ranks its document in this top k
-    train_queries: bool = True           # use the collection's training queries (when it has any)
-    ratio: float | None = None           # indexing examples per retrieval example (None: one per document view)
-    lr: float = 1e-3                     # runs long past memorisation: 3e-4 (higher, deep decoders collapse: scaling "stability")
-    adam_betas: tuple[float, float] = (0.9, 0.999)  # TrainConfig.betas
-    amp: str = "auto"                    # TrainConfig.amp: "off" trains in fp32
-    encoder_lr: float | None = None      # when the encoder trains (freeze_encoder=False)
-    batch_size: int = 64
-    bucket: int = 0                      # TrainConfig.bucket: length-sorted windows of this many batches (0: off)
-    compile: bool = False                # TrainConfig.compile
-    warmup_steps: int | None = None      # None: two epochs, at most 100 steps
     memo_threshold: float = 0.95         # indexing Hits@1 that counts as "memorised"
     memo_sample: int = 500               # documents in the memorisation probe
     dev_queries: int = 200               # dev queries per evaluation (a seeded random sample)
     dev_holdout: float = 0.1             # share of training queries held out as dev when there is no dev split
-    eval_every: int | None = None        # steps between evaluations (None: about 5 epochs, at least 50 steps)
     patience: int = 3                    # evaluations without a dev gain, once memorised, before stopping (0: stop once memorised)
-    max_epochs: int = 120                # the cap
-    max_steps: int | None = None         # a fixed budget in optimizer steps instead (the same for every corpus size)
-    time_limit_s: float | None = None    # a wall-clock cap on training (e.g. a GPU lease); the result says it was hit
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.docids not in ("atomic", "naive", "semantic"):
-            raise DsilabError(f"Recipe.docids={self.docids!r}; choose 'atomic', 'naive' or 'semantic'.")
         if not 0 < self.memo_threshold <= 1:
-            raise DsilabError(f"Recipe.memo_threshold={self.memo_threshold}; use a fraction in (0, 1].")
+            raise DsilabError(f"memo_threshold={self.memo_threshold}; use a fraction in (0, 1].")
         if not 0 < self.dev_holdout < 1:
-            raise DsilabError(f"Recipe.dev_holdout={self.dev_holdout}; use a fraction in (0, 1).")
-        if not 0 <= self.prune < 1:
-            raise DsilabError(f"Recipe.prune={self.prune}; use a sparsity in [0, 1), e.g. 0.8.")
+            raise DsilabError(f"dev_holdout={self.dev_holdout}; use a fraction in (0, 1).")
+
+
+#: The parts of a recipe, each the config of one stage of the pipeline (docids, model, examples, training, stopping,
+#: pruning). Every field name belongs to exactly one part (`seed` to all), so a name means one thing everywhere.
+PARTS = (DocidConfig, ModelConfig, TaskConfig, TrainConfig, StopConfig, PruneConfig)
+
+
+@dataclass(frozen=True)
+class Recipe(PruneConfig, StopConfig, TrainConfig, TaskConfig, ModelConfig, DocidConfig):
+    """What to train: every part of `PARTS` at once. A Recipe *is* its DocidConfig, ModelConfig, TaskConfig,
+    TrainConfig, StopConfig and PruneConfig (dataclass inheritance), so each stage takes the recipe itself as its
+    config and nothing is copied from one to another; flags and JSON keys are the fields' names. Every field has a
+    default that scales with the collection."""
+
+    def __post_init__(self) -> None:
+        for part in PARTS:
+            if hasattr(part, "__post_init__"):
+                part.__post_init__(self)
 
     @property
     def label(self) -> str:
@@ -105,9 +95,20 @@ class Recipe:
         extra += [f"indexing:retrieval {self.ratio:g}"] if self.ratio else []
         extra += [self.backbone] if self.backbone != "minilm-seq2seq" else []
         extra += [f"{self.max_steps} steps"] if self.max_steps else []
-        extra += [f"AdamW beta2 {self.adam_betas[1]:g}"] if tuple(self.adam_betas) != (0.9, 0.999) else []
+        extra += [f"AdamW beta2 {self.betas[1]:g}"] if tuple(self.betas) != (0.9, 0.999) else []
         extra += ["fp32"] if self.amp == "off" else [f"amp {self.amp}"] if self.amp != "auto" else []
         return f"DSI {self.docids}" + (f" ({', '.join(extra)})" if extra else "")
+
+
+def recipe_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """A recipe's fields as a result or a saved model recorded them, under `Recipe`'s names: records written before
+    each name meant one thing say `train_queries` (a bool; `query_split` "train" or None) and `adam_betas` (`betas`)."""
+    out = {k: v for k, v in record.items() if k not in ("train_queries", "adam_betas")}
+    if "train_queries" in record:
+        out.setdefault("query_split", "train" if record["train_queries"] else None)
+    if "adam_betas" in record:
+        out.setdefault("betas", tuple(record["adam_betas"]))
+    return out
 
 
 def with_dev(collection: Collection, holdout: float = 0.1, seed: int = 0) -> tuple[Collection, str]:
@@ -136,47 +137,44 @@ def _sample(ids: list[str], n: int, seed: int) -> list[str]:
 
 
 def dev_set(collection: Collection, dev_from: str, recipe: Recipe, probe: dict[str, str]) -> tuple[dict[str, str], Qrels]:
-    """What checkpoints are chosen on: a seeded sample of `recipe.dev_queries` dev queries, or, with no dev queries
-    (zero-shot), the memorisation probe's documents read back to themselves. A collection without a dev split gets
-    the one training held out (`with_dev`, same seed), so the result's own collection can be passed back in."""
+    """What checkpoints are chosen on: a seeded sample of `recipe.dev_queries` of the dev split of `collection` (as
+    `with_dev` returned it), or, with no dev queries (zero-shot), the memorisation probe's documents read back to
+    themselves."""
     if dev_from == "none":
         return probe, {d: {d: 1} for d in probe}
-    queries, qrels = with_dev(collection, recipe.dev_holdout, recipe.seed)[0].split("dev")
+    queries, qrels = collection.split("dev")
     qids = _sample(list(qrels), recipe.dev_queries, recipe.seed)
     return {q: queries[q] for q in qids}, {q: qrels[q] for q in qids}
 
 
 class Convergence(Callback):
-    """Stops training once memorised (`threshold`) and dev Hits@1 has not gained `min_delta` for `patience` evaluations."""
+    """Stops training once memorised (`threshold`) and dev Hits@1 has not gained `min_delta` for `patience` evaluations.
 
-    def __init__(self, docs: dict[str, str], threshold: float, patience: int, dev_is_memo: bool,
-                 min_delta: float = 0.005, not_before: int = 0):
-        self.docs, self.threshold, self.patience, self.dev_is_memo = docs, threshold, patience, dev_is_memo
+    Memorisation is the trainer's "memo Hits@1" (its probe), or dev Hits@1 itself when dev is the probe (zero-shot)."""
+
+    def __init__(self, threshold: float, patience: int, dev_is_memo: bool, min_delta: float = 0.005, not_before: int = 0):
+        self.threshold, self.patience, self.dev_is_memo = threshold, patience, dev_is_memo
         self.not_before = not_before              # e.g. the step where pruning reaches its target sparsity
         self.min_delta = min_delta                # 0.005 = one query in 200: smaller gains are noise
         self.steps_to_memorise: int | None = None
         self.seconds_to_memorise: float | None = None  # wall time from the first step, evaluations included
         self.t0 = time.perf_counter()
         self.best, self.stalled = -1.0, 0
-        self.deadline: float | None = None
-        self.out_of_time = False
 
     def on_train_begin(self, trainer) -> None:
         self.t0 = time.perf_counter()
 
-    def on_step_end(self, trainer) -> None:
-        if self.deadline is not None and time.perf_counter() > self.deadline:
-            trainer.stopped_early = self.out_of_time = True
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "stalled": self.stalled, "steps_to_memorise": self.steps_to_memorise,
+                "seconds_to_memorise": self.seconds_to_memorise}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.stalled = state["best"], state["stalled"]
+        self.steps_to_memorise, self.seconds_to_memorise = state["steps_to_memorise"], state["seconds_to_memorise"]
 
     def on_evaluate(self, trainer, metrics: dict[str, float]) -> None:
-        # zero-shot: the dev "queries" are the probe documents themselves, so dev Hits@1 is memorisation
-        memo = metrics["Hits@1"] if self.dev_is_memo else memorisation(trainer.net, self.docs)
+        memo = metrics["Hits@1"] if self.dev_is_memo else metrics["memo Hits@1"]
         trainer.history[-1]["memo Hits@1"] = round(memo, 4)
-        if os.environ.get("DSILAB_LOG_EVALS"):  # progress of long runs in a log (GPU benchmarks)
-            last = trainer.history[-1]
-            print(f"[{os.environ.get('DSILAB_ROW', '')}] step {trainer.step}: memo {memo:.3f}, dev Hits@1 {metrics['Hits@1']:.3f}, "
-                  f"train loss {last.get('train loss', float('nan')):.4f}, grad norm max {last.get('grad norm max', float('nan')):.3g}",
-                  flush=True)
         done = memo >= self.threshold and trainer.step >= self.not_before
         trainer.history[-1]["eligible"] = done  # keep_best prefers memorised (and fully pruned) checkpoints
         if memo >= self.threshold and self.steps_to_memorise is None:
@@ -222,7 +220,7 @@ class DSIResult:
         from .saved import save_model
 
         log = {k: v for k, v in self.summary().items() if k != "recipe"}
-        return save_model(self.model, folder, arch=model_arch(self.recipe), recipe=asdict(self.recipe),
+        return save_model(self.model, folder, arch=self.recipe.arch_sizes(), recipe=asdict(self.recipe),
                           collection=self.collection, log=log)
 
     def summary(self) -> dict[str, Any]:
@@ -237,35 +235,17 @@ class DSIResult:
                 "peak_mb": self.train.peak_rss_mb, "history": self.history}
 
 
-def memorisation(model, docs: dict[str, str]) -> float:
-    """Indexing Hits@1: the share of documents whose indexed text (`docs`: doc_id -> text) decodes to their own docid."""
-    from .decode import search
-    from .metrics import evaluate
-
-    return evaluate(search(model, docs, k=1, batch_size=128), {d: {d: 1} for d in docs}, ("Hits@1",))["Hits@1"]
-
-
-def model_arch(recipe: Recipe) -> dict[str, Any]:
-    """The backbone sizes `build_model` takes for this recipe (a saved model records them to rebuild its network)."""
-    arch: dict[str, Any] = dict(recipe.arch or {})
-    if recipe.backbone == "minilm-seq2seq":
-        arch = {"decoder_layers": recipe.decoder_layers, "freeze_encoder": recipe.freeze_encoder, **arch}
-    return arch
-
-
 def prepare(collection: Collection, recipe: Recipe, tree: DocidTree | None = None, extra_examples: list | None = None,
             progress: bool = False) -> tuple[Collection, str, DocidTree, list, Any, dict[str, Any] | None]:
     """Everything `train_dsi` trains on: the collection with its dev split (and where dev came from), the docids,
     the training examples, the untrained model, and what the query filter dropped (None without one)."""
-    from .models import build_model
-    from .tasks import TaskConfig, build_examples
+    from .tasks import build_examples
 
     seed_everything(recipe.seed)
     coll, dev_from = with_dev(collection, recipe.dev_holdout, recipe.seed)
-    tree = tree or make_docids(coll, recipe.docids, k=recipe.k, c=recipe.c, seed=recipe.seed)
-    use_queries = recipe.train_queries and "train" in coll.qrels
-    task = TaskConfig(doc_len=recipe.doc_len, query_split="train" if use_queries else None, ratio=recipe.ratio,
-                      seed=recipe.seed)
+    tree = tree or recipe.make_docids(coll)
+    # a collection without training queries (zero-shot) trains on its documents alone
+    task = replace(recipe, query_split=None) if recipe.query_split == "train" and "train" not in coll.qrels else recipe
     pseudo, filtered = None, None
     if recipe.pseudo_per_doc:  # generated from the training split only: dev and test queries stay unseen
         from .querygen import generate_queries, roundtrip_filter
@@ -274,53 +254,60 @@ def prepare(collection: Collection, recipe: Recipe, tree: DocidTree | None = Non
         if recipe.query_filter_k:
             pseudo, filtered = roundtrip_filter(coll, pseudo, recipe.query_filter_k)
     examples = build_examples(coll, tree, task, pseudo=pseudo) + list(extra_examples or [])
-    model = build_model(recipe.backbone, tree, examples, seed=recipe.seed, docid_init=recipe.docid_init,
-                        adapter=recipe.adapter, adapter_kwargs=recipe.adapter_kwargs, **model_arch(recipe))
-    return coll, dev_from, tree, examples, model, filtered
+    return coll, dev_from, tree, examples, recipe.build_model(tree, examples), filtered
+
+
+def probe_docs(collection: Collection, recipe: Recipe, doc_ids: list[str] | None = None, n: int | None = None,
+               seed: int | None = None) -> dict[str, str]:
+    """A seeded sample (`recipe.memo_sample` by default) of documents, each as the text its indexing example reads:
+    what memorisation is measured on."""
+    from .tasks import doc_views
+
+    ids = _sample(collection.doc_ids if doc_ids is None else doc_ids, n or recipe.memo_sample,
+                  recipe.seed if seed is None else seed)
+    views = doc_views(collection, "first", recipe.doc_len)
+    return {d: views[d][0] for d in ids}
+
+
+def fit(model: Any, examples: list, recipe: Recipe, dev: tuple[dict[str, str], Qrels] | None, probe: dict[str, str],
+        dev_is_memo: bool = False, callbacks: list[Callback] = (), progress: bool = False,
+        checkpoint_dir: str | None = None, **run: Any) -> tuple[TrainResult, Convergence, Any]:
+    """The one DSI training run, for a new index, an update and a throughput study alike: `recipe`'s loop with
+    its stopping rule (`Convergence` on dev and on memorisation of `probe`), its pruning schedule and any extra
+    `callbacks`; checkpoints in `checkpoint_dir` (resumed from when present); `run`: more of `Trainer`'s keywords.
+    Returns the loop's result, the stopping rule (when memorised) and the pruner (None without pruning)."""
+    steps_per_epoch = max(1, math.ceil(len(examples) / recipe.batch_size) // recipe.grad_accum)
+    pruner = recipe.pruner(steps_per_epoch, recipe.max_epochs)
+    stop = Convergence(recipe.memo_threshold, recipe.patience, dev_is_memo, not_before=pruner.end if pruner else 0)
+    eval_every = recipe.schedule(steps_per_epoch)[2]
+    result = train(model, examples, recipe, dev=dev, callbacks=[*([pruner] if pruner else []), *callbacks, stop],
+                   probe=None if dev_is_memo else probe, dev_k=1 if dev_is_memo else 10, progress=progress,
+                   checkpoint_every=eval_every if checkpoint_dir else 0, checkpoint_dir=checkpoint_dir, **run)
+    return result, stop, pruner
 
 
 def train_dsi(collection: Collection, recipe: Recipe = Recipe(), tree: DocidTree | None = None,
-              extra_examples: list | None = None, progress: bool = False,
-              checkpoint_dir: str | None = None) -> DSIResult:
+              extra_examples: list | None = None, progress: bool = False, checkpoint_dir: str | None = None,
+              callbacks: list[Callback] = ()) -> DSIResult:
     """Train one DSI model on `collection` by `recipe` until it has converged (or hit the cap).
 
-    tree: docids built elsewhere (default: `make_docids` by the recipe); extra_examples: more training examples
-    (e.g. augmented document views) added to those the recipe builds.
+    tree: docids built elsewhere (default: the recipe's); extra_examples: more training examples (e.g. augmented
+    document views) added to those the recipe builds; callbacks: more hooks into the loop (`fit`).
     """
-    from .pruning import MagnitudePruning
-    from .tasks import describe_examples, doc_views
+    from .tasks import describe_examples
 
     t0 = time.perf_counter()
     coll, dev_from, tree, examples, model, filtered = prepare(collection, recipe, tree, extra_examples, progress)
-    if os.environ.get("DSILAB_LOG_EVALS"):  # where a long GPU run's setup time goes
-        print(f"docids, {len(examples)} examples and the model ready after {time.perf_counter() - t0:.0f} s", flush=True)
-    views = doc_views(coll, "first", recipe.doc_len)
-    probe = {d: views[d][0] for d in _sample(coll.doc_ids, recipe.memo_sample, recipe.seed)}
-    dev = dev_set(coll, dev_from, recipe, probe)
-    steps_per_epoch = max(1, math.ceil(len(examples) / recipe.batch_size))
-    eval_every = recipe.eval_every or max(50, 5 * steps_per_epoch)
-    callbacks: list[Callback] = []
-    if recipe.prune:  # from epoch 1, 20 threshold updates, target reached after prune_epochs more (or at the cap)
-        end = min(1 + recipe.prune_epochs, recipe.max_epochs) * steps_per_epoch
-        start = min(steps_per_epoch, end // 2)
-        callbacks.append(MagnitudePruning(recipe.prune, start=start, end=end, every=max(1, (end - start) // 20)))
-    stop = Convergence(probe, recipe.memo_threshold, recipe.patience, dev_is_memo=dev_from == "none",
-                       not_before=callbacks[0].end if callbacks else 0)
-    if recipe.time_limit_s:
-        stop.deadline = t0 + recipe.time_limit_s
-    cfg = TrainConfig(max_steps=recipe.max_steps or recipe.max_epochs * steps_per_epoch, lr=recipe.lr, betas=tuple(recipe.adam_betas),
-                      amp=recipe.amp, encoder_lr=recipe.encoder_lr,
-                      batch_size=recipe.batch_size, eval_every=eval_every, bucket=recipe.bucket, compile=recipe.compile,
-                      warmup_steps=recipe.warmup_steps if recipe.warmup_steps is not None else min(100, 2 * steps_per_epoch),
-                      eval_queries=len(dev[0]), eval_k=1 if dev_from == "none" else 10, patience=0, keep_best=True, progress=progress, seed=recipe.seed,
-                      checkpoint_every=eval_every if checkpoint_dir else 0, checkpoint_dir=checkpoint_dir)
-    result = train(model, examples, cfg, dev=dev, callbacks=[*callbacks, stop])
+    LOG.info("docids, %d examples and the model ready after %.0f s", len(examples), time.perf_counter() - t0)
+    probe = probe_docs(coll, recipe)
+    result, stop, pruner = fit(model, examples, recipe, dev_set(coll, dev_from, recipe, probe), probe,
+                               dev_is_memo=dev_from == "none", callbacks=callbacks, progress=progress,
+                               checkpoint_dir=checkpoint_dir)
     # the whole corpus, not the probe (beyond 10k documents a seeded 10k sample: +-0.6 points at 0.9)
-    memo = memorisation(model, {d: views[d][0] for d in _sample(coll.doc_ids, 10_000, recipe.seed + 1)})
+    memo = memorisation(model, probe_docs(coll, recipe, n=10_000, seed=recipe.seed + 1))
     return DSIResult(recipe, model, tree, coll, dev_from, result, stop.steps_to_memorise, memo,
-                     time.perf_counter() - t0, [h for h in result.history if "Hits@1" in h],
-                     "time limit" if stop.out_of_time else "converged" if result.stopped_early else "step cap",
-                     callbacks[0].report()["total"]["sparsity"] if callbacks else 0.0, len(examples),
+                     time.perf_counter() - t0, [h for h in result.history if "Hits@1" in h], result.stopped,
+                     pruner.report()["total"]["sparsity"] if pruner else 0.0, len(examples),
                      describe_examples(examples), filtered, stop.seconds_to_memorise)
 
 
@@ -354,7 +341,7 @@ def train_to_folder(collection: str | Collection, recipe: Recipe, out: str | Pat
         before = json.loads(started.read_text())
         if before != json.loads(json.dumps(run_card)):
             raise DsilabError(f"{out} holds a run of another collection or recipe ({before['collection']}, "
-                              f"{Recipe(**before['recipe']).label}); choose another --out, or delete {out} to start over.")
+                              f"{Recipe(**recipe_fields(before['recipe'])).label}); choose another --out, or delete {out} to start over.")
         if (out / "model.json").is_file():
             print(f"{out} already holds this trained model; nothing to do.")
             return out

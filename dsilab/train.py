@@ -1,13 +1,14 @@
 """One training loop for every DSI variant: plain PyTorch, readable top to bottom (in the spirit of nanoGPT).
 
-    result = train(model, examples, TrainConfig(epochs=30, lr=1e-3), dev=collection.split("dev"))
+    result = train(model, examples, TrainConfig(max_epochs=30, lr=1e-3), dev=collection.split("dev"))
 
 What it does, in order: shuffle the examples with a per-epoch seed; cut micro-batches; forward with
 mixed precision (bf16/fp16 on GPU, bf16 on CPUs with bf16 units, else fp32); accumulate gradients;
 clip; AdamW step; linear warm-up then linear decay; every `eval_every` steps score dev queries with
-constrained beam search (Hits@1/10) and stop early after `patience` evaluations without gain; every
-`checkpoint_every` steps save model, optimizer, scheduler, RNG states and the data position, so that
-`resume=True` continues exactly where an interrupted run stopped (same batches, same final weights).
+constrained beam search (Hits@1/10) and, given a probe, memorisation; a callback decides when to stop
+(`dsilab.recipes.Convergence`); every `checkpoint_every` steps save model, optimizer, scheduler, RNG states, the data
+position and the callbacks' state, so that `resume=True` continues exactly where an interrupted run stopped (same
+batches, same final weights).
 
 Tensors built once (`PackedExamples`): before the first step every distinct input is tokenised once, or, when
 no encoder weight trains (`model.encoder_frozen`), encoded once (exact: the frozen encoder runs without dropout),
@@ -27,8 +28,8 @@ config, step, ...). Metrics go to a JSONL log (`log_path`) and to `TrainResult.h
 from __future__ import annotations
 
 import json
+import logging
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -43,48 +44,46 @@ from .core import DsilabError, Qrels, atomic_path, seed_everything
 from .tasks import Example
 
 AMP = ("auto", "bf16", "fp16", "off")
+LOG = logging.getLogger("dsilab.train")  # every evaluation at INFO: `dsilab bench ... --log-evals` shows them
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything the loop needs; sizes are per process, `batch_size` is one micro-batch."""
+    """How to train: the optimiser, the schedule and when to evaluate; sizes are per process, `batch_size` is one
+    micro-batch. `dsilab.recipes.Recipe` is a TrainConfig too (its training part), so these names are the recipe's."""
 
-    epochs: int = 20
-    max_steps: int | None = None          # optimizer steps; overrides epochs when set
-    batch_size: int = 32
-    grad_accum: int = 1
-    lr: float = 1e-3
+    max_epochs: int = 120                 # the cap, in epochs of the examples
+    max_steps: int | None = None          # a fixed budget in optimizer steps instead (overrides max_epochs)
+    batch_size: int = 64
+    grad_accum: int = 1                   # micro-batches per optimizer step
+    lr: float = 1e-3                      # runs long past memorisation: 3e-4 (higher, deep decoders collapse: scaling "stability")
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW's moment decays; a lower beta2 reacts faster to a gradient spike
     encoder_lr: float | None = None       # the pretrained encoder's step when it trains (None: lr); new parts keep lr
     weight_decay: float = 0.01
-    warmup_steps: int = 50
+    warmup_steps: int | None = None       # None: two epochs, at most 100 steps
     grad_clip: float = 1.0
-    amp: str = "auto"
-    eval_every: int = 0                   # optimizer steps between dev evaluations (0: only at the end)
-    eval_queries: int = 200               # dev queries per evaluation (a seeded random sample, the same each time)
-    eval_k: int = 10                      # ranks searched per dev query: 10 gives Hits@1 and Hits@10, 1 only Hits@1
-    patience: int = 0                     # evaluations without Hits@1 gain before stopping (0: never)
-    keep_best: bool = True                # restore the best dev weights at the end
-    checkpoint_every: int = 0             # optimizer steps between checkpoints (0: none)
-    checkpoint_dir: str | None = None
-    resume: bool = True                   # continue from checkpoint_dir/last.pt when it exists
-    log_path: str | None = None           # JSONL metrics log
-    log_every: int = 10
-    cache_encoder: bool = True            # encode each input once when the encoder is frozen
+    amp: str = "auto"                     # "off" trains in fp32
+    eval_every: int | None = None         # steps between dev evaluations (None: about 5 epochs, at least 50 steps; 0: only at the end)
     bucket: int = 0                       # >0: sort each window of `bucket` micro-batches by input length (less padding)
     compile: bool = False                 # torch.compile the model (GPU; the first steps pay for compilation)
-    progress: bool = True
+    cache_encoder: bool = True            # encode each input once when the encoder is frozen
+    time_limit_s: float | None = None     # a wall-clock cap on training (e.g. a GPU lease); the result says it was hit
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.amp not in AMP:
-            raise DsilabError(f"TrainConfig.amp={self.amp!r}; choose one of {list(AMP)}.")
-        if self.batch_size < 1 or self.grad_accum < 1 or self.epochs < 1:
-            raise DsilabError("TrainConfig: batch_size, grad_accum and epochs must be >= 1.")
+            raise DsilabError(f"amp={self.amp!r}; choose one of {list(AMP)}.")
+        if self.batch_size < 1 or self.grad_accum < 1 or self.max_epochs < 1:
+            raise DsilabError("batch_size, grad_accum and max_epochs must be >= 1.")
         if not all(0 <= b < 1 for b in self.betas):
-            raise DsilabError(f"TrainConfig.betas={self.betas}; AdamW's decays lie in [0, 1), e.g. (0.9, 0.999).")
-        if self.checkpoint_every and not self.checkpoint_dir:
-            raise DsilabError("TrainConfig.checkpoint_every needs checkpoint_dir (where to save).")
+            raise DsilabError(f"betas={self.betas}; AdamW's decays lie in [0, 1), e.g. (0.9, 0.999).")
+
+    def schedule(self, steps_per_epoch: int) -> tuple[int, int, int]:
+        """(total steps, warm-up steps, steps between evaluations) for epochs of `steps_per_epoch` optimizer steps."""
+        total = self.max_steps or self.max_epochs * steps_per_epoch
+        warmup = self.warmup_steps if self.warmup_steps is not None else min(100, 2 * steps_per_epoch)
+        every = self.eval_every if self.eval_every is not None else max(50, 5 * steps_per_epoch)
+        return total, min(warmup, total // 2), every
 
 
 class Callback:
@@ -94,6 +93,10 @@ class Callback:
     def on_step_end(self, trainer: "Trainer") -> None: ...
     def on_evaluate(self, trainer: "Trainer", metrics: dict[str, float]) -> None: ...
     def on_train_end(self, trainer: "Trainer") -> None: ...
+    def state_dict(self) -> dict[str, Any]:
+        """What the callback must remember across a resume (saved in each checkpoint)."""
+        return {}
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -110,6 +113,12 @@ class TrainResult:
     stopped_early: bool
     final_loss: float
     cache_seconds: float = 0.0
+    out_of_time: bool = False             # stopped by `time_limit_s`
+
+    @property
+    def stopped(self) -> str:
+        """How the run ended: "time limit", "converged" (a callback stopped it) or "step cap"."""
+        return "time limit" if self.out_of_time else "converged" if self.stopped_early else "step cap"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -237,16 +246,29 @@ class PackedExamples:
 
 
 class Trainer:
-    """The loop's state, visible to callbacks: model, optimizer, scheduler, config, step, epoch, position."""
+    """The loop's state, visible to callbacks: model, optimizer, scheduler, config, step, epoch, position.
 
-    def __init__(self, model, examples: list[Example], cfg: TrainConfig, dev: tuple[dict[str, str], Qrels] | None,
-                 callbacks: list[Callback]):
+    dev: (queries, qrels) scored at every evaluation (Hits@1, and Hits@10 when `dev_k` >= 10); probe: doc_id -> indexed
+    text, read back at every evaluation as "memo Hits@1" (memorisation). The rest says how this run is kept and shown:
+    checkpoints every `checkpoint_every` steps in `checkpoint_dir` (resumed from when `resume`), the best dev weights
+    restored at the end (`keep_best`), metrics to a JSONL log, a progress bar.
+    """
+
+    def __init__(self, model, examples: list[Example], cfg: TrainConfig, dev: tuple[dict[str, str], Qrels] | None = None,
+                 callbacks: list[Callback] = (), *, probe: dict[str, str] | None = None, dev_k: int = 10,
+                 keep_best: bool = True, checkpoint_every: int = 0, checkpoint_dir: str | None = None,
+                 resume: bool = True, log_path: str | None = None, log_every: int = 10, progress: bool = False):
         from accelerate import Accelerator
         from transformers import get_linear_schedule_with_warmup
 
         if not examples:
             raise DsilabError("train() got no examples: build them with dsilab.tasks.build_examples.")
+        if checkpoint_every and not checkpoint_dir:
+            raise DsilabError("checkpoint_every needs checkpoint_dir (where to save).")
         self.cfg, self.examples, self.callbacks = cfg, examples, list(callbacks)
+        self.probe, self.dev_k, self.keep_best = probe, dev_k, keep_best
+        self.checkpoint_every, self.checkpoint_dir, self.resume = checkpoint_every, checkpoint_dir, resume
+        self.log_path, self.log_every, self.progress = log_path, log_every, progress
         self.acc = Accelerator()
         seed_everything(cfg.seed)
         self.model = model
@@ -261,9 +283,8 @@ class Trainer:
         self.world, self.rank = self.acc.num_processes, self.acc.process_index
         self.micro_per_epoch = math.ceil(len(examples) / (cfg.batch_size * self.world))
         self.steps_per_epoch = max(1, self.micro_per_epoch // cfg.grad_accum)
-        self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
-        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, min(cfg.warmup_steps, self.total_steps // 2),
-                                                         self.total_steps)
+        self.total_steps, warmup, self.eval_every = cfg.schedule(self.steps_per_epoch)
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, self.total_steps)
         self.amp = _amp_dtype(cfg.amp, self.acc.device)
         # fp16 needs loss scaling so that small gradients do not underflow; bf16 and fp32 do not.
         self.scaler = torch.amp.GradScaler(self.acc.device.type) if self.amp == torch.float16 else None
@@ -271,7 +292,7 @@ class Trainer:
         self.step, self.epoch, self.micro = 0, 0, 0   # optimizer steps done; data position (epoch, micro-batch)
         self.best: dict[str, float] = {}
         self.best_state: dict[str, torch.Tensor] | None = None
-        self.bad_evals, self.history, self.stopped_early = 0, [], False
+        self.history, self.stopped_early, self.out_of_time = [], False, False
         self.packed: PackedExamples | None = None
         self._order: tuple[int, np.ndarray | None] = (-1, None)
         self._reset_since_eval()
@@ -316,13 +337,14 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------------------------------
     def save(self) -> Path:
-        path = Path(self.cfg.checkpoint_dir) / "last.pt"
+        path = Path(self.checkpoint_dir) / "last.pt"
         if self.acc.is_main_process:
             path.parent.mkdir(parents=True, exist_ok=True)
             state = {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                      "scheduler": self.scheduler.state_dict(), "rng": _rng_state(), "step": self.step,
                      "epoch": self.epoch, "micro": self.micro, "best": self.best, "best_state": self.best_state,
-                     "bad_evals": self.bad_evals, "history": self.history, "config": asdict(self.cfg),
+                     "history": self.history, "config": asdict(self.cfg),
+                     "callbacks": {key: cb.state_dict() for key, cb in self._keyed_callbacks().items()},
                      "scaler": self.scaler.state_dict() if self.scaler else None}
             with atomic_path(path) as tmp:  # an interruption mid-save leaves the previous checkpoint intact
                 torch.save(state, tmp)
@@ -336,31 +358,43 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
         self.step, self.epoch, self.micro = state["step"], state["epoch"], state["micro"]
-        self.best, self.best_state, self.bad_evals = state["best"], state["best_state"], state["bad_evals"]
+        self.best, self.best_state = state["best"], state["best_state"]
         self.history = state["history"]
+        saved = state.get("callbacks", {})
+        for key, cb in self._keyed_callbacks().items():  # by class: a resumed run may pass other callbacks beside
+            if key in saved:
+                cb.load_state_dict(saved[key])
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
 
+    def _keyed_callbacks(self) -> dict[str, Callback]:
+        """Each callback under its class name (and its rank among callbacks of that class)."""
+        seen: dict[str, int] = {}
+        out = {}
+        for cb in self.callbacks:
+            name = type(cb).__qualname__
+            out[f"{name}#{seen.get(name, 0)}"] = cb
+            seen[name] = seen.get(name, 0) + 1
+        return out
+
     # -- evaluation --------------------------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
-        """Hits@1 (and Hits@10) on the dev queries (a seeded random sample of `eval_queries`), by constrained beam search.
-
-        A random sample, not the first n by id: ids are often ordered by topic, and the first n would cover a few.
-        """
+        """Hits@1 (and Hits@10) on the dev queries, and memorisation of the probe, by constrained beam search: one
+        evaluation, two beam widths (`dev_k` ranks for dev, the top docid alone for memorisation)."""
         from .decode import search
         from .metrics import evaluate
 
         queries, qrels = self.dev
-        qids = sorted(queries)
-        if len(qids) > self.cfg.eval_queries:
-            qids = sorted(np.random.default_rng(self.cfg.seed).choice(qids, self.cfg.eval_queries, replace=False))
-        run = search(self.net, {q: queries[q] for q in qids}, k=self.cfg.eval_k)
-        return evaluate(run, {q: qrels[q] for q in qids}, ("Hits@1", "Hits@10") if self.cfg.eval_k >= 10 else ("Hits@1",))
+        metrics = evaluate(search(self.net, queries, k=self.dev_k), qrels,
+                           ("Hits@1", "Hits@10") if self.dev_k >= 10 else ("Hits@1",))
+        if self.probe:
+            metrics["memo Hits@1"] = memorisation(self.net, self.probe)
+        return metrics
 
     def log(self, record: dict[str, Any]) -> None:
         self.history.append(record)
-        if self.cfg.log_path and self.acc.is_main_process:
-            with open(self.cfg.log_path, "a") as f:
+        if self.log_path and self.acc.is_main_process:
+            with open(self.log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
     def _reset_since_eval(self) -> None:
@@ -376,19 +410,20 @@ class Trainer:
         train = ({"train loss": round(float(self._loss_since_eval) / self._steps_since_eval, 5),
                   "grad norm max": round(float(self._grad_max), 4)} if self._steps_since_eval else {})
         self._reset_since_eval()
-        self.log({"step": self.step, "epoch": round(self.epoch + self.micro / self.micro_per_epoch, 3), **metrics, **train})
+        memo = {"memo Hits@1": metrics.pop("memo Hits@1")} if "memo Hits@1" in metrics else {}
+        self.log({"step": self.step, "epoch": round(self.epoch + self.micro / self.micro_per_epoch, 3), **metrics, **train,
+                  **{k: round(v, 4) for k, v in memo.items()}})
+        LOG.info("step %d: %s", self.step, ", ".join(f"{k} {v:.4g}" for k, v in self.history[-1].items() if k != "step"))
         for cb in self.callbacks:
-            cb.on_evaluate(self, metrics)
+            cb.on_evaluate(self, {**metrics, **memo})
         # A callback may mark this checkpoint not eligible (e.g. not yet memorised); eligible ones always rank first.
         record = {"step": self.step, **metrics, "eligible": self.history[-1].get("eligible", True)}
         key = lambda rec: (rec.get("eligible", True), rec["Hits@1"])
         if not self.best or key(record) > key(self.best):
-            self.best, self.bad_evals = record, 0
-            if self.cfg.keep_best and not final:
+            self.best = record
+            if self.keep_best and not final:
                 self.best_state = {k: v.detach().clone().cpu() for k, v in self.net.state_dict().items()
                                    if k in self._trainable_names()}
-        else:
-            self.bad_evals += 1
 
     def _trainable_names(self) -> set[str]:
         return {n for n, p in self.net.named_parameters() if p.requires_grad}
@@ -402,23 +437,23 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
-        last = Path(cfg.checkpoint_dir) / "last.pt" if cfg.checkpoint_dir else None
-        if cfg.resume and last is not None and last.is_file():
+        last = Path(self.checkpoint_dir) / "last.pt" if self.checkpoint_dir else None
+        if self.resume and last is not None and last.is_file():
             self.load(last)
         t_cache = time.perf_counter()
         states = cfg.cache_encoder and self.net.encoder_frozen
         self.packed = PackedExamples(self.net, self.examples, encode=states,
                                      dtype=self.amp if states and self.acc.device.type == "cuda" else None)
         cache_seconds = time.perf_counter() - t_cache
-        if os.environ.get("DSILAB_LOG_EVALS"):  # where a long GPU run's setup time goes
-            print(f"inputs packed in {cache_seconds:.0f} s: {tuple(self.packed.inputs.shape)}", flush=True)
+        LOG.info("inputs packed in %.0f s: %s", cache_seconds, tuple(self.packed.inputs.shape))
         if cfg.compile:
             self.model = torch.compile(self.model, dynamic=True)
         for cb in self.callbacks:
             cb.on_train_begin(self)
         self.model.train()
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not cfg.progress or not self.acc.is_main_process,
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress or not self.acc.is_main_process,
                    desc="train", leave=False)
+        deadline = time.perf_counter() + cfg.time_limit_s if cfg.time_limit_s else None
         peak = psutil.Process().memory_info().rss
         loss_n, final_loss, steps_here = 0, float("nan"), 0
         loss_sum = torch.zeros((), device=self.acc.device)  # summed on the device: reading it back would wait for the GPU
@@ -459,23 +494,24 @@ class Trainer:
             bar.update(1)
             for cb in self.callbacks:
                 cb.on_step_end(self)
-            if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+            if deadline is not None and time.perf_counter() > deadline:
+                self.stopped_early = self.out_of_time = True
+            if self.step % self.log_every == 0 or self.step == self.total_steps:
                 final_loss = float(step_loss)
                 peak = max(peak, psutil.Process().memory_info().rss)
-                bar.set_postfix(loss=f"{final_loss:.3f}")
+                bar.set_postfix(self._postfix(final_loss))
                 self.log({"step": self.step, "epoch": round(self.epoch + self.micro / self.micro_per_epoch, 3),
                           "loss": round(float(loss_sum) / loss_n, 5), "lr": self.scheduler.get_last_lr()[0],
                           "step_time_s": round(train_time() / steps_here, 4)})
                 loss_sum, loss_n = torch.zeros((), device=self.acc.device), 0
-            evaluate = cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < self.total_steps
-            save = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
+            evaluate = self.eval_every and self.step % self.eval_every == 0 and self.step < self.total_steps
+            save = self.checkpoint_every and self.step % self.checkpoint_every == 0
             if evaluate or save:
                 t_pause = (self._sync(), time.perf_counter())[1]
                 if evaluate:
                     self.maybe_evaluate()
                     self.model.train()
-                    if cfg.patience and self.bad_evals >= cfg.patience:
-                        self.stopped_early = True
+                    bar.set_postfix(self._postfix(final_loss))
                 if save:
                     self.save()
                 paused += time.perf_counter() - t_pause
@@ -486,14 +522,34 @@ class Trainer:
         evaluated = [h["step"] for h in self.history if "Hits@1" in h]
         if not evaluated or evaluated[-1] != self.step:
             self.maybe_evaluate(final=True)
-        if cfg.keep_best and self.best_state is not None and self.history and self.best.get("step") != self.step:
+        if self.keep_best and self.best_state is not None and self.history and self.best.get("step") != self.step:
             self.net.load_state_dict(self.best_state, strict=False)
         self.model.eval()
         for cb in self.callbacks:
             cb.on_train_end(self)
         return TrainResult(self.step, round(self.epoch + self.micro / self.micro_per_epoch, 3), self.best, self.history,
                            round(train_seconds, 2), round(train_seconds / max(steps_here, 1), 4),
-                           round(peak / 2**20), self.stopped_early, round(final_loss, 5), round(cache_seconds, 2))
+                           round(peak / 2**20), self.stopped_early, round(final_loss, 5), round(cache_seconds, 2),
+                           self.out_of_time)
+
+
+    def _postfix(self, loss: float) -> dict[str, str]:
+        """What the progress bar shows: the loss, and the last evaluation's dev Hits@1 and memorisation."""
+        last = next((h for h in reversed(self.history) if "Hits@1" in h), {})
+        shown = {"loss": f"{loss:.3f}"}
+        if "Hits@1" in last:
+            shown["dev H@1"] = f"{last['Hits@1']:.3f}"
+        if "memo Hits@1" in last:
+            shown["memo"] = f"{last['memo Hits@1']:.3f}"
+        return shown
+
+
+def memorisation(model, docs: dict[str, str]) -> float:
+    """Indexing Hits@1: the share of documents whose indexed text (`docs`: doc_id -> text) decodes to their own docid."""
+    from .decode import search
+    from .metrics import evaluate
+
+    return evaluate(search(model, docs, k=1, batch_size=128), {d: {d: 1} for d in docs}, ("Hits@1",))["Hits@1"]
 
 
 class _nullcontext:
@@ -502,6 +558,7 @@ class _nullcontext:
 
 
 def train(model, examples: list[Example], cfg: TrainConfig = TrainConfig(),
-          dev: tuple[dict[str, str], Qrels] | None = None, callbacks: list[Callback] = ()) -> TrainResult:
-    """Train `model` (a DSIModel) on `examples`; `dev` = (queries, qrels) for evaluation and early stopping."""
-    return Trainer(model, examples, cfg, dev, list(callbacks)).fit()
+          dev: tuple[dict[str, str], Qrels] | None = None, callbacks: list[Callback] = (), **run: Any) -> TrainResult:
+    """Train `model` (a DSIModel) on `examples`; `dev` = (queries, qrels) to evaluate on (a callback such as
+    `dsilab.recipes.Convergence` stops on it); `run`: how the run is kept and shown (`Trainer`'s keywords)."""
+    return Trainer(model, examples, cfg, dev, list(callbacks), **run).fit()

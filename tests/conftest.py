@@ -15,6 +15,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: two workers beside the
 from dsilab.train import Callback  # noqa: E402  (after the variables above)
 
 
+def pytest_collection_modifyitems(config, items):
+    """`make test` (xdist, --dist loadgroup): each test file runs on one worker, as with loadfile (its module fixtures
+    are built once), except the course notebooks: each is a group of its own, so both workers share them and neither
+    waits idle while the other executes the course."""
+    for item in items:
+        group = item.nodeid if item.get_closest_marker("notebook") else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
     if "DSILAB_CACHE" not in os.environ:

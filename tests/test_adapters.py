@@ -11,7 +11,7 @@ from conftest import TINY_T5 as TINY, Interrupt
 
 
 def _cfg(**kw):
-    return TrainConfig(**{"batch_size": 4, "lr": 1e-2, "warmup_steps": 0, "progress": False, "seed": 0, **kw})
+    return TrainConfig(**{"batch_size": 4, "lr": 1e-2, "warmup_steps": 0, "seed": 0, **kw})
 
 
 def _state(model):
@@ -123,14 +123,14 @@ def test_save_load_and_merge_keep_the_function(tiny_dsi, tmp_path, adapter):
 @pytest.mark.parametrize("adapter", ["lora", "qlora"])
 def test_resume_gives_the_same_adapters(tiny_dsi, tmp_path, adapter):
     _, tree, ex = tiny_dsi
-    cfg = _cfg(max_steps=5, checkpoint_every=2, checkpoint_dir=str(tmp_path / "ck"))
+    cfg, keep = _cfg(max_steps=5), dict(checkpoint_every=2, checkpoint_dir=str(tmp_path / "ck"))
     straight = build_model("t5-scratch", tree, ex, adapter=adapter, **TINY)
     train(straight, ex, _cfg(max_steps=5))
     interrupted = build_model("t5-scratch", tree, ex, adapter=adapter, **TINY)
     with pytest.raises(KeyboardInterrupt):
-        train(interrupted, ex, cfg, callbacks=[Interrupt(3)])  # dies after the step-2 checkpoint
+        train(interrupted, ex, cfg, callbacks=[Interrupt(3)], **keep)  # dies after the step-2 checkpoint
     resumed = build_model("t5-scratch", tree, ex, adapter=adapter, **TINY)
-    assert train(resumed, ex, cfg).steps == 5
+    assert train(resumed, ex, cfg, **keep).steps == 5
     a, b = _state(straight), _state(resumed)
     assert a.keys() == b.keys()
     for k in a:

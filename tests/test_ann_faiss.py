@@ -126,7 +126,7 @@ def test_reference_only_benchmark_has_the_faiss_rows_and_a_plot(tmp_path):
     hnsw = [r for name, r in out["results"].items() if name.startswith("FAISS HNSW")]
     assert len(hnsw) == len(out["plan"]["ef_search"]) and hnsw[-1]["recall@10"] >= 0.95
     assert any(name.startswith("FAISS IVF-Flat") for name in out["results"])
-    assert any("DSILAB_ANN_ONLY=reference" in note for note in out["notes"])
+    assert any("--only reference" in note for note in out["notes"])
     png = save_plots({**out, "collection": vs.name}, tmp_path / "ann.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(DsilabError, match="only must be"):

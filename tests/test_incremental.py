@@ -122,7 +122,7 @@ def test_replay_draws_old_examples_only_and_queries_on_request(coll):
 def test_a_grown_model_still_decodes_its_old_docids(tiny_dsi):
     coll, tree, ex = tiny_dsi
     model = build_model("t5-scratch", tree, ex, seed=0, **TINY_T5)
-    train(model, ex, TrainConfig(max_steps=150, batch_size=8, lr=3e-3, warmup_steps=2, progress=False, seed=0))
+    train(model, ex, TrainConfig(max_steps=150, batch_size=8, lr=3e-3, warmup_steps=2, seed=0))
     docs = {e.doc_id: e.source for e in ex if e.task == "index"}
     before = evaluate(search(model, docs, k=1), {d: {d: 1} for d in docs}, ("Hits@1",))["Hits@1"]
     vocab = len(model.tokenizer)

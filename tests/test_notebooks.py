@@ -99,3 +99,59 @@ def test_wrapped_tables_finds_pandas_blocks(tmp_path):
                     {"cell_type": "code", "outputs": [{"output_type": "stream", "name": "stdout", "text": ["a b\n1 2\n"]}]}]}
     (tmp_path / "n.ipynb").write_text(json.dumps(nb))
     assert wrapped_tables(tmp_path / "n.ipynb") == ["cell 0:       a  b  \\"]
+
+
+def test_gpu_peak_is_the_kernels_largest_sum_from_nvidia_smi(monkeypatch):
+    """The course runner reads nvidia-smi's compute apps: the kernel's processes (a child here) summed over GPUs,
+    other processes left out, the largest sample kept."""
+    import subprocess
+    import sys
+    import threading
+
+    from dsilab import course
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        samples = [f"{child.pid}, 100\n4242, 9000\n", f"{child.pid}, 300\n{child.pid}, 120\n99999, [N/A]\n",
+                   f"{child.pid}, 50\n"]
+        done = threading.Event()
+
+        def fake_query():
+            if len(samples) == 1:
+                done.set()
+            return samples.pop(0) if len(samples) > 1 else samples[0]
+
+        monkeypatch.setattr(course, "_query_compute_apps", fake_query)
+        monitor = course._PeakMemory(interval=0.01, gpu_interval=0.0, gpu=True)
+        monitor.start()
+        assert done.wait(20)
+        rss, gpu = monitor.stop()
+    finally:
+        child.kill()
+        child.wait()
+    assert gpu == 420.0 and rss > 1  # 300 + 120 on two GPUs; 9000 belongs to another process
+    assert course.parse_compute_apps("12, 7\n\nbad line\n13, [Not Supported]\n") == {12: 7.0}
+    assert course._PeakMemory(gpu=False).peak_gpu is None  # no nvidia-smi: the report says None, the table "-"
+
+
+def test_a_fast_notebook_over_the_memory_budget_fails(monkeypatch, tmp_path):
+    """FAST on the lab collection, a kernel that peaks above BUDGET["notebook_mb"] is a failure with a clear line;
+    a full-size run, or FAST on another collection, is not held to Binder's budget."""
+    import papermill
+
+    from dsilab import course
+
+    class Peaked:
+        def __init__(self, *a, **k): pass
+        def start(self): pass
+        def stop(self): return course.BUDGET["notebook_mb"] + 100.0, None
+
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: None)
+    monkeypatch.setattr(course, "_PeakMemory", Peaked)
+    nb = NOTEBOOKS[0]
+    over = run_notebook(nb, tmp_path, fast=True)
+    assert course.BUDGET["notebook_mb"] <= 2048.0  # Binder's session
+    assert over.status == "memory" and over.error.startswith("over the memory budget")
+    assert f"{course.BUDGET['notebook_mb'] + 100:.0f} MB" in over.error
+    assert run_notebook(nb, tmp_path, fast=False).status == "ok"
+    assert run_notebook(nb, tmp_path, fast=True, parameters={"COLLECTION": "beir/scifact"}).status == "ok"

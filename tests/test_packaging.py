@@ -6,6 +6,7 @@ first cell cannot import dsilab before installing it, so it repeats the URL and 
 from __future__ import annotations
 
 import ast
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -282,6 +283,29 @@ def test_binder_files_exist_and_agree_with_readme():
 # ---------------------------------------------------------------- the pip-installed package (the Colab route)
 
 
+def build_wheel(dest: Path) -> Path:
+    """The wheel pip builds from this checkout: what a `pip install` of the repository URL installs."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dest),
+                    str(ROOT)], check=True, cwd=dest.parent)
+    return next(dest.glob("dsilab-*.whl"))
+
+
+def lab_test_files(folder: Path, n: int = 5) -> tuple[Path, Path]:
+    """The first `n` test queries of the lab collection as a qid<TAB>text file, and their qrels in BEIR's TSV."""
+    from dsilab.data import load_collection
+
+    queries, qrels = load_collection("lab").split("test")
+    qids = list(queries)[:n]
+    query_file, qrels_file = folder / "queries.tsv", folder / "qrels.tsv"
+    query_file.write_text("".join(f"{q}\t{queries[q]}\n" for q in qids), encoding="utf-8")
+    qrels_file.write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{g}\n" for q in qids
+                                                                    for d, g in qrels[q].items()), encoding="utf-8")
+    return query_file, qrels_file
+
+
 @pytest.mark.notebook
 def test_capstone_runs_from_the_installed_wheel(tmp_path, monkeypatch):
     """Colab installs a wheel, not this checkout: build it, unpack it on sys.path and run notebook 11 from a folder
@@ -293,11 +317,8 @@ def test_capstone_runs_from_the_installed_wheel(tmp_path, monkeypatch):
 
     import papermill
 
-    wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
-                    str(ROOT)], check=True, cwd=tmp_path)
     site = tmp_path / "site"
-    with zipfile.ZipFile(next(wheels.glob("dsilab-*.whl"))) as whl:
+    with zipfile.ZipFile(build_wheel(tmp_path / "wheels")) as whl:
         whl.extractall(site)
     assert (site / "dsilab" / "results" / "all-lab.json").is_file(), "the committed results are not in the wheel"
     monkeypatch.setenv("PYTHONPATH", str(site))
@@ -316,6 +337,119 @@ def test_capstone_runs_from_the_installed_wheel(tmp_path, monkeypatch):
     from dsilab.course import output_warnings, wrapped_tables
 
     assert not output_warnings(work / notebook.name) and not wrapped_tables(work / notebook.name)  # test_notebooks.py leaves 09 to this test: its checks too
+
+
+@pytest.mark.slow
+def test_train_search_eval_run_from_the_wheel_in_a_fresh_venv(tmp_path):
+    """`pip install` of the package into a fresh venv, then the `dsilab` console script runs the lab's three commands
+    from a folder outside the repository. The dependencies come from this project's venv (a .pth file in the fresh
+    venv names its site-packages; the wheel goes in with --no-deps) so that nothing is downloaded: what is tested is
+    the wheel and its entry point, in seconds."""
+    import os
+    import subprocess
+    import sys
+    import sysconfig
+
+    from conftest import TINY_T5
+
+    wheel = build_wheel(tmp_path / "wheels")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    # Installed before the .pth exists, so that pip sees an empty environment (not the checkout's editable dsilab).
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index",
+                    str(wheel)], check=True)
+    venv_site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    project_site = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
+    # A plain path line: the project's site-packages joins sys.path after the fresh venv's own, and its .pth files
+    # (the editable install of this checkout among them) are not run.
+    (Path(venv_site) / "project_dependencies.pth").write_text("\n".join(sorted(project_site)) + "\n")
+
+    work = tmp_path / "outside"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PATH"] = str(venv / "bin") + os.pathsep + env.get("PATH", "")
+    where = subprocess.run([python, "-c", "import dsilab; print(dsilab.__file__)"], capture_output=True, text=True,
+                           check=True, cwd=work, env=env).stdout.strip()
+    assert Path(where).is_relative_to(venv_site), f"the fresh venv imports dsilab from {where}, not its own copy"
+
+    def dsilab(*args: str) -> str:
+        done = subprocess.run([venv / "bin" / "dsilab", *args], capture_output=True, text=True, cwd=work, env=env)
+        assert done.returncode == 0, f"dsilab {' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}"
+        return done.stdout
+
+    # The smallest recipe that trains and saves (test_lab_commands.py's tiny T5): the run's quality is not the point.
+    printed = dsilab("train", "--collection", "lab", "--out", "M", "--progress", "false", "--docids", "atomic",
+                     "--backbone", "t5-scratch", "--arch", json.dumps(TINY_T5), "--max_steps", "2",
+                     "--memo_sample", "8", "--dev_queries", "8", "--batch_size", "4")
+    assert "saved to M" in printed and (work / "M" / "model.json").is_file(), printed
+    queries, qrels = lab_test_files(work)
+    k = 3
+    dsilab("search", "--model", "M", "--queries", str(queries), "--k", str(k), "--out", "run.trec")
+    qids = [line.split("\t")[0] for line in queries.read_text().splitlines()]
+    rows = [line.split() for line in (work / "run.trec").read_text().splitlines()]
+    assert [r[0] for r in rows] == [q for q in qids for _ in range(k)], "k ranked lines per query, in query order"
+    assert all(len(r) == 6 and r[1] == "Q0" and r[3] == str(i % k + 1) for i, r in enumerate(rows)), rows[:k]
+    assert all(float(a[4]) >= float(b[4]) for a, b in zip(rows, rows[1:]) if a[0] == b[0]), "scores must not rise"
+    printed = dsilab("eval", "--run", "run.trec", "--qrels", str(qrels))
+    scores = [line for line in printed.splitlines() if "95% interval" in line]
+    assert [line.split()[0] for line in scores] == ["Hits@1", "Hits@10", "MRR@10", "nDCG@10"], printed
+
+
+@pytest.mark.install
+def test_binder_environment_builds_and_runs_the_welcome_notebook(tmp_path):
+    """What Binder does, in a fresh venv: `pip install -r binder/requirements.txt` from the package index, then
+    `binder/postBuild` from the repository root, then a learner runs notebook 00 (FAST) on that venv's kernel.
+    The repository is copied first (its tracked and unignored files, as a clone has them): postBuild's editable
+    install writes build files next to the source. Minutes: opt-in, `make binder-test`."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    repo = tmp_path / "repo"
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, listed):
+        if (ROOT / name).is_file():  # a tracked file deleted in the working tree is not copied
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(PATH=str(venv / "bin") + os.pathsep + env.get("PATH", ""), VIRTUAL_ENV=str(venv))
+
+    def run(*args: str | Path, cwd: Path = repo, timeout: int = 1800) -> None:
+        done = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+        assert done.returncode == 0, f"{' '.join(map(str, args))} exited {done.returncode}:\n{done.stderr[-4000:]}"
+
+    # Binder finds the CPU torch on the requirements' extra index; where that host is unreachable, pip's own
+    # configuration must supply it (as for `make setup`). --retries 0 --timeout 30: an unreachable index costs at
+    # most 30 s per request instead of pip's retries with a long default timeout.
+    run(venv / "bin" / "pip", "install", "-q", "--retries", "0", "--timeout", "30", "-r", "binder/requirements.txt")
+    run("bash", "binder/postBuild")  # its `pip` is the venv's: first on PATH, as in Binder's image
+    run(venv / "bin" / "python", "-m", "ipykernel", "install", "--prefix", venv, "--name", "binder-test")
+    where = subprocess.run([venv / "bin" / "python", "-c", "import dsilab, torch; print(dsilab.__file__); "
+                            "print(torch.version.cuda)"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert Path(where[0]).is_relative_to(repo), f"the Binder venv imports dsilab from {where[0]}, not the clone"
+    assert where[1] == "None", f"binder/requirements.txt installed a CUDA torch ({where[1]}), not the CPU build"
+
+    notebook = next(p for p in NOTEBOOKS if p.name.startswith("00"))
+    executed = tmp_path / notebook.name
+    run(venv / "bin" / "python", "-m", "papermill", repo / "notebooks" / notebook.name, executed, "-k", "binder-test",
+        "-p", "FAST", "True", "-p", "SOLUTIONS", "True", "--cwd", repo / "notebooks", "--no-progress-bar", timeout=900)
+    nb = nbformat.read(executed, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(c.execution_count for c in code), "a code cell did not run"
+    assert not [o for c in code for o in c.outputs if o.output_type == "error"]
+    kernel = json.loads((venv / "share" / "jupyter" / "kernels" / "binder-test" / "kernel.json").read_text())
+    assert Path(kernel["argv"][0]).parent == venv / "bin", f"the kernel ran {kernel['argv'][0]}, not the venv's python"
+    from dsilab.course import output_warnings
+
+    assert not output_warnings(executed), output_warnings(executed)
 
 
 def test_module_level_imports_form_no_cycle():

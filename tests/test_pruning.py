@@ -12,8 +12,12 @@ from conftest import TINY_T5 as TINY, Interrupt
 
 
 def _cfg(**kw):
-    return TrainConfig(**{"batch_size": 4, "lr": 1e-2, "warmup_steps": 0, "progress": False, "seed": 0,
-                          "keep_best": False, **kw})
+    return TrainConfig(**{"batch_size": 4, "lr": 1e-2, "warmup_steps": 0, "seed": 0, **kw})
+
+
+def _train(*args, **kw):
+    """`train` without restoring the best dev weights (they would predate the pruning)."""
+    return train(*args, keep_best=False, **kw)
 
 
 def test_masks_are_exact_and_keep_the_largest_weights():
@@ -54,7 +58,7 @@ def test_pruned_weights_stay_zero_and_reported_sparsity_is_exact(tiny_dsi):
     model = build_model("t5-scratch", tree, ex, **TINY)
     pruner = MagnitudePruning(target=0.8, start=2, end=8, every=2)
     check = Check(pruner)
-    train(model, ex, _cfg(max_steps=12), callbacks=[pruner, check])
+    _train(model, ex, _cfg(max_steps=12), callbacks=[pruner, check])
     assert check.checked > 0 and [s for s, _ in pruner.history] == [4, 6, 8]
     report = pruner.report()
     for name, w in prunable_weights(model).items():
@@ -77,14 +81,14 @@ def test_bad_schedule_fails_clearly():
 def test_resume_with_pruning_gives_the_same_weights(tiny_dsi, tmp_path, scope):
     _, tree, ex = tiny_dsi
     prune = dict(target=0.7, start=1, end=6, every=2, scope=scope)
-    cfg = _cfg(max_steps=8, checkpoint_every=4, checkpoint_dir=str(tmp_path / "ck"))
+    cfg, keep = _cfg(max_steps=8), dict(checkpoint_every=4, checkpoint_dir=str(tmp_path / "ck"))
     straight = build_model("t5-scratch", tree, ex, **TINY)
-    train(straight, ex, _cfg(max_steps=8), callbacks=[MagnitudePruning(**prune)])
+    _train(straight, ex, _cfg(max_steps=8), callbacks=[MagnitudePruning(**prune)])
     interrupted = build_model("t5-scratch", tree, ex, **TINY)
     with pytest.raises(KeyboardInterrupt):
-        train(interrupted, ex, cfg, callbacks=[MagnitudePruning(**prune), Interrupt(5)])
+        _train(interrupted, ex, cfg, callbacks=[MagnitudePruning(**prune), Interrupt(5)], **keep)
     resumed = build_model("t5-scratch", tree, ex, **TINY)
-    train(resumed, ex, cfg, callbacks=[MagnitudePruning(**prune)])
+    _train(resumed, ex, cfg, callbacks=[MagnitudePruning(**prune)], **keep)
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
 
@@ -92,7 +96,7 @@ def test_resume_with_pruning_gives_the_same_weights(tiny_dsi, tmp_path, scope):
 def test_save_and_load_pruned_model(tiny_dsi, tmp_path):
     _, tree, ex = tiny_dsi
     model = build_model("t5-scratch", tree, ex, **TINY)
-    train(model, ex, _cfg(max_steps=4), callbacks=[MagnitudePruning(target=0.9, start=0, end=2, every=1)])
+    _train(model, ex, _cfg(max_steps=4), callbacks=[MagnitudePruning(target=0.9, start=0, end=2, every=1)])
     sizes = save_pruned(model, tmp_path / "p.pt")
     assert sizes["file_mb"] < sizes["dense_mb"]
     fresh = load_pruned(build_model("t5-scratch", tree, ex, **TINY), tmp_path / "p.pt")

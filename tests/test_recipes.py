@@ -72,3 +72,39 @@ def test_generated_queries_join_training_filtered_and_counted():
     assert report["queries"] == 60 and report["kept"] + report["dropped"] == 60
     assert result.examples_by_task["pseudo"] == report["kept"] and result.examples_by_task["index"] == 20
     assert result.summary()["query filter"] == report
+
+
+def test_a_recipe_is_each_stage_config_and_each_name_means_one_thing():
+    """The pipeline's stages take the recipe itself as their config (nothing copied), so each field name must belong to
+    exactly one part; `seed` is the one name every part shares."""
+    from collections import Counter
+    from dataclasses import fields
+
+    from dsilab.recipes import PARTS
+
+    owners = Counter(f.name for part in PARTS for f in fields(part))
+    assert {name for name, n in owners.items() if n > 1} == {"seed"}
+    assert {f.name for f in fields(Recipe)} == set(owners)
+    recipe = Recipe(docids="atomic", lr=3e-4, doc_len=12, decoder_layers=1, memo_threshold=0.9, prune=0.5)
+    assert all(isinstance(recipe, part) for part in PARTS)
+    # each stage's validation still runs on the whole recipe
+    for bad, word in [(dict(amp="fp8"), "amp"), (dict(ratio=-1.0), "ratio"), (dict(dev_holdout=1.0), "dev_holdout")]:
+        with pytest.raises(DsilabError, match=word):
+            Recipe(**bad)
+
+
+def test_convergence_is_restored_on_resume(tmp_path):
+    """An interrupted `train_dsi` resumes with its stopping rule's state (best dev, evaluations without a gain, when it
+    memorised), so the resumed run stops where an uninterrupted one does."""
+    from conftest import TINY_T5, Interrupt
+
+    coll = synthetic_collection(n_docs=20, n_topics=2, n_subtopics=1, doc_len=8, queries_per_doc=2, seed=3)
+    recipe = Recipe(docids="atomic", backbone="t5-scratch", doc_len=8, eval_every=2, max_epochs=40, lr=3e-3,
+                    patience=2, arch=TINY_T5)
+    straight = train_dsi(coll, recipe)
+    with pytest.raises(KeyboardInterrupt):
+        train_dsi(coll, recipe, checkpoint_dir=str(tmp_path / "ck"), callbacks=[Interrupt(straight.train.steps - 1)])
+    resumed = train_dsi(coll, recipe, checkpoint_dir=str(tmp_path / "ck"))
+    assert (resumed.train.steps, resumed.stopped, resumed.steps_to_memorise) == \
+        (straight.train.steps, straight.stopped, straight.steps_to_memorise)
+    assert resumed.train.best == straight.train.best

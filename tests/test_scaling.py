@@ -43,7 +43,7 @@ def test_packed_frozen_encoder_states_equal_encoding_each_batch():
 def test_bucketing_keeps_every_example_once_and_groups_lengths(tiny_dsi):
     coll, tree, ex = tiny_dsi
     model = build_model("t5-scratch", tree, ex, seed=0, **TINY)
-    trainer = Trainer(model, ex, TrainConfig(batch_size=4, bucket=3, progress=False), None, [])
+    trainer = Trainer(model, ex, TrainConfig(batch_size=4, bucket=3), None, [])
     trainer.packed = PackedExamples(model, ex, encode=False)
     order = trainer.order(0)
     assert sorted(order.tolist()) == list(range(len(ex)))            # a permutation: nothing dropped or repeated

@@ -9,20 +9,21 @@ from dsilab.decode import search
 from dsilab.metrics import evaluate
 from dsilab.models import build_model
 from dsilab.experiments import efficiency, runner
+from dsilab.recipes import Convergence
 from dsilab.train import Callback, TrainConfig, train
 
 from conftest import TINY_T5 as TINY, Interrupt
 
 
 def _cfg(**kw):
-    return TrainConfig(**{"batch_size": 4, "lr": 3e-3, "warmup_steps": 2, "progress": False, "seed": 0, **kw})
+    return TrainConfig(**{"batch_size": 4, "lr": 3e-3, "warmup_steps": 2, "seed": 0, **kw})
 
 
 @pytest.mark.slow  # trains to convergence: `make test` runs it, `make test-quick` does not
 def test_training_memorises_a_tiny_index(tiny_dsi):
     coll, tree, ex = tiny_dsi
     model = build_model("t5-scratch", tree, ex, seed=0, **TINY)
-    result = train(model, ex, _cfg(max_steps=250, batch_size=8, log_every=10))  # lr 1e-2 was borderline (Hits@1 0.8-1.0 by seed)
+    result = train(model, ex, _cfg(max_steps=250, batch_size=8))  # lr 1e-2 was borderline (Hits@1 0.8-1.0 by seed)
     losses = [h["loss"] for h in result.history if "loss" in h]
     docs = {e.doc_id: e.source for e in ex if e.task == "index"}
     hits = evaluate(search(model, docs, k=3), {d: {d: 1} for d in docs}, ("Hits@1",))["Hits@1"]
@@ -31,14 +32,15 @@ def test_training_memorises_a_tiny_index(tiny_dsi):
 
 def test_resume_gives_the_same_weights(tiny_dsi, tmp_path):
     coll, tree, ex = tiny_dsi
-    cfg = _cfg(max_steps=7, grad_accum=2, checkpoint_every=3, checkpoint_dir=str(tmp_path / "ck"))
+    cfg = _cfg(max_steps=7, grad_accum=2)
+    keep = dict(checkpoint_every=3, checkpoint_dir=str(tmp_path / "ck"))
     straight = build_model("t5-scratch", tree, ex, seed=0, **TINY)
     train(straight, ex, _cfg(max_steps=7, grad_accum=2))
     interrupted = build_model("t5-scratch", tree, ex, seed=0, **TINY)
     with pytest.raises(KeyboardInterrupt):
-        train(interrupted, ex, cfg, callbacks=[Interrupt(5)])  # dies after the step-3 checkpoint
+        train(interrupted, ex, cfg, callbacks=[Interrupt(5)], **keep)  # dies after the step-3 checkpoint
     resumed = build_model("t5-scratch", tree, ex, seed=0, **TINY)
-    result = train(resumed, ex, cfg)
+    result = train(resumed, ex, cfg, **keep)
     assert result.steps == 7
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
@@ -54,9 +56,11 @@ def test_early_stopping_log_and_callbacks(tiny_dsi, tmp_path):
             seen.append(trainer.step)
 
     log = tmp_path / "log.jsonl"
-    # lr = 0: dev Hits@1 never improves, so patience 1 stops at the second evaluation (step 4)
-    result = train(model, ex, _cfg(max_steps=20, lr=0.0, eval_every=2, patience=1, log_every=1, log_path=str(log)),
-                   dev=coll.split("dev"), callbacks=[Count()])
+    # lr = 0: dev Hits@1 never improves, so the stopping rule (threshold 0: "memorised" at once; patience 1) stops at
+    # the second evaluation (step 4)
+    stop = Convergence(threshold=0.0, patience=1, dev_is_memo=True)
+    result = train(model, ex, _cfg(max_steps=20, lr=0.0, eval_every=2), dev=coll.split("dev"), callbacks=[Count(), stop],
+                   log_every=1, log_path=str(log))
     assert result.stopped_early and result.steps == 4 and seen == [1, 2, 3, 4]
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert [x["step"] for x in lines if "loss" in x] == [1, 2, 3, 4]
@@ -96,11 +100,11 @@ def test_keep_best_prefers_eligible_checkpoints(tiny_dsi):
     assert result.best["step"] == 6 and result.best["eligible"]
 
 
-def test_bad_config():
+def test_bad_config(tiny_dsi):
     with pytest.raises(DsilabError, match="amp"):
         TrainConfig(amp="fp8")
     with pytest.raises(DsilabError, match="checkpoint_dir"):
-        TrainConfig(checkpoint_every=5)
+        train(None, tiny_dsi[2], TrainConfig(), checkpoint_every=5)
     with pytest.raises(DsilabError, match="betas"):
         TrainConfig(betas=(0.9, 1.0))
 

@@ -12,7 +12,7 @@ from dsilab.data import load_collection
 
 if __name__ == "__main__":
     out = os.environ.get("OUT", "build/bench")
-    r = bench_all(load_collection("lab"), "test", 0, methods=["DGI (residual codes, DSI backbone)"], plot_dir=out)
+    r = bench_all(load_collection("lab"), "test", 0, methods=["DGI (residual codes, DSI backbone)"], out_dir=out)
     with open(os.path.join(out, "all-dgi-row.json"), "w") as f:
         json.dump(r, f, indent=2)
     print(json.dumps(r["results"], indent=1))

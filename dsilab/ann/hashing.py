@@ -19,8 +19,8 @@ import numpy as np
 
 from ..core import DsilabError, seed_everything
 from .evaluation import SearchResult, as_matrix, check_ids, train_if_given
-from .joint import QueryAdapter, check_adapter
-from .softsort import check_loss, rank_among, soft_topk_loss
+from .joint import Objective, QueryAdapter
+from .softsort import rank_among, soft_topk_loss
 
 
 def pack_bits(signs: np.ndarray) -> np.ndarray:
@@ -110,8 +110,8 @@ class LSH(_HashIndex):
 
 
 @dataclass(frozen=True)
-class HashConfig:
-    """Training settings of the learned hash."""
+class HashConfig(Objective):
+    """Training settings of the learned hash (the loss and adapter settings: `joint.Objective`)."""
 
     bits: int = 32
     init: str = "pca"            # "pca": top principal axes, centred (better start); "lsh": LSH's hyperplanes
@@ -124,18 +124,11 @@ class HashConfig:
     epochs: int = 20
     batch_size: int = 128
     lr: float = 0.01
-    loss: str = "nll"            # "nll": softmax ranking loss; "softsort": soft top-`top` rank of each neighbour
-    top: int = 20                # softsort: the candidate count the neighbours should rank within
-    rank_temperature: float = 1.0  # softsort: sigmoid temperature of the soft rank, in Hamming bits
-    width: float = 1.0           # softsort: how sharply the loss punishes a rank beyond `top` (log scale)
-    adapter: bool = False        # joint training: learn a residual map of the query (free at search: it folds in)
-    adapter_l2: float = 1.0      # weight of ||A||^2, which keeps the adapted query near the encoder's
-    adapter_rank: int = 8        # 0: a full d x d adapter; r > 0: A = U V^T of rank r
-    seed: int = 0
+    top: int = 20                # softsort: neighbours should rank within the top 20 by Hamming distance
+    width: float = 1.0           # rank_temperature is in Hamming bits here
 
     def __post_init__(self) -> None:
-        check_loss(self.loss, self.top, self.rank_temperature, self.width)
-        check_adapter(self.adapter_l2, self.adapter_rank)
+        super().__post_init__()
         if self.init not in ("lsh", "pca"):
             raise DsilabError(f"init must be 'lsh' or 'pca'; got {self.init!r}.")
         if self.relaxation not in ("tanh", "ste"):

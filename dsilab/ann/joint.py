@@ -9,9 +9,12 @@ the search costs exactly what it costs without the adapter. `rank` > 0 makes A =
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..core import DsilabError
+from .softsort import check_loss
 
 
 def check_adapter(adapter_l2: float, adapter_rank: int) -> None:
@@ -19,6 +22,25 @@ def check_adapter(adapter_l2: float, adapter_rank: int) -> None:
     if adapter_l2 < 0 or not isinstance(adapter_rank, int) or adapter_rank < 0:
         raise DsilabError(f"adapter_l2 and adapter_rank must be >= 0 (adapter_rank=0: full d x d); "
                           f"got {adapter_l2} and {adapter_rank!r}.")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a learned index trains on, shared by the soft tree's and the learned hash's configs: the loss
+    (`softsort.LOSSES`; `top`, `rank_temperature`, `width` for the soft top-k one) and the optional query adapter."""
+
+    loss: str = "nll"            # "nll": softmax ranking / -log P(targets); "softsort": soft top-`top` rank of each target
+    top: int = 4                 # softsort: the candidate count the targets should rank within
+    rank_temperature: float = 1.0  # softsort: sigmoid temperature of the soft rank
+    width: float = 0.25          # softsort: how sharply the loss punishes a rank beyond `top` (log scale)
+    adapter: bool = False        # joint training: learn a residual map of the query (free at search: it folds in)
+    adapter_l2: float = 1.0      # weight of ||A||^2, which keeps the adapted query near the encoder's
+    adapter_rank: int = 8        # 0: a full d x d adapter; r > 0: A = U V^T of rank r
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_loss(self.loss, self.top, self.rank_temperature, self.width)
+        check_adapter(self.adapter_l2, self.adapter_rank)
 
 
 class QueryAdapter:

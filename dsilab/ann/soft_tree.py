@@ -20,16 +20,17 @@ import numpy as np
 
 from ..core import DsilabError, seed_everything
 from .evaluation import SearchResult, as_matrix, check_ids, train_if_given
-from .joint import QueryAdapter, check_adapter
-from .softsort import check_loss, rank_among, soft_topk_loss
+from .joint import Objective, QueryAdapter
+from .softsort import rank_among, soft_topk_loss
 from .tree import Descent, Tree, beam_descend, build_kmeans_tree, check_beam, top_k_run_row
 
 _NEG = -1e9  # logit of a padding slot: softmax gives it 0 without the NaN gradients of -inf
 
 
 @dataclass(frozen=True)
-class SoftTreeConfig:
-    """Shape and training settings; defaults suit a few hundred to a few hundred thousand vectors."""
+class SoftTreeConfig(Objective):
+    """Shape and training settings (the loss and adapter settings: `joint.Objective`, whose `top` and `width` suit
+    a beam of a few leaves); defaults suit a few hundred to a few hundred thousand vectors."""
 
     k: int = 8
     depth: int = 2
@@ -47,18 +48,9 @@ class SoftTreeConfig:
     epochs: int = 20
     batch_size: int = 256
     lr: float = 3e-4
-    loss: str = "nll"          # "nll": -log P(target leaves); "softsort": soft top-`top` rank of the target leaves
-    top: int = 4               # softsort: the number of leaves the target should rank within (about the beam)
-    rank_temperature: float = 1.0  # softsort: sigmoid temperature of the soft rank, in nats of log P(leaf)
-    width: float = 0.25        # softsort: how sharply the loss punishes a rank beyond `top` (log scale)
-    adapter: bool = False      # joint training: learn a residual map of the query (free at search: it folds in)
-    adapter_l2: float = 1.0    # weight of ||A||^2, which keeps the adapted query near the encoder's
-    adapter_rank: int = 8      # 0: a full d x d adapter; r > 0: A = U V^T of rank r
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        check_loss(self.loss, self.top, self.rank_temperature, self.width)
-        check_adapter(self.adapter_l2, self.adapter_rank)
+        super().__post_init__()
         if self.k < 2:
             raise DsilabError(f"k must be at least 2 (a node routes between at least two children); got {self.k}.")
         if self.depth < 1 or self.assign < 1 or self.cost_beam < 1 or self.epochs < 0:

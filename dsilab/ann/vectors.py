@@ -97,19 +97,9 @@ def lab_vectors(collection, split: str = "test", encoder: str = "minilm", k: int
     )
 
 
-def synthetic_vectors(
-    n: int = 100_000,
-    dim: int = 384,
-    n_train: int = 5_000,
-    n_test: int = 1_000,
-    n_clusters: int = 64,
-    n_subclusters: int = 16,
-    latent_dim: int = 32,
-    spread: float = 1.0,
-    query_noise: float = 0.4,
-    seed: int = 0,
-    k: int = 10,
-) -> VectorSet:
+def synthetic_vectors(n: int = 100_000, dim: int = 384, n_train: int = 5_000, n_test: int = 1_000,
+                      n_clusters: int = 64, n_subclusters: int = 16, latent_dim: int = 32, spread: float = 1.0,
+                      query_noise: float = 0.4, seed: int = 0, k: int = 10) -> VectorSet:
     """Clustered unit vectors that look like sentence embeddings: a two-level Gaussian mixture in a
     `latent_dim`-dimensional subspace, mapped into `dim` dimensions, plus small isotropic noise.
 

@@ -103,17 +103,17 @@ class MaskedLM:
             enc = self.tokenizer(chunk, return_tensors="pt", padding=True, truncation=True, max_length=max_len)
             with torch.no_grad():
                 logits = self.model(**enc).logits
-            logits = logits.masked_fill(~allowed, float("-inf"))
             for row, text in enumerate(chunk):
                 positions = (enc["input_ids"][row] == self.tokenizer.mask_token_id).nonzero().flatten().tolist()
                 per_mask = []
-                for pos in positions:
-                    probs = torch.softmax(logits[row, pos].float(), dim=-1)
+                for pos in positions:  # only the [MASK] rows: a copy of every position's logits is ~0.4 GB a batch
+                    probs = torch.softmax(logits[row, pos].masked_fill(~allowed, float("-inf")).float(), dim=-1)
                     p, idx = probs.topk(min(top_n, int(allowed.sum())))
                     per_mask.append([(self.id_to_token[i], float(q)) for i, q in zip(idx.tolist(), p.tolist())])
                 n_masks = text.count(self.mask_token)
                 per_mask += [[] for _ in range(n_masks - len(per_mask))]  # masks cut off by truncation get no filler
                 out.append(per_mask)
+            del logits  # before the next batch's forward pass, not after it
         return out
 
 

@@ -30,9 +30,9 @@ def bm25_before_after(split: Any, metric: str = "Hits@1") -> dict[str, Any]:
 def _bm25_adding(answer: Any, split: Any) -> tuple[bool, str]:
     """Predict, then run: BM25's Hits@1 on old queries after adding the new documents, against before."""
     m = bm25_before_after(split)
-    p = m["paired"]
-    ok, said = compare_prediction(answer, p["verdict"], choices=WORDS)
-    why = (f" After - before: {p['difference']:+.3f}, 95% paired interval [{p['CI'][0]:.3f}, {p['CI'][1]:.3f}] on "
+    ok, said = compare_prediction(answer, m["paired"]["verdict"], choices=WORDS)
+    diff, (lo, hi) = m["paired"]["difference"], m["paired"]["CI"]
+    why = (f" After - before: {diff:+.3f}, 95% paired interval [{lo:.3f}, {hi:.3f}] on "
            f"{m['queries']} old queries. BM25 cannot forget: every old document keeps its postings. What adding "
            "documents changes is the collection statistics (idf, average length) and the competition: "
            f"{m['changed']} of the {m['queries']} old queries changed their top document, {m['to a new document']} "

@@ -13,19 +13,21 @@ from typing import Any, Callable
 from ..core import DsilabError
 from ..data import load_collection
 
-#: `dsilab bench NAME` -> the function that runs it ("module:function" in this package, imported when run).
+#: `dsilab bench NAME` -> the function that runs it ("module:function" in this package, imported when run). Its keyword
+#: parameters (but `collection` and `out_dir`) are the flags of `dsilab bench NAME` (`flags.bench_parser`).
 BENCHMARKS: dict[str, str] = {
     "baselines": "baselines:bench_baselines",
-    "dsi": "dsi:bench_dsi",
+    "dsi": "dsi:benchmark",
     "efficiency": "efficiency:bench_efficiency",
     "qg": "qg:bench_qg",
     "ann": "ann:bench_ann",
     "augment": "augment:benchmark",
     "dgi": "dgi:benchmark",
     "all": "all_methods:bench_all",
-    "incremental": "incremental:bench_incremental",
+    "incremental": "incremental:benchmark",
     "throughput": "scaling:bench_throughput",
     "scaling": "scaling:bench_scaling",
+    "train": "train_time:bench_train",
 }
 
 
@@ -37,17 +39,30 @@ def benchmark(name: str) -> Callable[..., dict[str, Any]]:
     return getattr(importlib.import_module(f"{__name__}.{module}"), fn)
 
 
-def run_benchmark(name: str, collection: str = "lab", split: str = "test", seed: int = 0, out_dir: str = "build/bench",
-                  update_docs: bool = False) -> dict[str, Any]:
-    """Run one named benchmark, print its table and write its JSON (and plot) under `out_dir`; with `update_docs`,
-    also rewrite its section of docs/benchmarks.md (what `make bench` asks for)."""
+def bench_parser(name: str) -> Any:
+    """The argparse parser of `dsilab bench NAME`: exactly the flags that benchmark honours."""
+    from .flags import bench_parser as build
+
+    return build(name, benchmark(name))
+
+
+def run_benchmark(name: str, collection: str = "lab", out_dir: str = "build/bench", update_docs: bool = False,
+                  **options: Any) -> dict[str, Any]:
+    """Run one named benchmark with `options` (its flags, e.g. split="test", seed=0), print its table and write its
+    JSON (and plot) under `out_dir`; with `update_docs`, also rewrite its section of docs/benchmarks.md (what
+    `make bench` asks for)."""
     from .runner import BENCH_DOC, format_table, write_result
 
     import inspect
 
     fn = benchmark(name)
-    where = {"out_dir": out_dir} if "out_dir" in inspect.signature(fn).parameters else {}  # bench all writes under it too
-    result = fn(load_collection(collection), split=split, seed=seed, **where)
+    params = inspect.signature(fn).parameters
+    unknown = sorted(set(options) - set(params) - {"collection", "out_dir"})
+    if unknown:
+        raise DsilabError(f"bench {name} takes no option {unknown}; it takes {sorted(set(params) - {'collection', 'out_dir'})} "
+                          f"(`dsilab bench {name} --help`).")
+    where = {"out_dir": out_dir} if "out_dir" in params else {}  # bench all and bench train write under it too
+    result = fn(load_collection(collection), **options, **where)
     print(format_table(result["results"]))
     path = write_result(result, out_dir, doc=BENCH_DOC if update_docs else None)
     if name == "ann":  # the recall-vs-cost plot beside the JSON
@@ -60,4 +75,4 @@ def run_benchmark(name: str, collection: str = "lab", split: str = "test", seed:
     return result
 
 
-__all__ = ["BENCHMARKS", "benchmark", "run_benchmark"]
+__all__ = ["BENCHMARKS", "bench_parser", "benchmark", "run_benchmark"]

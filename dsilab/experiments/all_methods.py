@@ -11,10 +11,8 @@ from __future__ import annotations
 
 
 import json
-import multiprocessing as mp
 import resource
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -131,11 +129,12 @@ def build_retriever(name: str, collection: Collection, split: str = "test", seed
     return METHODS[name][1](collection, split, seed)
 
 
-def _measured(name: str, collection: Collection, split: str, seed: int) -> dict[str, Any]:
+def _measured(name: str, collection: Collection, split: str, seed: int, threads: int | None = None,
+              gpu: str | None = None) -> dict[str, Any]:
     """Build one method in this (fresh) process, score it through `search(queries, k=10)` and add its peak RSS."""
     from ..core import configure_threads
 
-    configure_threads()
+    configure_threads(threads)
     queries, qrels = collection.split(split)
     t0 = time.perf_counter()
     retriever = build_retriever(name, collection, split, seed)
@@ -151,9 +150,14 @@ def _measured(name: str, collection: Collection, split: str, seed: int) -> dict[
 
 def bench_all(collection: Collection, split: str = "test", seed: int = 0, methods: list[str] | None = None,
               out_dir: str | Path = "build/bench") -> dict[str, Any]:
-    """Every method of METHODS (or `methods`) on `split`, each in a fresh process; writes the quality-vs-cost PNG, and
-    any benchmark it had to run first, under `out_dir` only."""
-    from .runner import environment
+    """`dsilab bench all`: every method of the course on `split` in one table, each in a fresh process; writes the
+    quality-vs-cost PNG, and any benchmark it had to run first (`bench dsi`), under --out only.
+
+    Args:
+        methods: the rows, names of dsilab.experiments.all_methods.METHODS (default: all of them), e.g. BM25
+            "IVF 16 lists, nprobe 2" "DSI semantic"
+    """
+    from .runner import header, in_processes
 
     unknown = sorted(set(methods or []) - set(METHODS))
     if unknown:
@@ -172,15 +176,14 @@ def bench_all(collection: Collection, split: str = "test", seed: int = 0, method
                 continue
             rows[name] = {"family": family, **row}
         else:
-            with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-                rows[name] = pool.submit(_measured, name, collection, split, seed).result()
+            rows[name] = in_processes(_measured, {name: (name, collection, split, seed)})[name]  # its own peak memory
+            if "error" in rows[name]:
+                raise DsilabError(f"bench all: {name} failed: {rows[name]['error']}")
         print(name, rows[name], flush=True)
     rows = {name: {c: r.get(c, "-") for c in COLUMNS} for name, r in rows.items()}  # one shape for the table
     queries, _ = collection.split(split)
     plots = plot_all(rows, Path(out_dir) / f"all-{collection.name}.png", title=f"{collection.name}, {split} split")
-    return {"benchmark": "all", "collection": collection.name, "split": split, "n_docs": len(collection.docs),
-            "n_queries": len(queries), "seed": seed, "plot": plots.name, "environment": environment(),
-            "results": rows, "not_run": not_run,
+    return {**header("all", collection, split, seed, len(queries)), "plot": plots.name, "results": rows, "not_run": not_run,
             "notes": [f"Not in this table: {', '.join(not_run)}."] if not_run else []}
 
 

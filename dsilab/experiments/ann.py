@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from ..ann.vectors import VectorSet
 from ..core import DsilabError, seed_everything
 from ..data import Collection
 from ..ann.sweeps import BITS, HNSW_BUILD, LAMS, MASS, PLANS, TREE_TRAIN, at_recall, hash_table, plot_curves, sweep, tree_curves, tree_goal
-from .runner import environment
+from .runner import header
 
 
 def lambda_notes(curves: dict[str, Any]) -> list[str]:
@@ -123,7 +123,7 @@ def run_ann_benchmark(vs: VectorSet, seed: int = 0, hash_epochs: int | None = No
               "train_signal": signal, "plan": plan, "hnsw": HNSW_BUILD, "faiss_threads": 1}
     if only == "reference":
         _, eq = equal_recall_notes(curves, ("IVF", "FAISS IVF-Flat", "FAISS HNSW"))
-        notes = [*eq, faiss_note, "DSILAB_ANN_ONLY=reference: the learned structures (soft tree, learned hash) and the "
+        notes = [*eq, faiss_note, "--only reference: the learned structures (soft tree, learned hash) and the "
                  "k-means tree were skipped on this vector set; only flat, IVF and FAISS ran.",
                  "train_s = index build seconds; ms/query measured on this machine."]
         return {"results": rows, "curves": curves, "notes": notes, "only": "reference", **common}
@@ -233,32 +233,44 @@ def ceiling_note(ceiling: dict[str, Any]) -> str:
                 "fitting those very queries gains little more, so the linear routing itself is the limit here."))
 
 
-def bench_ann(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:
-    """Soft tree and learned hashing vs flat / IVF / k-means tree / LSH, with FAISS IVF-Flat and HNSW as the
-    industrial anchor: recall@10 against distance computations per query and ms/query, training time, and the two
-    goals the soft tree and the learned hash were set.
+def bench_ann(collection: Collection, split: str = "test", seed: int = 0,
+              train_on: Literal["auto", "train queries", "document spans"] = "auto", n: int | None = None,
+              only: Literal["reference", "structures"] | None = None) -> dict[str, Any]:
+    """`dsilab bench ann`: soft tree and learned hashing vs flat / IVF / k-means tree / LSH, with FAISS IVF-Flat and
+    HNSW as the industrial anchor: recall@10 against distance computations per query and ms/query, training time,
+    and the two goals the soft tree and the learned hash were set.
 
     Vectors are MiniLM embeddings of `collection` (docs = database); the index learns from the train split, or, for
-    a collection without one, from spans of its documents (env DSILAB_ANN_TRAIN_ON = "train queries" or "document
-    spans" chooses; default "auto"). `--collection synthetic` instead uses 100,000 x 384 clustered synthetic vectors
-    (`dsilab.ann.synthetic_vectors`; `DSILAB_ANN_N` sets another size), whose queries are perturbed database vectors.
-    DSILAB_ANN_ONLY=reference runs flat, IVF and FAISS only (e.g. at 1M vectors, where training the learned
-    structures does not fit a laptop run); DSILAB_ANN_ONLY=structures every index once, without the 3-seed
-    soft-sort / joint-training comparisons.
+    a collection without one, from spans of its documents. `--collection synthetic` instead uses 100,000 x 384
+    clustered synthetic vectors (`dsilab.ann.synthetic_vectors`), whose queries are perturbed database vectors.
+
+    Args:
+        split: the queries that are searched, never trained on (not with --collection synthetic, whose queries are
+            its own)
+        train_on: what the index learns from: "train queries", "document spans" or "auto" (train queries when the
+            collection has any, else spans; not with --collection synthetic)
+        n: vectors of --collection synthetic (default 100,000)
+        only: "reference" runs flat, IVF and FAISS only (e.g. at 1M vectors, where training the learned structures
+            does not fit a laptop run); "structures" every index once, without the 3-seed soft-sort / joint-training
+            comparisons
     """
     from ..ann import lab_vectors, synthetic_vectors
 
     seed_everything(seed)
     if collection.name.startswith("synthetic"):
-        vs = synthetic_vectors(n=int(os.environ.get("DSILAB_ANN_N", 100_000)), seed=seed)
+        if split != "test" or train_on != "auto":
+            raise DsilabError("bench ann --collection synthetic searches its own perturbed database vectors and "
+                              "trains on their neighbours: drop --split and --train-on.")
+        vs = synthetic_vectors(n=n or 100_000, seed=seed)
         name, split = vs.name, "synthetic queries"
     else:
-        train_on = os.environ.get("DSILAB_ANN_TRAIN_ON", "auto")
+        if n is not None:
+            raise DsilabError(f"bench ann --n sets the size of --collection synthetic; {collection.name!r} has its own "
+                              f"{len(collection.docs)} documents: drop --n.")
         vs, name = lab_vectors(collection, split=split, train_on=train_on, seed=seed), collection.name
-    out = run_ann_benchmark(vs, seed=seed, only=os.environ.get("DSILAB_ANN_ONLY") or None)
+    out = run_ann_benchmark(vs, seed=seed, only=only)
     tested = split if split.endswith("queries") else f"{split} queries"
     setting = (f"index trained on {vs.meta.get('train_signal')} ({len(vs.train_queries)} training queries, each with its "
                f"exact top-{vs.k} database vectors as targets); the {tested} are only searched")
     slug = f"-{out['only']}" if out.get("only") else ""
-    return {"benchmark": "ann", "collection": f"{name}{slug}", "split": split, "seed": seed, "setting": setting,
-            "environment": environment(), **out}
+    return {**header("ann", f"{name}{slug}", split, seed, out.get("n_queries", 0)), "setting": setting, **out}

@@ -7,7 +7,7 @@ the same targets and only the training text differs.
 """
 from __future__ import annotations
 
-from .runner import environment
+from .runner import environment, header
 
 import time
 from dataclasses import asdict, replace
@@ -151,8 +151,7 @@ def result_record(collection: Collection, out: dict[str, Any], split: str, seed:
     notes.append(f"POS-MLM's masked LM: {mlm_name}, held-out top-1 {mlm_info.get('heldout_top1')}, "
                  f"top-5 {mlm_info.get('heldout_top5')}." + (f" {note}" if note else ""))
     return {
-        "benchmark": "augment", "collection": collection.name, "split": split, "n_docs": len(collection.docs),
-        "n_queries": len(queries), "seed": seed, "environment": environment, "results": out["results"],
+        **header("augment", collection, split, seed, len(queries), environment), "results": out["results"],
         "runs": out["runs"], "setting": out["setting"], "seeds": out["seeds"], "docids": out["docids"],
         "stopword_list": stopword_list()[0], "mlm": {"name": mlm_name, **mlm_info}, "note": note, "notes": notes,
     }
@@ -189,5 +188,9 @@ def effects(results: dict[str, dict[str, float]], metric: str = "Hits@1", baseli
 
 
 def benchmark(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:
-    """`dsilab bench augment`: the ablation (none / stopwords / num2text / POS-MLM / all) with DSI over 3 seeds."""
+    """`dsilab bench augment`: the ablation (none / stopwords / num2text / POS-MLM / all) with DSI over 3 seeds.
+
+    Args:
+        seed: the first of the 3 seeds (seed, seed + 1, seed + 2) of every setting; the masked LM's seed
+    """
     return bench_augment(collection, split=split, seed=seed, environment=environment())

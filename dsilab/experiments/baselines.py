@@ -1,7 +1,7 @@
 """`dsilab bench baselines`: BM25 and dense retrieval on one split, with their costs."""
 from __future__ import annotations
 
-from .runner import environment
+from .runner import header
 
 import time
 from typing import Any, Callable
@@ -27,7 +27,7 @@ def time_retriever(build: Callable[[], Any], queries: dict[str, str], k: int = 1
 
 
 def bench_baselines(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:
-    """BM25 and dense retrieval on one split of one collection: metrics and costs."""
+    """`dsilab bench baselines`: BM25 and dense retrieval on one split of one collection: metrics and costs."""
     from ..baselines import BM25, Dense
 
     seed_everything(seed)
@@ -36,13 +36,4 @@ def bench_baselines(collection: Collection, split: str = "test", seed: int = 0) 
     for name, build in {"BM25": lambda: BM25(collection), "Dense (MiniLM)": lambda: Dense(collection)}.items():
         run, cost = time_retriever(build, queries)
         rows[name] = {**{k: round(v, 4) for k, v in evaluate(run, qrels).items()}, **cost}
-    return {
-        "benchmark": "baselines",
-        "collection": collection.name,
-        "split": split,
-        "n_docs": len(collection.docs),
-        "n_queries": len(queries),
-        "seed": seed,
-        "environment": environment(),
-        "results": rows,
-    }
+    return {**header("baselines", collection, split, seed, len(queries)), "results": rows}

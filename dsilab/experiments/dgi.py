@@ -11,8 +11,6 @@ so intervals and paired differences are computed from the JSON, by the notebook 
 """
 from __future__ import annotations
 
-import json
-
 from .runner import environment
 
 import os
@@ -51,8 +49,9 @@ def default_zipf(collection: Collection) -> float | None:
 
 
 def _train_row(spec: str | Collection, name: str, seed: int, zipf: float | None, recipe: dict[str, Any],
-               split: str, threads: int | None = None, gpu: str | None = None) -> dict[str, Any]:
-    """One (variant, seed): train, read `split` once, keep per-query scores (runs in its own process)."""
+               split: str, partial: str | None = None, threads: int | None = None, gpu: str | None = None) -> dict[str, Any]:
+    """One (variant, seed): train, read `split` once, keep per-query scores (runs in its own process); appended to
+    the file `partial` when done."""
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     import torch
@@ -64,10 +63,8 @@ def _train_row(spec: str | Collection, name: str, seed: int, zipf: float | None,
     from ..recipes import Recipe, train_dsi
     from ..dgi.seq2seq import DGIOptions, train_dgi
 
-    os.environ["DSILAB_ROW"] = f"{name} · seed {seed}"
-    limit = os.environ.get("DSILAB_TIME_LIMIT_S")
     coll = long_tail_collection(load_collection(spec) if isinstance(spec, str) else spec, zipf)
-    r = Recipe(**{**recipe, "seed": seed, **({"time_limit_s": float(limit)} if limit else {})})
+    r = Recipe(**{**recipe, "seed": seed})
     options = VARIANTS[name]
     result = train_dsi(coll, r) if options is None else train_dgi(coll, r, DGIOptions(**options))
     queries, qrels = coll.split(split)
@@ -84,7 +81,7 @@ def _train_row(spec: str | Collection, name: str, seed: int, zipf: float | None,
            "per_query": {m: {q: round(float(v), 4) for q, v in vals.items()} for m, vals in scores.items()},
            "pop bias": {q: round(v, 4) for q, v in popularity_bias(run, qrels, pop, 10, seed=0, per_query=True).items()},
            "bias band": bias_band(run, qrels, pop, 10, seed=0, n_perm=200)}
-    append_partial(row)  # on disk as soon as it is done (a device lease may end first)
+    append_partial(row, partial)  # on disk as soon as it is done (a device lease may end first)
     print(f"[{name} · seed {seed}] memo {row['memo Hits@1']} steps {row['steps']} ({row['stopped']}) "
           f"Hits@10 {np.mean(list(scores['Hits@10'].values())):.3f}", flush=True)
     return row
@@ -123,11 +120,13 @@ def baseline_bias(collection: Collection, split: str = "test", zipf: float | Non
 
 def bench_dgi(collection: Collection, split: str = "test", seeds: tuple[int, ...] = (0, 1, 2),
               variants: tuple[str, ...] | None = None, zipf: float | None | str = "default",
-              recipe: dict[str, Any] | None = None, jobs: int | None = None) -> dict[str, Any]:
+              recipe: dict[str, Any] | None = None, jobs: int | None = None,
+              partial: str | None = None) -> dict[str, Any]:
     """Train every variant x seed with one recipe (each row in its own process: `dsilab.experiments.runner.in_processes`), and
     keep what `bucket_summary` needs: per-query scores, each query's bucket, chance levels.
 
-    zipf: "default" (`default_zipf`), None (the collection's own training split) or an exponent.
+    zipf: "default" (`default_zipf`), None (the collection's own training split) or an exponent; partial: a file that
+    receives each row as one JSON line when it is done.
     """
     from .runner import in_processes
 
@@ -137,7 +136,7 @@ def bench_dgi(collection: Collection, split: str = "test", seeds: tuple[int, ...
         raise DsilabError(f"bench_dgi: unknown variant(s) {unknown}; choose from {list(VARIANTS)}.")
     meta = describe(collection, split, zipf)
     recipe = dict(recipe or {})
-    todo = {(v, s): (collection, v, s, meta["zipf"], recipe, split) for s in seeds for v in variants}
+    todo = {(v, s): (collection, v, s, meta["zipf"], recipe, split, partial) for s in seeds for v in variants}
     t0 = time.perf_counter()
     done = in_processes(_train_row, todo, jobs)
     for (v, s), row in done.items():
@@ -311,14 +310,21 @@ def per_query_scores(result: dict[str, Any], variant: str, metric: str = "Hits@1
             if (bucket == "all" or bucket_of[q] in keep) and np.isfinite(v)}
 
 
-def benchmark(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:
-    """`dsilab bench dgi`: DGI vs DSI-semantic on the same backbone, with the ablations, per popularity bucket.
+def benchmark(collection: Collection, split: str = "test", seeds: tuple[int, ...] = (0, 1, 2),
+              variants: list[str] | None = None, recipe: dict[str, Any] | None = None, jobs: int = 1,
+              time_limit_s: float | None = None, partial: str | None = None) -> dict[str, Any]:
+    """`dsilab bench dgi`: DGI vs DSI-semantic on the same backbone, with the ablations, per popularity bucket, over
+    seeds (a device run can split the seeds and variants over several commands; `merge` joins their results).
 
-    Env (for device runs split into parts): DSILAB_DGI_SEEDS ("0,1,2"), DSILAB_DGI_VARIANTS (";"-separated names of
-    dsilab.experiments.dgi.VARIANTS), DSILAB_DGI_RECIPE (JSON changes to the default Recipe, the same for every row)."""
-    seeds = tuple(int(s) for s in os.environ.get("DSILAB_DGI_SEEDS", f"{seed},{seed + 1},{seed + 2}").split(","))
-    variants = tuple(os.environ["DSILAB_DGI_VARIANTS"].split(";")) if os.environ.get("DSILAB_DGI_VARIANTS") else None
-    recipe = json.loads(os.environ.get("DSILAB_DGI_RECIPE", "{}"))
-    result = bench_dgi(collection, split, seeds, variants, recipe=recipe)
+    Args:
+        seeds: the seeds every variant trains with, one row each
+        variants: the rows (default: all of VARIANTS): "DSI-semantic", "DGI", "DGI w/o Gumbel soft TF",
+            "DGI w/o weight sharing", "DGI inner-product logits", "residual docids, all three off"
+        recipe: changes to the default Recipe, the same for every row: JSON (e.g. '{"lr": 3e-4}') or a JSON file of
+            dsilab.recipes.Recipe fields
+    """
+    recipe = {**(recipe or {}), **({"time_limit_s": time_limit_s} if time_limit_s else {})}
+    result = bench_dgi(collection, split, tuple(seeds), tuple(variants) if variants else None, recipe=recipe, jobs=jobs,
+                       partial=partial)
     return {**result, "results": results_rows(result), "environment": environment(),
             "failed": [f"{r['variant']} · seed {r['seed']}: {r['error']}" for r in result["rows"] if "error" in r]}

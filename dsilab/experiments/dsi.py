@@ -4,11 +4,10 @@ on the same test queries; `dsi_variant` is one such row, the unit every training
 from __future__ import annotations
 
 from .baselines import time_retriever
-from .runner import environment, in_processes
+from .runner import header, in_processes
 
 import os
 import time
-from dataclasses import replace
 from typing import Any
 from ..core import Run, seed_everything
 from ..data import Collection
@@ -57,10 +56,7 @@ def dsi_variant(collection: Collection, changes: Any, split: str = "test", seed:
     from ..adapters import parameter_report
     from ..recipes import Recipe, seen_unseen, train_dsi
 
-    limit = os.environ.get("DSILAB_TIME_LIMIT_S")  # e.g. a GPU lease: training stops there and the row says so
-    if not isinstance(changes, Recipe):
-        changes = Recipe(**{"seed": seed, **changes})
-    recipe = replace(changes, time_limit_s=float(limit)) if limit else changes
+    recipe = changes if isinstance(changes, Recipe) else Recipe(**{"seed": seed, **changes})
     result = train_dsi(collection, recipe)
     queries, qrels = collection.split(split)
     t0 = time.perf_counter()
@@ -92,13 +88,13 @@ def _variant_row(collection: Collection, changes: Any, split: str, seed: int, na
 
 def bench_dsi(collection: Collection, split: str = "test", seed: int = 0,
               variants: list[dict[str, Any]] | dict[str, dict[str, Any]] | None = None,
-              jobs: int | None = None) -> dict[str, Any]:
+              jobs: int | None = None, time_limit_s: float | None = None) -> dict[str, Any]:
     """BM25, dense (untrained and fine-tuned) and DSI variants trained to convergence, all read on `split` once.
 
-    variants: Recipe changes, one per row (a dict names the rows; a list takes each recipe's label).
+    variants: Recipe changes, one per row (a dict names the rows; a list takes each recipe's label);
+    time_limit_s: a cap on each variant's training (its Recipe's `time_limit_s`).
 
-    Each DSI variant trains in a fresh process (its own peak memory); `jobs` (default: env DSILAB_BENCH_JOBS or 1)
-    run side by side, e.g. on a GPU. Settings are the default `Recipe` for every collection; the best DSI variant is
+    Each DSI variant trains in a fresh process (its own peak memory); `jobs` (default 1) run side by side, e.g. on a GPU. Settings are the default `Recipe` for every collection; the best DSI variant is
     chosen on dev Hits@1 (`selected_on`). Every Hits@k carries a 95% bootstrap interval; the chance row is what a
     random ranking scores; "seen"/"unseen" split the test queries by whether a training query points to a relevant doc.
     """
@@ -127,7 +123,8 @@ def bench_dsi(collection: Collection, split: str = "test", seed: int = 0,
     names = list(variants) if isinstance(variants, dict) else [None] * len(variants)
     changes = list(variants.values()) if isinstance(variants, dict) else variants
     labels = [n or Recipe(**v).label for n, v in zip(names, changes)]
-    done = in_processes(_variant_row, {label: (collection, v, split, seed, label) for label, v in zip(labels, changes)}, jobs)
+    capped = [{**v, "time_limit_s": time_limit_s} if time_limit_s else v for v in changes]
+    done = in_processes(_variant_row, {label: (collection, v, split, seed, label) for label, v in zip(labels, capped)}, jobs)
     failed: dict[str, str] = {}  # a variant that fails is reported, and the others' rows are kept
     for label, row in done.items():
         if "error" in row:
@@ -141,16 +138,12 @@ def bench_dsi(collection: Collection, split: str = "test", seed: int = 0,
     best = max(dsi, key=lambda n: (dsi[n]["best dev Hits@1"] or 0)) if dsi and dev_from != "none" else None
     history = {name: r.pop("history") for name, r in dsi.items()}
     return {
-        "benchmark": "dsi",
-        "collection": collection.name,
-        "split": split,
-        "n_docs": len(collection.docs),
-        "n_queries": len(queries),
+        **header("dsi", collection, split, seed, len(queries)),
         "groups": {g: len(q) for g, q in groups.items()},
-        "seed": seed,
         "setting": "supervised (indexing + training queries)" if "train" in trained_on.qrels
                    else "zero-shot (indexing only: the collection has no training queries)",
         "tried": variants,
+        **({"time_limit_s": time_limit_s} if time_limit_s else {}),
         "recipe": "dsilab.recipes.Recipe() defaults, changed per row as in `tried`",
         "dev_from": dev_from,
         "selected_on": "dev" if best else None,
@@ -159,8 +152,20 @@ def bench_dsi(collection: Collection, split: str = "test", seed: int = 0,
                   "No dev queries: no variant is selected; the rows are compared as they are.",
                   "Hits@k = ir-measures' Success@k; [a, b] = 95% bootstrap interval over queries; "
                   "the chance row is a uniformly random ranking."],
-        "environment": environment(),
         "results": rows,
         "history": history,
         **({"failed": failed} if failed else {}),
     }
+
+
+def benchmark(collection: Collection, split: str = "test", seed: int = 0, jobs: int = 1,
+              time_limit_s: float | None = None) -> dict[str, Any]:
+    """`dsilab bench dsi`: BM25, dense (untrained and fine-tuned) and the DSI variants of DSI_VARIANTS (atomic, naive,
+    semantic and dense-initialised docids, the default Recipe otherwise), each trained to convergence, all read on
+    the test queries once.
+
+    Args:
+        jobs: DSI variants trained side by side, each in a fresh process (e.g. 4 on one GPU); CPU threads and GPUs
+            are shared out among them (env DSILAB_THREADS, DSILAB_GPUS)
+    """
+    return bench_dsi(collection, split, seed, jobs=jobs, time_limit_s=time_limit_s)

@@ -44,15 +44,21 @@ def efficiency_recipe(name: str, **changes: Any):
 
 
 def bench_efficiency(collection: Collection, split: str = "test", seed: int = 0, topics: int | None = 3,
-                     variants: list[str] | None = None) -> dict[str, Any]:
-    """Frozen vs full vs LoRA vs QLoRA vs pruned DSI training, each to convergence in a fresh process (its own peak RSS).
+                     variants: list[str] | None = None, jobs: int = 1, time_limit_s: float | None = None) -> dict[str, Any]:
+    """`dsilab bench efficiency`: frozen vs full vs LoRA vs QLoRA vs pruned DSI training, each to convergence in a
+    fresh process (its own peak RSS).
 
     Every row trains MiniLM to convergence, which on a CPU is slow, so by default the table trains on the documents of
-    `topics` lab topics (None: the whole collection); its baselines are read on the same queries.
+    `topics` lab topics; its baselines are read on the same queries.
+
+    Args:
+        topics: train and read on the documents of this many lab topics (0: the whole collection)
+        variants: the rows, names of EFFICIENCY_VARIANTS (default: EFFICIENCY_BENCH): "frozen encoder (default)",
+            "full fine-tuning", "LoRA r=8", "QLoRA r=8 (NF4)", "pruned 50%", "pruned 80%"
     """
     subset = collection.topics(topics) if topics and collection.meta.get("docs") else collection
     names = variants or EFFICIENCY_BENCH
-    result = bench_dsi(subset, split, seed, {n: _efficiency_changes(n) for n in names})
+    result = bench_dsi(subset, split, seed, {n: _efficiency_changes(n) for n in names}, jobs=jobs, time_limit_s=time_limit_s)
     import torch
 
     result.update({

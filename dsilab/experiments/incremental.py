@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, replace
-from typing import Any
+from typing import Any, Literal
 import numpy as np
 from ..data import Collection
 from ..recipes import Recipe, memorisation, train_dsi
 from ..tasks import doc_views
-from .runner import environment
+from .runner import header
 from ..incremental import CONTINUE, INITIAL, IncrementalSplit, RETRAIN, UpdateConfig, add_documents, split_collection
 
 
@@ -149,17 +149,13 @@ def bench_incremental(collection: Collection, split: str = "test", seed: int = 0
     old and new documents, Hits@1/10 (95% intervals, chance) on the test queries about old and about new documents,
     and the cost in seconds and steps. Replay runs twice, from old indexing examples (DSI++'s setting) and from
     indexing + training-query examples; the one with the better dev Hits@1 is the one the checks read.
-    `topics`: only the documents of that many lab topics. Env DSILAB_TIME_LIMIT_S caps each from-scratch training.
+    `topics`: only the documents of that many lab topics.
     """
     import gc
-    import os
-
 
     coll = collection.topics(topics) if topics else collection
     parts = split_collection(coll, new_share, seed)
     rec = Recipe(**{"docids": docids, "seed": seed, **(recipe or {})})
-    if os.environ.get("DSILAB_TIME_LIMIT_S"):
-        rec = replace(rec, time_limit_s=float(os.environ["DSILAB_TIME_LIMIT_S"]))
     groups = {g: len(q) for g, q in parts.groups(split).items() if q}
     print(f"{coll.name}: {len(parts.old_ids)} old + {len(parts.new_ids)} new documents; {split} queries {groups}",
           flush=True)
@@ -188,15 +184,10 @@ def bench_incremental(collection: Collection, split: str = "test", seed: int = 0
     chosen = max(REPLAYS, key=lambda n: best_dev[n].get("Hits@1", 0.0)) if parts.dev_from != "none" else list(REPLAYS)[0]
     floors = check_floors(rows, chosen)
     return {
-        "benchmark": "incremental",
-        "collection": coll.name,
-        "split": split,
-        "n_docs": len(coll.docs),
-        "n_queries": sum(groups.values()),
+        **header("incremental", coll, split, seed, sum(groups.values())),
         "old_docs": len(parts.old_ids),
         "new_docs": len(parts.new_ids),
         "groups": groups,
-        "seed": seed,
         "setting": (f"{rec.label}: trained with dsilab.recipes.train_dsi on the old {100 - round(100 * new_share)}% "
                     f"of the documents, then the new {round(100 * new_share)}% added by continued training (new "
                     f"documents' examples only), replay ({update.replay} old examples per new example) or "
@@ -216,7 +207,24 @@ def bench_incremental(collection: Collection, split: str = "test", seed: int = 0
                   f"Replay variant checked, chosen on dev Hits@1: {chosen}. Checks: "
                   + "; ".join(f"{f['floor']}: {f['measured']} ({'holds' if f['holds'] else 'does not hold'})"
                               for f in floors) + "."],
-        "environment": environment(),
         "results": rows,
         "curves": curves,
     }
+
+
+def benchmark(collection: Collection, split: str = "test", seed: int = 0,
+              docids: Literal["atomic", "naive", "semantic"] = "semantic", new_share: float = 0.2,
+              topics: int | None = None, recipe: dict[str, Any] | None = None,
+              time_limit_s: float | None = None) -> dict[str, Any]:
+    """`dsilab bench incremental`: index 80% of the documents, add the other 20% by continue / replay / retrain, with
+    BM25 and dense updates beside them; memorisation and Hits on old and new documents, and the cost of each update.
+
+    Args:
+        docids: the docid kind of every DSI model
+        new_share: the share of the documents added after the first indexing
+        topics: only the documents of this many lab topics (default: the whole collection)
+        recipe: changes to the DSI recipe (Recipe(docids=...)): JSON or a JSON file of dsilab.recipes.Recipe fields
+        time_limit_s: a wall-clock cap on each from-scratch training in seconds (Recipe.time_limit_s)
+    """
+    recipe = {**(recipe or {}), **({"time_limit_s": time_limit_s} if time_limit_s else {})}
+    return bench_incremental(collection, split, seed, docids, new_share, topics=topics, recipe=recipe)

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from .dsi import bench_dsi
 
-import json
-import os
 import time
 from dataclasses import asdict
 from typing import Any
@@ -17,11 +15,10 @@ from ..data import Collection
 QG_BASE: dict[str, Any] = {"docids": "atomic", "docid_init": "encoder"}
 
 
-def _qg_settings(n_values: list[int] | None, base: dict[str, Any] | None) -> tuple[list[int], dict[str, Any]]:
-    """Queries per document (env DSILAB_QG_N, e.g. "5,20"; default 5) and the rows' recipe: QG_BASE + env
-    DSILAB_QG_RECIPE (JSON, e.g. '{"eval_every": 400}' on SciFact, where 5 epochs of generated queries are long) + `base`."""
-    n_values = sorted(n_values or [int(x) for x in os.environ.get("DSILAB_QG_N", "5").split(",")])
-    return n_values, {**QG_BASE, **json.loads(os.environ.get("DSILAB_QG_RECIPE", "{}")), **(base or {})}
+def _qg_settings(n_values: list[int] | None, recipe: dict[str, Any] | None) -> tuple[list[int], dict[str, Any]]:
+    """Queries per document (default [5]) and the rows' recipe: QG_BASE + `recipe` (e.g. {"eval_every": 400} on
+    SciFact, where 5 epochs of generated queries are long)."""
+    return sorted(n_values or [5]), {**QG_BASE, **(recipe or {})}
 
 
 def prepare_qg(collection: Collection, seed: int = 0, n_values: list[int] | None = None) -> dict[str, Any]:
@@ -52,20 +49,26 @@ def prepare_qg(collection: Collection, seed: int = 0, n_values: list[int] | None
 
 
 def bench_qg(collection: Collection, split: str = "test", seed: int = 0, n_values: list[int] | None = None,
-             base: dict[str, Any] | None = None) -> dict[str, Any]:
-    """DSI-QG: the same DSI recipe trained with no generated queries, with span queries and with queries from the
-    generator trained here (n per document each), to convergence; the generators' quality read by BM25 beside it.
+             recipe: dict[str, Any] | None = None, jobs: int = 1, time_limit_s: float | None = None) -> dict[str, Any]:
+    """`dsilab bench qg`: DSI-QG, the same DSI recipe trained with no generated queries, with span queries and with
+    queries from the generator trained here (n per document each), to convergence; the generators' quality read by
+    BM25 beside it.
 
     Generators learn from the training split only (dev held out from it when the collection has none), so test
-    queries never reach training. n_values and the recipe: see `_qg_settings`.
+    queries never reach training.
+
+    Args:
+        n_values: generated queries per document, one pair of rows (span, trained) each (default: 5)
+        recipe: changes to the rows' recipe, QG_BASE (atomic docids at the document encodings): JSON (e.g.
+            '{"eval_every": 400}') or a JSON file of dsilab.recipes.Recipe fields
     """
-    n_values, base = _qg_settings(n_values, base)
+    n_values, base = _qg_settings(n_values, recipe)
     prepared = prepare_qg(collection, seed, n_values)
     variants = {"DSI (indexing + training queries)": base}
     for n in n_values:
         variants[f"DSI + {n} span queries/doc"] = {**base, "pseudo_per_doc": n, "query_generator": "span"}
         variants[f"DSI-QG: + {n} generated queries/doc"] = {**base, "pseudo_per_doc": n, "query_generator": "trained"}
-    result = bench_dsi(collection, split, seed, variants)
+    result = bench_dsi(collection, split, seed, variants, jobs=jobs, time_limit_s=time_limit_s)
     result.update({"benchmark": "qg", **prepared,
                    "setting": f"{result['setting']}; every DSI row = Recipe({', '.join(f'{k}={v!r}' for k, v in base.items())})"
                               " + its generated queries, trained to convergence"})

@@ -41,6 +41,15 @@ def environment() -> dict[str, Any]:
     }
 
 
+def header(benchmark: str, collection: Any, split: str, seed: int, n_queries: int,
+            environment_: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What every result JSON opens with: the study, the collection (a `Collection`, or a name) and its size, the split
+    and its query count, the seed, and the machine and versions (`environment()`); a study adds its own keys."""
+    name, n_docs = (collection, None) if isinstance(collection, str) else (collection.name, len(collection.docs))
+    return {"benchmark": benchmark, "collection": name, "split": split, **({"n_docs": n_docs} if n_docs else {}),
+            "n_queries": n_queries, "seed": seed, "environment": environment_ or environment()}
+
+
 def _command() -> str:
     """The command line as a reader would type it: `dsilab ...` for the console script and `python -m dsilab`."""
     if sys.argv and Path(sys.argv[0]).name in ("dsilab", "__main__.py"):
@@ -75,17 +84,16 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def append_partial(row: dict[str, Any]) -> None:
-    """Append a finished row as one JSON line to the file named by env DSILAB_PARTIAL, if set: on a device lease that
+def append_partial(row: dict[str, Any], path: str | Path | None) -> None:
+    """Append a finished row as one JSON line to `path` (a study's --partial FILE), if given: on a device lease that
     may end before the whole benchmark does, every finished row is already on disk (in one file: a lease returns
     only a few files). Rows of processes side by side are appended under a lock."""
-    partial = os.environ.get("DSILAB_PARTIAL")
-    if not partial:
+    if not path:
         return
     import fcntl
 
-    os.makedirs(os.path.dirname(partial) or ".", exist_ok=True)
-    with open(partial, "a") as f:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         f.write(json.dumps(row) + "\n")
 
@@ -128,15 +136,34 @@ def update_doc_section(doc: Path, key: str, body: str) -> None:
     doc.write_text(text, encoding="utf-8")
 
 
+def log_evals(row: str = "") -> None:
+    """Show the training loop's INFO lines (every evaluation, where setup time goes) on stderr, each named by `row`;
+    `in_processes` passes the setting on to the rows it starts."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(f"[{row}] %(message)s" if row else "%(message)s"))
+    log = logging.getLogger("dsilab")
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+
+
+def _start_row(fn: Any, name: Any, logged: bool, *args: Any, **kw: Any) -> Any:
+    """A row in its fresh process: the parent's --log-evals (`logged`), its lines named by the row."""
+    if logged:
+        log_evals(str(name))
+    return fn(*args, **kw)
+
+
 def in_processes(fn: Any, calls: dict[Any, tuple], jobs: int | None = None) -> dict[Any, dict[str, Any]]:
     """name -> fn(*args, threads=, gpu=) for every name -> args of `calls`, each in a fresh (spawned) process, `jobs`
-    at a time (default env DSILAB_BENCH_JOBS or 1), round-robin over the GPUs in env DSILAB_GPUS (e.g. "0,1";
+    at a time (a study's --jobs; default 1), round-robin over the GPUs in env DSILAB_GPUS (e.g. "0,1";
     default: every visible one), with env DSILAB_THREADS (default: the cores shared out) CPU threads each.
     A call that raises gives {"error": ...}: the others' rows stay."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    jobs = jobs or int(os.environ.get("DSILAB_BENCH_JOBS", 1))
+    jobs = jobs or 1
     threads = int(os.environ.get("DSILAB_THREADS", 0)) or (max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None)
     gpus = os.environ.get("DSILAB_GPUS")
     if gpus is None:
@@ -146,7 +173,10 @@ def in_processes(fn: Any, calls: dict[Any, tuple], jobs: int | None = None) -> d
     gpu_list = gpus.split(",") if gpus else [None]
     out: dict[str, dict[str, Any]] = {}
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as pool:
-        futures = {name: pool.submit(fn, *args, threads=threads, gpu=gpu_list[i % len(gpu_list)])
+        import logging
+
+        logged = logging.getLogger("dsilab").isEnabledFor(logging.INFO)
+        futures = {name: pool.submit(_start_row, fn, name, logged, *args, threads=threads, gpu=gpu_list[i % len(gpu_list)])
                    for i, (name, args) in enumerate(calls.items())}
         for name, fut in futures.items():
             try:

@@ -11,19 +11,20 @@ once), in its own process.
 """
 from __future__ import annotations
 
-from .runner import in_processes
+from .runner import header, in_processes
 
 
 import os
 import time
-from typing import Any
+from typing import Any, Literal, get_args
 
 from ..core import DsilabError
 from ..data import Collection, load_collection
 from ..recipes import Recipe, _sample
-from ..train import Callback, TrainConfig, train
+from ..train import Callback
 
-SHAPES = ("minilm-seq2seq", "t5-small", "t5-base")
+Shape = Literal["minilm-seq2seq", "t5-small", "t5-base"]
+SHAPES: tuple[str, ...] = get_args(Shape)
 
 
 def shape_recipe(shape: str, **changes: Any) -> Recipe:
@@ -101,16 +102,19 @@ def _bare_step_rate(model, batch: int, src_len: int, tgt_len: int, steps: int, w
 
 def throughput(collection: Collection, shapes: tuple[str, ...] = SHAPES, batch_sizes: tuple[int, ...] = (64, 256),
                steps: int = 60, warmup: int = 20, docids: str = "semantic", buckets: tuple[int, ...] = (0, 50),
-               seed: int = 0, verbose: bool = False) -> list[dict[str, Any]]:
+               seed: int = 0, verbose: bool = False, compile: bool = False) -> list[dict[str, Any]]:
     """Training tokens/s of the DSI loop (`dsilab.train`, on `collection`'s real examples; without and with length
     bucketing) beside a bare forward+backward+step of the same network on synthetic tensors (the ceiling).
 
     Tokens per step = batch x (mean input tokens + mean docid tokens) of the training examples, for all: padding
-    is waste, so the loop is charged for it.
+    is waste, so the loop is charged for it. compile: also time the loop under torch.compile (the MiniLM seq2seq on
+    a GPU only).
     """
     import torch
 
-    from ..recipes import prepare
+    from dataclasses import replace
+
+    from ..recipes import fit, prepare
     from ..train import _amp_dtype
 
     rows = []
@@ -120,16 +124,15 @@ def throughput(collection: Collection, shapes: tuple[str, ...] = SHAPES, batch_s
             recipe = shape_recipe(shape, docids=docids, batch_size=batch, seed=seed)
             _, _, _, examples, model, _ = prepare(collection, recipe)
             loops = {}
-            # torch.compile (env DSILAB_COMPILE=1): the MiniLM seq2seq on a GPU only. Off by default: with batch shapes
-            # that vary, it recompiled and ran 10x slower than eager on an H200 (188-272 ms vs 17-20 ms per step).
-            with_compile = device.type == "cuda" and shape == "minilm-seq2seq" and os.environ.get("DSILAB_COMPILE") == "1"
+            # torch.compile (`compile`): the MiniLM seq2seq on a GPU only. Off by default: with batch shapes that vary,
+            # it recompiled and ran 10x slower than eager on an H200 (188-272 ms vs 17-20 ms per step).
+            with_compile = device.type == "cuda" and shape == "minilm-seq2seq" and compile
             for bucket, compiled in [(b, False) for b in buckets] + [(buckets[-1], True)] * with_compile:
                 clock = _Clock(warmup)
-                cfg = TrainConfig(max_steps=warmup + steps, batch_size=batch, lr=recipe.lr, warmup_steps=0,
-                                  progress=False, keep_best=False, bucket=bucket, compile=compiled, seed=seed,
-                                  log_every=10**9)
-                try:
-                    res = train(model, examples, cfg, callbacks=[clock])
+                timed = replace(recipe, max_steps=warmup + steps, warmup_steps=0, eval_every=0, bucket=bucket,
+                                compile=compiled)
+                try:  # the one DSI run (`recipes.fit`) without evaluations; loss read back never (no sync per step)
+                    res = fit(model, examples, timed, None, {}, callbacks=[clock], keep_best=False, log_every=10**9)[0]
                     loops[bucket, compiled] = (clock.steps / clock.seconds, res.cache_seconds, None)
                 except Exception as e:  # noqa: BLE001  (compilation can fail on a backbone: the row says why)
                     loops[bucket, compiled] = (float("nan"), float("nan"), f"{type(e).__name__}: {str(e)[:200]}")
@@ -160,22 +163,25 @@ def throughput(collection: Collection, shapes: tuple[str, ...] = SHAPES, batch_s
     return rows
 
 
-def bench_throughput(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:
-    """`dsilab bench throughput`: the loop vs the bare step for every shape (env DSILAB_SHAPES, DSILAB_BATCHES)."""
-    from .runner import environment
+def bench_throughput(collection: Collection, seed: int = 0, shapes: tuple[Shape, ...] = SHAPES,
+                     batches: tuple[int, ...] = (64, 256), steps: int = 60, compile: bool = False) -> dict[str, Any]:
+    """`dsilab bench throughput`: training tokens/s of the DSI loop vs a bare forward+backward+step of the same
+    network, for every shape and batch size, on the collection's training examples.
 
-    shapes = tuple(os.environ.get("DSILAB_SHAPES", ",".join(SHAPES)).split(","))
-    batches = tuple(int(b) for b in os.environ.get("DSILAB_BATCHES", "64,256").split(","))
-    steps = int(os.environ.get("DSILAB_STEPS", 60))
-    rows = throughput(collection, shapes, batches, steps=steps, seed=seed, verbose=True)
-    return {"benchmark": "throughput", "collection": collection.name, "split": "train", "n_docs": len(collection.docs),
-            "n_queries": 0, "seed": seed,
+    Args:
+        shapes: network shapes: minilm-seq2seq (frozen MiniLM encoder, 2-layer decoder), t5-small, t5-base (from
+            config, random weights)
+        batches: batch sizes, one row per shape each
+        steps: timed steps per row, after 20 warm-up steps
+        compile: also time the loop under torch.compile (minilm-seq2seq on a GPU only)
+    """
+    rows = throughput(collection, tuple(shapes), tuple(batches), steps=steps, seed=seed, verbose=True, compile=compile)
+    return {**header("throughput", collection, "train", seed, 0),
             "notes": ["Training tokens/s of the DSI loop (dsilab.train: packed tensors, bf16 autocast on a GPU, fused "
                       "AdamW) on the collection's training examples, and of a bare forward+backward+step of the same "
                       f"network on synthetic tensors of the same mean lengths; {steps} timed steps after 20 warm-up steps. "
                       "t5-small / t5-base: the T5 v1 shapes built from config (random weights, encoder trains); "
                       "minilm-seq2seq: frozen MiniLM encoder (its states computed once, `pack_s`), new 2-layer decoder."],
-            "environment": environment(),
             "results": {f"{r['shape']} batch {r['batch']}" + (" bucketed" if r["bucket"] else "")
                         + (" compiled" if r["compiled"] else ""): r for r in rows}}
 
@@ -193,15 +199,15 @@ def resolve(spec: str, max_eval_queries: int = 2000) -> Collection:
     return Collection(coll.name, coll.docs, coll.queries, qrels, {**coll.meta, "eval_queries_sampled": max_eval_queries})
 
 
-def _row(spec: str | Collection, changes: dict[str, Any], split: str, seed: int, name: str, threads: int | None = None,
-         gpu: str | None = None) -> dict[str, Any]:
+def _row(spec: str | Collection, changes: dict[str, Any], split: str, seed: int, name: str, partial: str | None = None,
+         threads: int | None = None, gpu: str | None = None) -> dict[str, Any]:
+    """One study row in its own process: train to convergence, read `split` once; appended to the file `partial`."""
     if gpu is not None:  # before this process first touches CUDA: it sees one GPU, its own
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     from .runner import append_partial
     from .dsi import dsi_variant
     from ..metrics import chance
 
-    os.environ["DSILAB_ROW"] = name  # names the row in its progress lines (DSILAB_LOG_EVALS)
     t0 = time.perf_counter()
     coll = resolve(spec) if isinstance(spec, str) else spec
     print(f"[{name}] {coll.name} ready after {time.perf_counter() - t0:.0f} s; training", flush=True)
@@ -213,15 +219,19 @@ def _row(spec: str | Collection, changes: dict[str, Any], split: str, seed: int,
     row = {**row, "collection": coll.name, "n_docs": len(coll.docs), "n_test_queries": len(qrels),
            "chance Hits@1": round(chance(qrels, len(coll.docs), 1), 5),
            "chance Hits@10": round(chance(qrels, len(coll.docs), 10), 5)}
-    append_partial({"name": name, **row})  # on disk as soon as it is done (a lease may end first)
+    append_partial({"name": name, **row}, partial)  # on disk as soon as it is done (a lease may end first)
     print(f"[{name}] done after {time.perf_counter() - t0:.0f} s", flush=True)
     return row
 
 
 def run_study(rows: dict[str, tuple[str | Collection, dict[str, Any]]], split: str = "test", seed: int = 0,
-              jobs: int | None = None) -> dict[str, dict[str, Any]]:
-    """Train every (collection spec, recipe changes) row to convergence, each in its own process (`in_processes`)."""
-    out = in_processes(_row, {name: (spec, changes, split, seed, name) for name, (spec, changes) in rows.items()}, jobs)
+              jobs: int | None = None, time_limit_s: float | None = None,
+              partial: str | None = None) -> dict[str, dict[str, Any]]:
+    """Train every (collection spec, recipe changes) row to convergence (or `time_limit_s` of training), each in its own
+    process (`in_processes`), each appended to the file `partial` when done."""
+    cap = {"time_limit_s": time_limit_s} if time_limit_s else {}
+    out = in_processes(_row, {name: (spec, {**changes, **cap}, split, seed, name, partial)
+                              for name, (spec, changes) in rows.items()}, jobs)
     for name, row in out.items():
         print(name, {k: row.get(k) for k in ("Hits@1", "Hits@10", "memo Hits@1", "seconds_to_memorise",
                                              "steps", "stopped", "train_s", "error") if k in row}, flush=True)
@@ -275,42 +285,46 @@ STUDIES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
     "stability": {f"4-layer decoder, {name}": ("{real}", {"docids": "semantic", "decoder_layers": 4, "patience": 10**6,
                                                           "max_epochs": 80, **change})
                   for name, change in (("bf16 autocast, AdamW beta2 0.999, lr 1e-3 decayed to 0 by epoch 80", {}), ("fp32", {"amp": "off"}),
-                                       ("AdamW beta2 0.99", {"adam_betas": (0.9, 0.99)}),
-                                       ("AdamW beta2 0.95", {"adam_betas": (0.9, 0.95)}), ("lr 3e-4", {"lr": 3e-4}),
+                                       ("AdamW beta2 0.99", {"betas": (0.9, 0.99)}),
+                                       ("AdamW beta2 0.95", {"betas": (0.9, 0.95)}), ("lr 3e-4", {"lr": 3e-4}),
                                        ("lr decayed to 0 by epoch 60", {"max_epochs": 60}),
                                        ("lr decayed to 0 by epoch 120, as in the runs that collapsed", {"max_epochs": 120}))},
     "forgetting": {f"{kind}, no early stop": ("{real}", {"docids": kind, "patience": 10**6, "max_epochs": 200})
                    for kind in ("atomic", "naive", "semantic")},
 }
 
-def bench_scaling(collection: Collection, split: str = "test", seed: int = 0) -> dict[str, Any]:
-    """`dsilab bench scaling`: the studies named in env DSILAB_STUDY (default all of STUDIES; DSILAB_ROWS keeps the
-    rows whose name holds one of its ";"-separated parts: row names contain commas), `{real}` rows on
-    `collection`; each row trained to convergence (or the DSILAB_TIME_LIMIT_S cap) and read on `split` once."""
-    from .runner import environment
+def bench_scaling(collection: Collection, split: str = "test", seed: int = 0, studies: tuple[str, ...] = tuple(STUDIES),
+                  rows: tuple[str, ...] | None = None, jobs: int = 1, time_limit_s: float | None = None,
+                  partial: str | None = None) -> dict[str, Any]:
+    """`dsilab bench scaling`: how memorisation and retrieval scale with the corpus, the model and the indexing :
+    retrieval mix; `{real}` rows on `collection`, synthetic ones beside it; each row trained to convergence (or the
+    --time-limit-s cap) and read on `split` once.
 
-    names = os.environ.get("DSILAB_STUDY", ",".join(STUDIES)).split(",")
+    Args:
+        studies: the studies to run (dsilab.experiments.scaling.STUDIES)
+        rows: keep only the rows whose name holds one of these parts (e.g. atomic t5)
+        time_limit_s: a wall-clock cap on each row's training in seconds, setup included (Recipe.time_limit_s)
+    """
+    names = list(studies)
     unknown = [n for n in names if n not in STUDIES]
     if unknown:
-        raise DsilabError(f"DSILAB_STUDY: unknown stud{'y' if len(unknown) == 1 else 'ies'} {unknown}; choose from {list(STUDIES)}.")
-    rows = {f"{study}: {label.format(real=collection.name)}": (collection if spec == "{real}" else spec, changes)
+        raise DsilabError(f"--studies: unknown stud{'y' if len(unknown) == 1 else 'ies'} {unknown}; choose from {list(STUDIES)}.")
+    todo = {f"{study}: {label.format(real=collection.name)}": (collection if spec == "{real}" else spec, changes)
             for study in names for label, (spec, changes) in STUDIES[study].items()}
-    only = os.environ.get("DSILAB_ROWS")  # e.g. "atomic;t5": only the rows whose name holds one of these parts
-    if only:
-        rows = {n: r for n, r in rows.items() if any(w in n for w in only.split(";"))}
-        if not rows:
-            raise DsilabError(f"DSILAB_ROWS={only!r} matches no row of {names}.")
-    results = run_study(rows, split, seed)
+    if rows:
+        todo = {n: r for n, r in todo.items() if any(w in n for w in rows)}
+        if not todo:
+            raise DsilabError(f"--rows {list(rows)} matches no row of {names}.")
+    results = run_study(todo, split, seed, jobs, time_limit_s, partial)
     for name, row in results.items():
         if name.startswith("forgetting") and "history" in row:
             row["forgetting"] = forgetting(row["history"])
-    return {"benchmark": "scaling", "collection": collection.name, "split": split, "n_docs": len(collection.docs),
-            "n_queries": len(collection.split(split)[1]), "seed": seed, "studies": names,
+    return {**header("scaling", collection, split, seed, len(collection.split(split)[1])), "studies": names,
             "notes": ["Each row: dsilab.recipes.train_dsi to convergence (memorised, then dev Hits@1 without gain for "
                       "`patience` evaluations) or the time cap, then the test split read once. Hits@k = ir-measures' "
                       "Success@k with a 95% bootstrap interval; chance = a random ranking over the row's corpus. "
                       "Synthetic rows: dsilab.data.synthetic_collection with 3 queries per document (train / dev / "
                       "test), dev and test sampled to 2,000 queries."],
-            "environment": environment(), "results": results}
+            "results": results}
 
 
