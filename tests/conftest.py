@@ -24,6 +24,26 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.xdist_group(group))
 
 
+@pytest.fixture
+def kernel_over_budget(monkeypatch) -> float:
+    """Notebook runs that execute nothing and whose kernel peaks 100 MB over the FAST memory budget (the course
+    runner's tests); returns that peak."""
+    import papermill
+
+    from dsilab import course
+
+    peak = course.BUDGET["notebook_mb"] + 100.0
+
+    class Peaked:
+        def __init__(self, *a, **k): pass
+        def start(self): pass
+        def stop(self): return peak, None
+
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: None)
+    monkeypatch.setattr(course, "_PeakMemory", Peaked)
+    return peak
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
     if "DSILAB_CACHE" not in os.environ:

@@ -72,24 +72,15 @@ def test_course_budget_table_flags_what_is_over():
     assert [line.split()[4] for line in format_results(gpu_rows).splitlines()[1:3]] == ["812", "-"]  # GPU MB column
 
 
-def test_course_run_fails_on_a_notebook_over_the_memory_budget(monkeypatch, tmp_path, capsys):
+def test_course_run_fails_on_a_notebook_over_the_memory_budget(kernel_over_budget, tmp_path, capsys):
     """`dsilab course run` exits 1 when a FAST notebook's kernel peaks above the memory budget, and says so; the
     report records each notebook's host and GPU peaks."""
-    import papermill
-
     from dsilab import course
 
-    class Peaked:
-        def __init__(self, *a, **k): pass
-        def start(self): pass
-        def stop(self): return course.BUDGET["notebook_mb"] + 400.0, None
-
-    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: None)
-    monkeypatch.setattr(course, "_PeakMemory", Peaked)
     assert main(["course", "run", "--only", "00", "--out", str(tmp_path / "nb")]) == 1
     out = capsys.readouterr().out
-    over, budget = course.BUDGET["notebook_mb"] + 400, course.BUDGET["notebook_mb"]
-    assert "over the memory budget" in out and f"{over:.0f} MB" in out and f"{budget:.0f} MB" in out
+    budget = course.BUDGET["notebook_mb"]
+    assert "over the memory budget" in out and f"{kernel_over_budget:.0f} MB" in out and f"{budget:.0f} MB" in out
     report = json.loads((tmp_path / "course_report.json").read_text())
     assert report["notebooks"][0]["status"] == "memory" and report["notebooks"][0]["peak_gpu_mb"] is None
     assert report["within_budget"]["00_welcome.ipynb"] is False

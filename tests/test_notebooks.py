@@ -134,24 +134,15 @@ def test_gpu_peak_is_the_kernels_largest_sum_from_nvidia_smi(monkeypatch):
     assert course._PeakMemory(gpu=False).peak_gpu is None  # no nvidia-smi: the report says None, the table "-"
 
 
-def test_a_fast_notebook_over_the_memory_budget_fails(monkeypatch, tmp_path):
+def test_a_fast_notebook_over_the_memory_budget_fails(kernel_over_budget, tmp_path):
     """FAST on the lab collection, a kernel that peaks above BUDGET["notebook_mb"] is a failure with a clear line;
     a full-size run, or FAST on another collection, is not held to Binder's budget."""
-    import papermill
-
     from dsilab import course
 
-    class Peaked:
-        def __init__(self, *a, **k): pass
-        def start(self): pass
-        def stop(self): return course.BUDGET["notebook_mb"] + 100.0, None
-
-    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: None)
-    monkeypatch.setattr(course, "_PeakMemory", Peaked)
     nb = NOTEBOOKS[0]
     over = run_notebook(nb, tmp_path, fast=True)
     assert course.BUDGET["notebook_mb"] <= 2048.0  # Binder's session
     assert over.status == "memory" and over.error.startswith("over the memory budget")
-    assert f"{course.BUDGET['notebook_mb'] + 100:.0f} MB" in over.error
+    assert f"{kernel_over_budget:.0f} MB" in over.error
     assert run_notebook(nb, tmp_path, fast=False).status == "ok"
     assert run_notebook(nb, tmp_path, fast=True, parameters={"COLLECTION": "beir/scifact"}).status == "ok"
