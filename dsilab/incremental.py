@@ -34,7 +34,7 @@ import numpy as np
 from .core import DsilabError, Qrels, Retriever, Run, seed_everything
 from .data import Collection
 from .docids import DocidTree
-from .recipes import DSIResult, Recipe, dev_set, fit, memorisation, probe_docs, train_dsi, with_dev
+from .recipes import DSIResult, Recipe, dev_set, fit, memorisation, probe_docs, task_for, train_dsi, with_dev
 from .tasks import Example, build_examples
 from .train import Callback
 
@@ -282,9 +282,8 @@ def update_examples(initial: DSIResult, split: IncrementalSplit, tree: DocidTree
     uses them), plus for "replay" `cfg.replay` x as many old examples (indexing ones, or with `cfg.replay_queries`
     any the initial model trained on), seeded."""
     new = set(split.new_ids)
-    recipe = initial.recipe  # the examples `train_dsi` builds for it (generated queries too, without its round-trip filter)
-    task = replace(recipe, query_split=None) if recipe.query_split == "train" and "train" not in split.full.qrels else recipe
-    everything = build_examples(split.full, tree, task)
+    # the examples `train_dsi` builds for the recipe (generated queries too, without its round-trip filter)
+    everything = build_examples(split.full, tree, task_for(initial.recipe, split.full))
     examples = [e for e in everything if e.doc_id in new]
     if strategy == "replay":
         old = [e for e in everything if e.doc_id not in new and (cfg.replay_queries or e.task == "index")]

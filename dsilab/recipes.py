@@ -244,8 +244,7 @@ def prepare(collection: Collection, recipe: Recipe, tree: DocidTree | None = Non
     seed_everything(recipe.seed)
     coll, dev_from = with_dev(collection, recipe.dev_holdout, recipe.seed)
     tree = tree or recipe.make_docids(coll)
-    # a collection without training queries (zero-shot) trains on its documents alone
-    task = replace(recipe, query_split=None) if recipe.query_split == "train" and "train" not in coll.qrels else recipe
+    task = task_for(recipe, coll)
     pseudo, filtered = None, None
     if recipe.pseudo_per_doc:  # generated from the training split only: dev and test queries stay unseen
         from .querygen import generate_queries, roundtrip_filter
@@ -255,6 +254,13 @@ def prepare(collection: Collection, recipe: Recipe, tree: DocidTree | None = Non
             pseudo, filtered = roundtrip_filter(coll, pseudo, recipe.query_filter_k)
     examples = build_examples(coll, tree, task, pseudo=pseudo) + list(extra_examples or [])
     return coll, dev_from, tree, examples, recipe.build_model(tree, examples), filtered
+
+
+def task_for(recipe: Recipe, collection: Collection) -> Recipe:
+    """The recipe as its examples are built on `collection`: one without training queries (zero-shot) trains on its
+    documents alone."""
+    no_queries = recipe.query_split == "train" and "train" not in collection.qrels
+    return replace(recipe, query_split=None) if no_queries else recipe
 
 
 def probe_docs(collection: Collection, recipe: Recipe, doc_ids: list[str] | None = None, n: int | None = None,
