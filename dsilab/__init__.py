@@ -9,14 +9,14 @@ import logging
 # 4-bit kernel, a hub download, is missing; it then uses its built-in kernel, which is what dsilab.adapters tests.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
-from .core import DsilabError, Qrels, Retriever, Run, configure_threads, seed_everything  # noqa: E402
+from .core import DsilabError, Qrels, Retriever, Run, configure_threads, release_memory, seed_everything  # noqa: E402
 from .data import Collection, Doc, load_collection
 from .metrics import evaluate
 from .saved import load_model
 
 __version__ = "0.1.0"
 __all__ = ["Collection", "Doc", "DsilabError", "Qrels", "Retriever", "Run", "configure_threads", "evaluate",
-           "load_collection", "load_model", "seed_everything"]
+           "load_collection", "load_model", "release_memory", "seed_everything"]
 
 
 def _notebook_display() -> None:

@@ -59,6 +59,22 @@ def configure_threads(n: int | None = None) -> int:
     return n
 
 
+def release_memory() -> None:
+    """Collect garbage and hand the C heap's free pages back to the system (glibc's `malloc_trim`), so that what a
+    finished training run or a deleted model held stops counting against a notebook's memory (Binder's 2 GB).
+
+    Why by hand: glibc keeps freed blocks for reuse, and after a training run they are most of the process' memory
+    (measured: 1,160 -> 905 MB after one FAST DSI run); no library call returns them. A no-op off glibc."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # macOS, Windows, musl: nothing to trim this way
+        pass
+
+
 @contextmanager
 def quiet_hf_loading() -> Iterator[None]:
     """Load transformers models without their load reports and progress bars: building a new head or decoder on a

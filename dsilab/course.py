@@ -119,7 +119,7 @@ def parse_compute_apps(text: str) -> dict[int, float]:
 
 
 class _PeakMemory(threading.Thread):
-    """Samples the memory of this process's children (the kernel and what it starts) and keeps the peaks: resident
+    """Samples the memory of this process's new children (the kernel and what it starts) and keeps the peaks: resident
     host memory every `interval` seconds, GPU memory (from `nvidia-smi`, when there is one) every `gpu_interval`."""
 
     def __init__(self, interval: float = 0.2, gpu_interval: float = 1.0, gpu: bool | None = None):
@@ -129,12 +129,15 @@ class _PeakMemory(threading.Thread):
         self.interval, self.gpu_interval, self._stop_event = interval, gpu_interval, threading.Event()
         gpu = shutil.which("nvidia-smi") is not None if gpu is None else gpu  # gpu: poll nvidia-smi (default: if present)
         self.peak, self.peak_gpu = 0, 0.0 if gpu else None
+        self.before = {p.pid for p in psutil.Process().children(recursive=True)}  # not this notebook's
 
     def run(self) -> None:
         me, last_gpu = psutil.Process(), 0.0
         while not self._stop_event.is_set():
             total, pids = 0, set()
             for child in me.children(recursive=True):
+                if child.pid in self.before:  # started before this notebook (e.g. a pool an earlier test left behind)
+                    continue
                 try:
                     total += child.memory_info().rss
                     pids.add(child.pid)

@@ -40,7 +40,7 @@ import numpy as np
 import psutil
 import torch
 
-from .core import DsilabError, Qrels, atomic_path, seed_everything
+from .core import DsilabError, Qrels, atomic_path, release_memory, seed_everything
 from .tasks import Example
 
 AMP = ("auto", "bf16", "fp16", "off")
@@ -422,8 +422,13 @@ class Trainer:
         if not self.best or key(record) > key(self.best):
             self.best = record
             if self.keep_best and not final:
-                self.best_state = {k: v.detach().clone().cpu() for k, v in self.net.state_dict().items()
-                                   if k in self._trainable_names()}
+                names = self._trainable_names()
+                state = {k: v.detach() for k, v in self.net.state_dict().items() if k in names}
+                if self.best_state is not None and self.best_state.keys() == state.keys():
+                    for k, v in state.items():  # in place: a second copy of the trainable weights would raise the peak
+                        self.best_state[k].copy_(v)
+                else:
+                    self.best_state = {k: v.clone().cpu() for k, v in state.items()}
 
     def _trainable_names(self) -> set[str]:
         return {n for n, p in self.net.named_parameters() if p.requires_grad}
@@ -444,6 +449,7 @@ class Trainer:
         states = cfg.cache_encoder and self.net.encoder_frozen
         self.packed = PackedExamples(self.net, self.examples, encode=states,
                                      dtype=self.amp if states and self.acc.device.type == "cuda" else None)
+        release_memory()  # the encoder's activations (batch x heads x length^2) would otherwise stay under the loop's
         cache_seconds = time.perf_counter() - t_cache
         LOG.info("inputs packed in %.0f s: %s", cache_seconds, tuple(self.packed.inputs.shape))
         if cfg.compile:
@@ -561,4 +567,6 @@ def train(model, examples: list[Example], cfg: TrainConfig = TrainConfig(),
           dev: tuple[dict[str, str], Qrels] | None = None, callbacks: list[Callback] = (), **run: Any) -> TrainResult:
     """Train `model` (a DSIModel) on `examples`; `dev` = (queries, qrels) to evaluate on (a callback such as
     `dsilab.recipes.Convergence` stops on it); `run`: how the run is kept and shown (`Trainer`'s keywords)."""
-    return Trainer(model, examples, cfg, dev, list(callbacks), **run).fit()
+    result = Trainer(model, examples, cfg, dev, list(callbacks), **run).fit()
+    release_memory()  # the optimizer state, gradients and packed examples are garbage once the trainer is gone
+    return result

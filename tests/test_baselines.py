@@ -36,6 +36,11 @@ def test_encoder_is_offline_normalised_and_cached():
     c = enc.encode_cached(["a river flows to the sea", "stars fuse hydrogen"])  # from disk
     assert np.allclose(a, b, atol=1e-5) and np.array_equal(b, c)
     assert enc.encode([]).shape == (0, 384)
+    from dsilab.embed import Encoder
+
+    fresh = Encoder()  # a cached corpus is read from disk without loading the network
+    assert np.array_equal(fresh.encode_cached(["a river flows to the sea", "stars fuse hydrogen"]), c)
+    assert fresh._model is None
 
 
 def test_dense_ranks_semantically(tiny_beir):

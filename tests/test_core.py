@@ -27,3 +27,27 @@ def test_atomic_path_keeps_a_folder_another_process_wrote_first(tmp_path):
         target.mkdir()
         (target / "w").write_text("theirs")
     assert (target / "w").read_text() == "theirs" and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_release_memory_trims_on_glibc_and_is_a_no_op_elsewhere(monkeypatch):
+    """It hands the heap's free pages back where glibc has malloc_trim, and does nothing (no error) where it has not."""
+    import ctypes
+
+    from dsilab.core import release_memory
+
+    calls = []
+
+    class Libc:
+        def malloc_trim(self, pad):
+            calls.append(pad)
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: Libc())
+    release_memory()
+    assert calls == [0]
+
+    def missing(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", missing)
+    release_memory()  # macOS, Windows, musl: nothing to trim, nothing raised

@@ -156,10 +156,18 @@ def test_updates_add_the_new_documents_and_leave_the_initial_model_alone(coll, k
                     memo_sample=10)
     initial = train_dsi(split.old, recipe)
     vocab, codes = len(initial.model.tokenizer), dict(initial.tree.codes)
+    weights = {k: v.clone() for k, v in initial.model.state_dict().items()}
     cfg = UpdateConfig(replay=1.0, max_epochs=2, curve_every=1, curve_docs=4)
     cont = add_documents(initial, split, "continue", cfg)
     rep = add_documents(initial, split, "replay", cfg)
     assert len(initial.model.tokenizer) == vocab and initial.tree.codes == codes  # not mutated
+    assert [k for k, v in weights.items() if not torch.equal(v, initial.model.state_dict()[k])] == []
+    # the copies share the frozen encoder's weights (one encoder in memory, not three) and copy what trains
+    frozen = {id(p) for p in initial.model.parameters() if not p.requires_grad}
+    trained = {id(p) for p in initial.model.parameters() if p.requires_grad}
+    for up in (cont, rep):
+        mine = {id(p) for p in up.model.parameters()}
+        assert frozen & mine and not trained & mine
     for up in (cont, rep):
         assert set(up.tree.codes) == set(coll.docs) and all(up.tree.codes[d] == c for d, c in codes.items())
         assert set(up.model.docid_sequences()) == set(coll.docs)

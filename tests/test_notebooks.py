@@ -110,10 +110,13 @@ def test_gpu_peak_is_the_kernels_largest_sum_from_nvidia_smi(monkeypatch):
 
     from dsilab import course
 
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    sleep = [sys.executable, "-c", "import time; time.sleep(30)"]
+    earlier = subprocess.Popen(sleep)  # started before the notebook (a pool an earlier test left): not counted
+    monitor = course._PeakMemory(interval=0.01, gpu_interval=0.0, gpu=True)
+    child = subprocess.Popen(sleep)
     try:
-        samples = [f"{child.pid}, 100\n4242, 9000\n", f"{child.pid}, 300\n{child.pid}, 120\n99999, [N/A]\n",
-                   f"{child.pid}, 50\n"]
+        samples = [f"{child.pid}, 100\n4242, 9000\n", f"{child.pid}, 300\n{child.pid}, 120\n99999, [N/A]\n"
+                   f"{earlier.pid}, 5000\n", f"{child.pid}, 50\n"]
         done = threading.Event()
 
         def fake_query():
@@ -122,14 +125,15 @@ def test_gpu_peak_is_the_kernels_largest_sum_from_nvidia_smi(monkeypatch):
             return samples.pop(0) if len(samples) > 1 else samples[0]
 
         monkeypatch.setattr(course, "_query_compute_apps", fake_query)
-        monitor = course._PeakMemory(interval=0.01, gpu_interval=0.0, gpu=True)
         monitor.start()
         assert done.wait(20)
         rss, gpu = monitor.stop()
     finally:
-        child.kill()
-        child.wait()
-    assert gpu == 420.0 and rss > 1  # 300 + 120 on two GPUs; 9000 belongs to another process
+        for p in (child, earlier):
+            p.kill()
+            p.wait()
+    assert gpu == 420.0 and rss > 1  # 300 + 120 on two GPUs; 9000 and 5000 belong to other processes
+    assert earlier.pid in monitor.before and child.pid not in monitor.before
     assert course.parse_compute_apps("12, 7\n\nbad line\n13, [Not Supported]\n") == {12: 7.0}
     assert course._PeakMemory(gpu=False).peak_gpu is None  # no nvidia-smi: the report says None, the table "-"
 

@@ -9,7 +9,7 @@ from .runner import header, in_processes
 import os
 import time
 from typing import Any
-from ..core import Run, seed_everything
+from ..core import Run, release_memory, seed_everything
 from ..data import Collection
 
 
@@ -77,7 +77,11 @@ def dsi_variant(collection: Collection, changes: Any, split: str = "test", seed:
             "trainable_pct": params["trainable_pct"], "weights_mb": params["weights_mb"], "train_state_mb": round(state_mb, 1),
             **({"sparsity": summary["sparsity"]} if recipe.prune else {}),
             "label": name or recipe.label, "dev_from": summary["dev_from"], "history": summary["history"]}
-    return (row, result) if return_result else row
+    if return_result:
+        return row, result
+    del result, run
+    release_memory()  # the network is done with: a notebook training variants one after another holds one at a time
+    return row
 
 
 def _variant_row(collection: Collection, changes: Any, split: str, seed: int, name: str, threads: int | None = None,
