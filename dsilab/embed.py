@@ -70,7 +70,6 @@ class Encoder:
             list(texts), batch_size=batch_size, show_progress_bar=progress, normalize_embeddings=True,
             convert_to_numpy=True,
         )
-        release_memory()  # the attention activations of a batch of long texts: ~200 MB the heap would otherwise keep
         return out.astype(np.float32, copy=False)
 
     def encode_cached(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
@@ -81,6 +80,7 @@ class Encoder:
         if path.is_file():
             return np.load(path)
         emb = self.encode(texts, batch_size=batch_size, progress=progress)
+        release_memory()  # a corpus' attention activations (64 x 256 tokens a batch): ~200 MB the heap would keep
         with atomic_path(path) as tmp:
             np.save(tmp, emb)
         return emb

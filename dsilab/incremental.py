@@ -268,16 +268,16 @@ def replay_sample(examples: list[Example], n: int, seed: int = 0) -> list[Exampl
     return examples * reps + [examples[i] for i in picked]
 
 
-def grow(model: Any, tree: DocidTree, sources: list[str] = (), share_frozen: bool = True) -> Any:
+def grow(model: Any, tree: DocidTree, sources: list[str] = ()) -> Any:
     """A copy of `model` that also knows the docids of `tree` (the original is left untouched).
 
-    share_frozen: the copy shares the weights that do not train (the frozen pretrained encoder) instead of copying
-    them, so an update holds one encoder, not two; only safe when nothing writes to them (pruning would)."""
+    The copy shares the weights that do not train (the frozen pretrained encoder) instead of copying them, so an
+    update holds one encoder, not two: nothing writes to them (an update never prunes, `UpdateConfig.recipe`)."""
     net = model.net
     # never the token embeddings: `add_docids` resizes them, and transformers resizes a Parameter's data in place
     resized = {id(p) for part in ([net.get_encoder(), net.get_decoder()] if hasattr(net, "get_encoder") else [net])
                for p in part.get_input_embeddings().parameters()}
-    shared = {id(p): p for p in model.parameters() if share_frozen and not p.requires_grad and id(p) not in resized}
+    shared = {id(p): p for p in model.parameters() if not p.requires_grad and id(p) not in resized}
     grown = copy.deepcopy(model, memo=shared)
     longest = max((len(grown.tokenizer(s, add_special_tokens=False)["input_ids"]) for s in sources), default=0)
     grown.add_docids(tree, max_source_len=longest + 1 if longest else None)
@@ -315,7 +315,7 @@ def add_documents(initial: DSIResult, split: IncrementalSplit, strategy: str = "
     seed_everything(recipe.seed)
     tree, stats = extend_docids(initial.tree, split.full, split.new_ids)
     examples = update_examples(initial, split, tree, strategy, cfg)
-    model = grow(initial.model, tree, [e.source for e in examples])  # an update never prunes (UpdateConfig.recipe)
+    model = grow(initial.model, tree, [e.source for e in examples])
     if recipe.docid_init == "encoder" and tree.kind == "atomic":  # a new document's own token starts at its encoding
         model.init_docid_embeddings([e for e in examples if e.doc_id in set(split.new_ids)])
     probe_new = probe_docs(split.full, recipe, split.new_ids)
