@@ -25,7 +25,7 @@ course: setup
 # Both test targets end with their own wall time (the figure README quotes), whatever pytest's exit status.
 # Two workers (pytest-xdist): a test file runs whole on one worker, but each course notebook is a unit of its own
 # (tests/conftest.py), so both workers take notebooks (their kernels use every core) and unit tests (one thread each).
-XDIST := -n 2 --dist loadgroup
+XDIST := -n 2 --dist loadgroup --no-loadscope-reorder
 test: setup
 	@start=$$(date +%s); $(PY) -m pytest $(XDIST) -m "not install" --durations=25; rc=$$?; \
 		echo "make test: $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc

@@ -53,6 +53,7 @@ class NotebookResult:
     warnings: list[str] = field(default_factory=list)  # Python warnings its outputs show a reader
     wrapped: list[str] = field(default_factory=list)  # tables its outputs show wrapped into blocks
     peak_gpu_mb: float | None = None  # the kernel's GPU memory, from nvidia-smi; None without one
+    cells: list[dict] = field(default_factory=list)  # each code cell: index, first line, seconds, peak MB (host, GPU)
 
 
 _WARNING_LINE = re.compile(r"^.*\b\w*Warning: .*$", re.M)
@@ -130,6 +131,7 @@ class _PeakMemory(threading.Thread):
         gpu = shutil.which("nvidia-smi") is not None if gpu is None else gpu  # gpu: poll nvidia-smi (default: if present)
         self.peak, self.peak_gpu = 0, 0.0 if gpu else None
         self.before = {p.pid for p in psutil.Process().children(recursive=True)}  # not this notebook's
+        self.samples: list[tuple[float, float, float | None]] = []  # (unix time, host MB, GPU MB or None): cells' peaks
 
     def run(self) -> None:
         me, last_gpu = psutil.Process(), 0.0
@@ -143,11 +145,35 @@ class _PeakMemory(threading.Thread):
                     pids.add(child.pid)
                 except psutil.Error:
                     pass
-            self.peak = max(self.peak, total)
+            self.peak, gpu = max(self.peak, total), None
             if self.peak_gpu is not None and time.monotonic() - last_gpu >= self.gpu_interval:
                 last_gpu = time.monotonic()
-                self.peak_gpu = max(self.peak_gpu, sum(mb for pid, mb in gpu_memory_by_pid().items() if pid in pids))
+                gpu = sum(mb for pid, mb in gpu_memory_by_pid().items() if pid in pids)
+                self.peak_gpu = max(self.peak_gpu, gpu)
+            self.samples.append((time.time(), total / 2**20, gpu))
             self._stop_event.wait(self.interval)
+
+    def cells(self, executed: Path) -> list[dict]:
+        """Each executed code cell of `executed` with its seconds and the peaks sampled while it ran (papermill's
+        start and end times): where a notebook's time and memory go."""
+        from datetime import datetime, timezone
+
+        def unix(stamp: str) -> float:  # papermill writes UTC without a zone
+            return datetime.fromisoformat(stamp).replace(tzinfo=timezone.utc).timestamp()
+
+        out = []
+        for i, cell in enumerate(json.loads(executed.read_text())["cells"]):
+            meta = cell.get("metadata", {}).get("papermill", {})
+            if cell["cell_type"] != "code" or not meta.get("start_time") or not meta.get("end_time"):
+                continue
+            t0, t1 = unix(meta["start_time"]), unix(meta["end_time"])
+            inside = [s for s in self.samples if t0 <= s[0] <= t1 + self.interval]
+            gpu = [g for _, _, g in inside if g is not None]
+            first = next((line for line in "".join(cell["source"]).splitlines() if line.strip()), "")
+            out.append({"cell": i, "first_line": first[:80], "seconds": round(t1 - t0, 1),
+                        "peak_mb": round(max((h for _, h, _ in inside), default=0.0)),
+                        "peak_gpu_mb": round(max(gpu)) if gpu else None})
+        return out
 
     def stop(self) -> tuple[float, float | None]:
         """Stop sampling; the peaks in MB (host, GPU; GPU None without nvidia-smi)."""
@@ -180,9 +206,10 @@ def run_notebook(path: Path, out_dir: Path, fast: bool = True, parameters: dict 
     if status == "ok" and fast and params.get("COLLECTION") in (None, "lab") and peak > BUDGET["notebook_mb"]:
         status, error = "memory", over_memory_line(path.name, peak)
     executed = out_dir / path.name
-    found, wrapped = (output_warnings(executed), wrapped_tables(executed)) if executed.is_file() else ([], [])
+    found, wrapped, cells = ((output_warnings(executed), wrapped_tables(executed), monitor.cells(executed))
+                             if executed.is_file() else ([], [], []))
     return NotebookResult(path.name, status, round(seconds, 1), round(peak, 1), error, found, wrapped,
-                          None if peak_gpu is None else round(peak_gpu, 1))
+                          None if peak_gpu is None else round(peak_gpu, 1), cells)
 
 
 def over_memory_line(notebook: str, peak_mb: float) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +85,23 @@ class Encoder:
         return emb
 
 
-@lru_cache(maxsize=4)
+    def release(self) -> None:
+        """Drop the network (the next `encode` loads it again, about a second): what a training run does first, so
+        that a notebook holds one network at a time."""
+        self._model = None
+
+
+_SHARED: dict[str, Encoder] = {}
+
+
 def load_encoder(name: str = DEFAULT_ENCODER) -> Encoder:
     """A shared `Encoder` per name, so notebooks and benchmarks load a model once."""
-    return Encoder(name)
+    if name not in _SHARED:
+        _SHARED[name] = Encoder(name)
+    return _SHARED[name]
+
+
+def release_encoders() -> None:
+    """`Encoder.release` on every shared encoder (their embeddings stay cached on disk)."""
+    for encoder in _SHARED.values():
+        encoder.release()

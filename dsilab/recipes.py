@@ -245,13 +245,7 @@ def prepare(collection: Collection, recipe: Recipe, tree: DocidTree | None = Non
     coll, dev_from = with_dev(collection, recipe.dev_holdout, recipe.seed)
     tree = tree or recipe.make_docids(coll)
     task = task_for(recipe, coll)
-    pseudo, filtered = None, None
-    if recipe.pseudo_per_doc:  # generated from the training split only: dev and test queries stay unseen
-        from .querygen import generate_queries, roundtrip_filter
-
-        pseudo = generate_queries(coll, recipe.pseudo_per_doc, recipe.query_generator, seed=recipe.seed, progress=progress)
-        if recipe.query_filter_k:
-            pseudo, filtered = roundtrip_filter(coll, pseudo, recipe.query_filter_k)
+    pseudo, filtered = task.pseudo_queries(coll, progress) if task.pseudo_per_doc else (None, None)
     examples = build_examples(coll, tree, task, pseudo=pseudo) + list(extra_examples or [])
     return coll, dev_from, tree, examples, recipe.build_model(tree, examples), filtered
 
@@ -282,6 +276,9 @@ def fit(model: Any, examples: list, recipe: Recipe, dev: tuple[dict[str, str], Q
     its stopping rule (`Convergence` on dev and on memorisation of `probe`), its pruning schedule and any extra
     `callbacks`; checkpoints in `checkpoint_dir` (resumed from when present); `run`: more of `Trainer`'s keywords.
     Returns the loop's result, the stopping rule (when memorised) and the pruner (None without pruning)."""
+    from .embed import release_encoders
+
+    release_encoders()  # the sentence encoder has done its part (docids, dense rows): one network in memory, not two
     steps_per_epoch = max(1, math.ceil(len(examples) / recipe.batch_size) // recipe.grad_accum)
     pruner = recipe.pruner(steps_per_epoch, recipe.max_epochs)
     stop = Convergence(recipe.memo_threshold, recipe.patience, dev_is_memo, not_before=pruner.end if pruner else 0)

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from .core import DsilabError
 from .data import Collection
 from .docids import DocidTree
+
+if TYPE_CHECKING:
+    from .querygen import QGConfig
 
 INDEXING = ("inputs2targets", "targets2inputs", "bidirectional", "none")
 DOC_REPR = ("first", "spans")
@@ -52,8 +55,10 @@ class TaskConfig:
     spans of `doc_len` words); query_split: the split whose real queries are retrieval examples
     (None for the zero-shot setting); pseudo_per_doc: generated
     queries per document (0 = none), by `query_generator` ("span", "trained" or a hub name: dsilab.querygen), kept only
-    when BM25 ranks their document in the top `query_filter_k` (the round-trip filter; None: all); ratio: indexing
-    examples per retrieval example (None keeps the natural counts). The task part of `dsilab.recipes.Recipe`.
+    when BM25 ranks their document in the top `query_filter_k` (the round-trip filter; None: all); generator_steps: the
+    most training steps of the "trained" generator (None: `QGConfig`'s cap; it stops earlier on held-out loss);
+    ratio: indexing examples per retrieval example (None keeps the natural counts). The task part of
+    `dsilab.recipes.Recipe`.
     """
 
     indexing: str = "inputs2targets"
@@ -64,6 +69,7 @@ class TaskConfig:
     pseudo_per_doc: int = 0
     query_generator: str = "span"
     query_filter_k: int | None = None
+    generator_steps: int | None = None
     ratio: float | None = None
     seed: int = 0
 
@@ -74,8 +80,27 @@ class TaskConfig:
             raise DsilabError(f"TaskConfig.doc_repr={self.doc_repr!r}; choose one of {list(DOC_REPR)}.")
         if self.doc_len < 1 or self.n_spans < 1 or self.pseudo_per_doc < 0:
             raise DsilabError("TaskConfig: doc_len and n_spans must be >= 1 and pseudo_per_doc >= 0.")
+        if self.generator_steps is not None and self.generator_steps < 1:
+            raise DsilabError(f"generator_steps={self.generator_steps}; use a positive number of steps, or None.")
         if self.ratio is not None and self.ratio <= 0:
             raise DsilabError(f"ratio={self.ratio}; use a positive number of indexing examples per retrieval example, or None.")
+
+    @property
+    def generator_config(self) -> QGConfig:
+        """The "trained" query generator's settings: `QGConfig`'s, with this task's seed and step cap."""
+        from .querygen import QGConfig
+
+        return QGConfig(seed=self.seed, **({"max_steps": self.generator_steps} if self.generator_steps else {}))
+
+    def pseudo_queries(self, collection: Collection, progress: bool = False
+                       ) -> tuple[dict[str, list[str]], dict | None]:
+        """doc_id -> the generated queries this task trains on (generated from the training split only, so dev and
+        test queries stay unseen), after the round-trip filter; and what the filter dropped (None without one)."""
+        from .querygen import generate_queries, roundtrip_filter
+
+        pseudo = generate_queries(collection, self.pseudo_per_doc, self.query_generator, seed=self.seed,
+                                  config=self.generator_config, progress=progress)
+        return roundtrip_filter(collection, pseudo, self.query_filter_k) if self.query_filter_k else (pseudo, None)
 
 
 # -- document representation -------------------------------------------------------------------------
@@ -132,9 +157,7 @@ def build_examples(collection: Collection, tree: DocidTree, cfg: TaskConfig = Ta
         queries, qrels = collection.split(cfg.query_split)
         retrieval += retrieval_examples(queries, qrels, tree)
     if pseudo is None and cfg.pseudo_per_doc > 0:
-        from .querygen import generate_queries
-
-        pseudo = generate_queries(collection, cfg.pseudo_per_doc, cfg.query_generator, cfg.seed)
+        pseudo, _ = cfg.pseudo_queries(collection)
     for doc_id, qs in (pseudo or {}).items():
         retrieval += [Example(q, tree.text(doc_id), "pseudo", doc_id) for q in qs]
     if not index and not retrieval:

@@ -18,7 +18,11 @@ from dsilab.train import Callback  # noqa: E402  (after the variables above)
 def pytest_collection_modifyitems(config, items):
     """`make test` (xdist, --dist loadgroup): each test file runs on one worker, as with loadfile (its module fixtures
     are built once), except the course notebooks: each is a group of its own, so both workers share them and neither
-    waits idle while the other executes the course."""
+    waits idle while the other executes the course. The notebooks, the longest single tests, go first and the later
+    (heavier) chapters before the earlier, so that short files fill the end (the Makefile keeps this order with
+    --no-loadscope-reorder; xdist would otherwise start with the files that hold the most tests)."""
+    notebooks = sorted((i for i in items if i.get_closest_marker("notebook")), key=lambda i: i.nodeid, reverse=True)
+    items[:] = notebooks + [i for i in items if not i.get_closest_marker("notebook")]
     for item in items:
         group = item.nodeid if item.get_closest_marker("notebook") else item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))

@@ -65,3 +65,16 @@ def test_baselines_are_strong_on_the_lab_collection():
     dense = evaluate(Dense(c).search(queries), qrels)
     assert bm25["Hits@10"] > 0.6 and dense["Hits@10"] > 0.6
     assert 0 < bm25["Hits@1"] <= bm25["Hits@10"] <= 1
+
+
+def test_a_training_run_releases_the_shared_encoder_which_reloads_on_use(lab):
+    from dsilab.embed import load_encoder
+    from dsilab.recipes import Recipe, train_dsi
+
+    sub = lab.topics(1)
+    encoder = load_encoder()
+    before = encoder.encode(["a query about vitamins"])
+    assert encoder._model is not None
+    train_dsi(sub, Recipe(docids="atomic", docid_init="encoder", max_steps=1, eval_every=1, doc_len=8))
+    assert encoder._model is None  # dropped before training: the notebook holds the DSI network alone
+    np.testing.assert_allclose(encoder.encode(["a query about vitamins"]), before, atol=1e-6)  # reloaded, same model

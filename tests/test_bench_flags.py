@@ -74,6 +74,13 @@ def test_recipe_overrides_are_checked_against_recipe(tmp_path, capsys):
         assert "argument --recipe" in err and named in err, err
 
 
+def test_bench_dsi_names_its_variants(tiny_beir, tmp_path, capsys):
+    assert main(["bench", "dsi", "--collection", str(tiny_beir), "--variants", "DSI hashed", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "no variant ['DSI hashed']" in err and "DSI semantic" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_run_benchmark_refuses_an_option_the_function_does_not_take():
     from dsilab import DsilabError
     from dsilab.experiments import run_benchmark
@@ -84,6 +91,7 @@ def test_run_benchmark_refuses_an_option_the_function_does_not_take():
 
 # -- every benchmark writes under --out only ---------------------------------------------------------------------
 TINY = '{"max_steps": 2, "eval_every": 2, "doc_len": 16}'
+TINY_QG = '{"max_steps": 2, "eval_every": 2, "doc_len": 16, "generator_steps": 2}'  # the query generator too
 
 
 def _lab_topic(root: Path) -> Path:
@@ -102,9 +110,9 @@ def _tiny_args(name: str, tiny: str, topic: str, out: Path) -> list[str]:
     """The smallest settings each benchmark's flags allow."""
     return {
         "baselines": ["--collection", tiny],
-        "dsi": ["--collection", tiny, "--time-limit-s", "1"],
+        "dsi": ["--collection", tiny, "--variants", "DSI semantic", "--recipe", TINY],
         "efficiency": ["--collection", tiny, "--variants", "frozen encoder (default)", "--time-limit-s", "1"],
-        "qg": ["--collection", topic, "--n-values", "1", "--recipe", TINY, "--time-limit-s", "1"],
+        "qg": ["--collection", topic, "--n-values", "1", "--recipe", TINY_QG],
         "ann": ["--collection", "synthetic", "--n", "8000", "--only", "reference"],  # n > 5,000 + 1,000 queries
         "augment": ["--collection", tiny],
         "dgi": ["--collection", topic, "--seeds", "0", "--variants", "DGI", "--recipe", TINY, "--time-limit-s", "1",
@@ -142,9 +150,6 @@ def test_every_benchmark_writes_under_its_out_only(name, tiny_beir, tmp_path, mo
         monkeypatch.setattr(augment.bench_mlm, "__defaults__", (MLMConfig(**TINY_MLM), 0))
         monkeypatch.setattr(augment.bench_augment, "__defaults__",
                             (augment.bench_augment.__defaults__[:-1] + (Recipe(docids="atomic", **json.loads(TINY)),)))
-    if name == "qg":
-        pytest.skip("bench qg trains its query generator to convergence (minutes: no flag sizes it); its rows are "
-                    "bench dsi's, whose writes the dsi case checks")
     out = tmp_path / "out"
     args = _tiny_args(name, str(tiny_beir), str(_lab_topic(tmp_path)), out)
     before = _shipped()

@@ -150,3 +150,24 @@ def test_a_fast_notebook_over_the_memory_budget_fails(kernel_over_budget, tmp_pa
     assert f"{kernel_over_budget:.0f} MB" in over.error
     assert run_notebook(nb, tmp_path, fast=False).status == "ok"
     assert run_notebook(nb, tmp_path, fast=True, parameters={"COLLECTION": "beir/scifact"}).status == "ok"
+
+
+def test_the_report_gives_each_cell_its_seconds_and_peak(tmp_path):
+    """Where a notebook's memory goes: the cell that holds 300 MB peaks 300 MB above the cells around it."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("FAST = True", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_markdown_cell("text"),
+        nbformat.v4.new_code_cell("import time\nblock = bytearray(300 * 2**20)\ntime.sleep(1.5)\ndel block"),
+        nbformat.v4.new_code_cell("time.sleep(1.5)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "peaks.ipynb"
+    nbformat.write(nb, path)
+    result = run_notebook(path, tmp_path / "out", fast=False)
+    assert result.status == "ok", result.error
+    cells = {c["first_line"]: c for c in result.cells}
+    held, after = cells["import time"], cells["time.sleep(1.5)"]
+    assert held["seconds"] >= 1.5 and after["seconds"] >= 1.5 and held["cell"] < after["cell"]
+    assert held["peak_mb"] - after["peak_mb"] > 250 and (held["peak_gpu_mb"] is None) == (result.peak_gpu_mb is None)
+    assert abs(held["peak_mb"] - result.peak_rss_mb) < 5  # the notebook's peak is its heaviest cell's

@@ -63,3 +63,24 @@ def test_bad_config(coll, tree):
     other = synthetic_collection(n_docs=5, n_topics=1, n_subtopics=1, queries_per_doc=1, n_common=10, seed=0)
     with pytest.raises(DsilabError, match="another collection"):
         build_examples(other, tree)
+
+
+def test_pseudo_queries_pass_the_round_trip_filter_wherever_examples_are_built(coll, tree):
+    # build_examples and the recipe's pipeline read the same TaskConfig.pseudo_queries: the filter applies to both
+    from dsilab.querygen import roundtrip_filter
+
+    task = TaskConfig(query_split=None, pseudo_per_doc=3, query_filter_k=1)
+    kept, report = task.pseudo_queries(coll)
+    unfiltered, none = TaskConfig(query_split=None, pseudo_per_doc=3).pseudo_queries(coll)
+    assert none is None and (kept, report) == roundtrip_filter(coll, unfiltered, 1)
+    pseudo = [e for e in build_examples(coll, tree, task) if e.task == "pseudo"]
+    assert len(pseudo) == sum(map(len, kept.values())) < sum(map(len, unfiltered.values()))
+
+
+def test_generator_steps_cap_the_trained_generator():
+    from dsilab.querygen import QGConfig
+
+    assert TaskConfig(generator_steps=7, seed=3).generator_config == QGConfig(seed=3, max_steps=7)
+    assert TaskConfig(seed=3).generator_config == QGConfig(seed=3)  # the cache key of every generator trained so far
+    with pytest.raises(DsilabError, match="generator_steps"):
+        TaskConfig(generator_steps=0)

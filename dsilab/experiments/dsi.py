@@ -9,7 +9,7 @@ from .runner import header, in_processes
 import os
 import time
 from typing import Any
-from ..core import Run, release_memory, seed_everything
+from ..core import DsilabError, Run, release_memory, seed_everything
 from ..data import Collection
 
 
@@ -162,14 +162,25 @@ def bench_dsi(collection: Collection, split: str = "test", seed: int = 0,
     }
 
 
-def benchmark(collection: Collection, split: str = "test", seed: int = 0, jobs: int = 1,
-              time_limit_s: float | None = None) -> dict[str, Any]:
+def benchmark(collection: Collection, split: str = "test", seed: int = 0, variants: list[str] | None = None,
+              recipe: dict[str, Any] | None = None, jobs: int = 1, time_limit_s: float | None = None) -> dict[str, Any]:
     """`dsilab bench dsi`: BM25, dense (untrained and fine-tuned) and the DSI variants of DSI_VARIANTS (atomic, naive,
     semantic and dense-initialised docids, the default Recipe otherwise), each trained to convergence, all read on
     the test queries once.
 
     Args:
+        variants: the DSI rows, by name (default: all): "DSI atomic", "DSI naive", "DSI semantic",
+            "DSI atomic (dense-initialised rows)"
+        recipe: changes to the default Recipe under every DSI row (a row's own change wins): JSON (e.g.
+            '{"lr": 3e-4}') or a JSON file of dsilab.recipes.Recipe fields
         jobs: DSI variants trained side by side, each in a fresh process (e.g. 4 on one GPU); CPU threads and GPUs
             are shared out among them (env DSILAB_THREADS, DSILAB_GPUS)
     """
-    return bench_dsi(collection, split, seed, jobs=jobs, time_limit_s=time_limit_s)
+    from ..recipes import Recipe
+
+    rows = {Recipe(**v).label: v for v in DSI_VARIANTS}
+    unknown = sorted(set(variants or ()) - set(rows))
+    if unknown:
+        raise DsilabError(f"bench dsi has no variant {unknown}; choose from {list(rows)}.")
+    chosen = {name: {**(recipe or {}), **rows[name]} for name in (variants or rows)}
+    return bench_dsi(collection, split, seed, chosen, jobs=jobs, time_limit_s=time_limit_s)

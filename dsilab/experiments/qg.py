@@ -21,26 +21,30 @@ def _qg_settings(n_values: list[int] | None, recipe: dict[str, Any] | None) -> t
     return sorted(n_values or [5]), {**QG_BASE, **(recipe or {})}
 
 
-def prepare_qg(collection: Collection, seed: int = 0, n_values: list[int] | None = None) -> dict[str, Any]:
+def prepare_qg(collection: Collection, seed: int = 0, n_values: list[int] | None = None,
+               recipe: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train the query generator on the training split and generate every set of queries `bench_qg` trains on
     (cached on disk, so that the variant processes read them); returns the generator's report and each generator's
     quality. A GPU run can call it alone first, to stay within one command's time limit."""
-    from ..querygen import QGConfig, generate_queries, query_quality, real_queries, train_generator
-    from ..recipes import with_dev
+    from dataclasses import replace
+
+    from ..querygen import query_quality, real_queries, train_generator
+    from ..recipes import Recipe, with_dev
 
     trained_on, dev_from = with_dev(collection, seed=seed)
     if "train" not in trained_on.qrels:
         raise DsilabError(f"bench qg trains a query generator on training queries; {collection.name!r} has none "
                           f"(splits: {collection.splits}). Use a supervised collection such as lab or SciFact.")
-    n_values, _ = _qg_settings(n_values, None)
+    n_values, base = _qg_settings(n_values, recipe)
+    task = Recipe(**{**base, "seed": seed})
     t0 = time.perf_counter()
-    gen = train_generator(trained_on, QGConfig(seed=seed))
+    gen = train_generator(trained_on, task.generator_config)
     report = {"config": asdict(gen.config), "train_s": round(gen.train_seconds), "history": gen.history,
               "best held-out loss": min((h["dev loss"] for h in gen.history), default=None), "held out from": dev_from}
     quality: dict[str, Any] = {}
     for name in ("span", "trained"):
-        for n in n_values:
-            queries = generate_queries(trained_on, n, name, seed=seed)
+        for n in n_values:  # the very queries (and cache entries) the rows train on
+            queries, _ = replace(task, pseudo_per_doc=n, query_generator=name).pseudo_queries(trained_on)
         quality[name] = {"n_per_doc": n_values[-1], **query_quality(trained_on, queries, seed=seed)}
         print(f"{name} queries:", quality[name], flush=True)
     report["generate_s"] = round(time.perf_counter() - t0)
@@ -63,7 +67,7 @@ def bench_qg(collection: Collection, split: str = "test", seed: int = 0, n_value
             '{"eval_every": 400}') or a JSON file of dsilab.recipes.Recipe fields
     """
     n_values, base = _qg_settings(n_values, recipe)
-    prepared = prepare_qg(collection, seed, n_values)
+    prepared = prepare_qg(collection, seed, n_values, recipe)
     variants = {"DSI (indexing + training queries)": base}
     for n in n_values:
         variants[f"DSI + {n} span queries/doc"] = {**base, "pseudo_per_doc": n, "query_generator": "span"}
