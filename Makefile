@@ -24,7 +24,8 @@ course: setup
 
 # Both test targets end with their own wall time (the figure README quotes), whatever pytest's exit status.
 # Two workers (pytest-xdist): a test file runs whole on one worker, but each course notebook is a unit of its own
-# (tests/conftest.py), so both workers take notebooks (their kernels use every core) and unit tests (one thread each).
+# (tests/conftest.py), so both workers take notebooks (the longest first, hence --no-loadscope-reorder) and then unit
+# tests, one thread each, kernels included.
 XDIST := -n 2 --dist loadgroup --no-loadscope-reorder
 test: setup
 	@start=$$(date +%s); $(PY) -m pytest $(XDIST) -m "not install" --durations=25; rc=$$?; \

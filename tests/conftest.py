@@ -7,9 +7,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: two workers beside the notebooks' kernels (Makefile)
-    # One thread here and in the processes a test starts (benches, pools; test_notebooks gives kernels every core),
-    # and an idle OpenMP thread sleeps instead of spinning on a core another process needs. Set before torch loads.
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: two workers on two cores (Makefile)
+    # One thread here and in the processes a test starts (benches, pools, notebook kernels), and an idle OpenMP
+    # thread sleeps instead of spinning on a core another process needs. Set before torch loads.
     os.environ.update(DSILAB_THREADS="1", OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
 
 from dsilab.train import Callback  # noqa: E402  (after the variables above)
