@@ -48,8 +48,12 @@ def save_model(model: Any, folder: str | Path, *, arch: dict[str, Any], recipe: 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.json").unlink(missing_ok=True)  # incomplete until the end
-    with atomic_path(folder / "model.safetensors") as tmp:
-        save_weights(model, str(tmp))  # shares tied weights once (safetensors' own rule for shared tensors)
+    soft, model.soft_inputs = model.soft_inputs, None  # DGI's Gumbel inputs train only: not part of what searches
+    try:
+        with atomic_path(folder / "model.safetensors") as tmp:
+            save_weights(model, str(tmp))  # shares tied weights once (safetensors' own rule for shared tensors)
+    finally:
+        model.soft_inputs = soft
     shutil.rmtree(folder / "tokenizer", ignore_errors=True)  # an earlier save's (atomic_path keeps a folder it finds)
     with atomic_path(folder / "tokenizer") as tmp:
         model.tokenizer.save_pretrained(tmp)
@@ -148,7 +152,8 @@ def load_model(folder: str | Path, collection: Any = None, device: str | None = 
     # saved weights replace every parameter and buffer; strict loading fails on any mismatch.
     doc = next(iter(tree.codes))
     stub = [Example(doc, tree.text(doc), "index", doc)]
-    model = build_model(spec["backbone"], tree, stub, adapter=spec["adapter"], adapter_kwargs=spec["adapter_kwargs"],
+    kwargs = {**(spec["adapter_kwargs"] or {}), **({"for_search": True} if spec["adapter"] == "dgi" else {})}
+    model = build_model(spec["backbone"], tree, stub, adapter=spec["adapter"], adapter_kwargs=kwargs,
                         max_source_len=spec["max_source_len"], max_target_len=spec["max_target_len"],
                         docid_init="random", tokenizer=tokenizer, **spec["arch"])
     load_weights(model, str(folder / "model.safetensors"), strict=True)

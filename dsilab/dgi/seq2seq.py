@@ -139,13 +139,18 @@ class SoftTeacherForcing(nn.Module):
         return embeds, self.opts.w_recon * recon + self.opts.w_assign * assign / L
 
 
-def install_dgi(model: DSIModel, **options: Any) -> DSIModel:
+def install_dgi(model: DSIModel, for_search: bool = False, **options: Any) -> DSIModel:
     """The "dgi" adapter: codebook rows into the docid tokens' rows, and the switches of `DGIOptions(**options)`.
 
-    The model's docids must be a residual tree from `ResidualCodes.tree()` (it carries its quantiser).
+    The model's docids must be a residual tree from `ResidualCodes.tree()` (it carries its quantiser). for_search:
+    the network of a saved DGI model, whose weights are read next (`load_model`): its heads, without the quantiser,
+    which only training needs.
     """
     opts = DGIOptions(**options)
     rq = model.docids.params.get("quantiser")
+    if for_search and model.docids.kind == "residual":
+        _dgi_heads(model, opts)
+        return model
     if model.docids.kind != "residual" or not isinstance(rq, ResidualCodes):
         raise DsilabError("the 'dgi' adapter needs residual docids: build the tree with dsilab.dgi.codes "
                           "(ResidualCodes.tree()) and pass it to train_dsi/train_dgi.")
@@ -162,16 +167,22 @@ def install_dgi(model: DSIModel, **options: Any) -> DSIModel:
                 t = model.docid_token_ids[model.docids.token(rq.digit(level, code))]
                 inputs[t] = torch.from_numpy(cb[code]).to(inputs.dtype) * scale
                 outputs[t] = inputs[t]
-    if not opts.share_weights:
-        head = net.get_output_embeddings()
-        if head.weight is inputs:  # untie: the classifier gets its own copy of the rows (same start)
-            head.weight = nn.Parameter(inputs.detach().clone())
-    if opts.cosine:
-        model.use_cosine_head(opts.scale, learn=True)
+    _dgi_heads(model, opts)
     if opts.gumbel:
         model.soft_inputs = SoftTeacherForcing(model, rq, scale, opts)
-    model.dgi_options = opts
     return model
+
+
+def _dgi_heads(model: DSIModel, opts: DGIOptions) -> None:
+    """The output side of DGI's switches: untied output rows (`share_weights` off) and the scaled cosine head."""
+    net = model.net
+    if not opts.share_weights:
+        head = net.get_output_embeddings()
+        if head.weight is net.get_decoder().get_input_embeddings().weight:  # untie: the classifier gets its own copy
+            head.weight = nn.Parameter(head.weight.detach().clone())      # of the rows (same start)
+    if opts.cosine:
+        model.use_cosine_head(opts.scale, learn=True)
+    model.dgi_options = opts
 
 
 
