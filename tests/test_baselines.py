@@ -67,14 +67,17 @@ def test_baselines_are_strong_on_the_lab_collection():
     assert 0 < bm25["Hits@1"] <= bm25["Hits@10"] <= 1
 
 
-def test_a_training_run_releases_the_shared_encoder_which_reloads_on_use(lab):
-    from dsilab.embed import load_encoder
+def test_a_training_run_releases_the_shared_encoder_which_reloads_on_use():
+    from conftest import TINY_T5
+
+    from dsilab.data import synthetic_collection
     from dsilab.recipes import Recipe, train_dsi
 
-    sub = lab.topics(1)
+    coll = synthetic_collection(n_docs=12, n_topics=2, n_subtopics=1, doc_len=12, queries_per_doc=2, vocab_per_topic=20,
+                                vocab_per_subtopic=10, n_common=20, seed=0)
     encoder = load_encoder()
     before = encoder.encode(["a query about vitamins"])
     assert encoder._model is not None
-    train_dsi(sub, Recipe(docids="atomic", docid_init="encoder", max_steps=1, eval_every=1, doc_len=8))
+    train_dsi(coll, Recipe(docids="atomic", backbone="t5-scratch", arch=TINY_T5, max_steps=1, eval_every=1))
     assert encoder._model is None  # dropped before training: the notebook holds the DSI network alone
     np.testing.assert_allclose(encoder.encode(["a query about vitamins"]), before, atol=1e-6)  # reloaded, same model

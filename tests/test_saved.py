@@ -72,26 +72,3 @@ def test_a_model_of_another_collection_or_an_unfinished_folder_is_refused(saved,
     with pytest.raises(DsilabError, match="no model folder"):
         load_model(tmp_path / "nowhere")
 
-
-def test_a_dgi_model_reloads_without_its_quantiser_and_searches_the_same(tmp_path):
-    """DGI's quantiser and Gumbel inputs serve training only: the saved folder rebuilds its heads (cosine, tied rows)
-    and returns the identical run in a fresh process."""
-    from dsilab.data import synthetic_collection
-    from dsilab.dgi.seq2seq import DGIOptions, train_dgi
-
-    coll = synthetic_collection(n_docs=40, queries_per_doc=2, seed=0)
-    result = train_dgi(coll, Recipe(doc_len=14, max_epochs=2, eval_every=4, memo_sample=10, dev_queries=10,
-                                    decoder_layers=1), DGIOptions(levels=2, codes=4, anneal_steps=4))
-    assert result.model.soft_inputs is not None
-    queries = dict(list(coll.queries.items())[:6])
-    before = result.search(queries, k=3)
-    result.save(tmp_path / "dgi")
-    assert result.model.soft_inputs is not None  # saving leaves the trained model whole
-    code = ("import json, sys; from dsilab import load_model; folder, queries = json.loads(sys.stdin.read()); "
-            "m = load_model(folder); assert m.model.soft_inputs is None and m.model.dgi_options.cosine; "
-            "print(json.dumps(m.search(queries, k=3)))")
-    after = json.loads(subprocess.run([sys.executable, "-c", code], input=json.dumps([str(tmp_path / "dgi"), queries]),
-                                      capture_output=True, text=True, check=True).stdout)
-    for q, ranked in before.items():
-        assert [d for d, _ in ranked] == [d for d, _ in after[q]]
-        assert max(abs(s - t) for (_, s), (_, t) in zip(ranked, after[q])) <= 1e-6
