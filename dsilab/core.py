@@ -65,14 +65,30 @@ def release_memory() -> None:
 
     Why by hand: glibc keeps freed blocks for reuse, and after a training run they are most of the process' memory
     (measured: 1,160 -> 905 MB after one FAST DSI run); no library call returns them. A no-op off glibc."""
-    import ctypes
     import gc
 
     gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # macOS, Windows, musl: nothing to trim this way
-        pass
+    trim_heap()
+
+
+def trim_heap() -> None:
+    """Hand the C heap's free pages back to the system now (glibc's `malloc_trim`; a no-op elsewhere). The CPU training
+    loop calls it after every step: a step frees and reallocates hundreds of MB of differently shaped tensors, and
+    without it the freed pages stay counted (measured: 1,178 -> 980 MB resident between the steps of a FAST run)."""
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+
+        try:
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim
+        except (OSError, AttributeError):  # macOS, Windows, musl: nothing to trim this way
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = None  # glibc, once loaded; False where there is none
 
 
 @contextmanager

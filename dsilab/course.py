@@ -130,16 +130,14 @@ class _PeakMemory(threading.Thread):
         self.interval, self.gpu_interval, self._stop_event = interval, gpu_interval, threading.Event()
         gpu = shutil.which("nvidia-smi") is not None if gpu is None else gpu  # gpu: poll nvidia-smi (default: if present)
         self.peak, self.peak_gpu = 0, 0.0 if gpu else None
-        self.before = {p.pid for p in psutil.Process().children(recursive=True)}  # not this notebook's
+        self.before = {p.pid for p in psutil.Process().children()}  # not this notebook's, nor what they start
         self.samples: list[tuple[float, float, float | None]] = []  # (unix time, host MB, GPU MB or None): cells' peaks
 
     def run(self) -> None:
         me, last_gpu = psutil.Process(), 0.0
         while not self._stop_event.is_set():
             total, pids = 0, set()
-            for child in me.children(recursive=True):
-                if child.pid in self.before:  # started before this notebook (e.g. a pool an earlier test left behind)
-                    continue
+            for child in self._notebooks_processes(me):
                 try:
                     total += child.memory_info().rss
                     pids.add(child.pid)
@@ -152,6 +150,20 @@ class _PeakMemory(threading.Thread):
                 self.peak_gpu = max(self.peak_gpu, gpu)
             self.samples.append((time.time(), total / 2**20, gpu))
             self._stop_event.wait(self.interval)
+
+    def _notebooks_processes(self, me: psutil.Process) -> list[psutil.Process]:
+        """The direct children started after this monitor (the kernel) and all they start. A process started before
+        it (e.g. a pool an earlier test left behind) is left out with everything it starts later."""
+        out = []
+        for child in me.children():
+            if child.pid in self.before:
+                continue
+            out.append(child)
+            try:
+                out += child.children(recursive=True)
+            except psutil.Error:
+                pass
+        return out
 
     def cells(self, executed: Path) -> list[dict]:
         """Each executed code cell of `executed` with its seconds and the peaks sampled while it ran (papermill's

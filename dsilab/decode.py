@@ -15,7 +15,7 @@ Scores follow `generate`'s convention: log-softmax over the full vocabulary, the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -196,6 +196,31 @@ def trace(model, query: str, k: int = 10, beam_size: int | None = None, top: int
     return traces[0]
 
 
+#: On a CPU, at most this many (query, beam, input token) rows in one chunk of a beam search. Each step feeds every
+#: beam the encoder states of its query, so 128 documents of 269 tokens held ~0.5 GB at once (a notebook's peak on
+#: Binder's 2 GB); queries (a dozen tokens) still go 32 at a time. A GPU takes the whole `batch_size`.
+CPU_BEAM_TOKENS = 16_384
+
+
+def _chunks(model, qids: list[str], queries: dict[str, str], batch_size: int, beam_size: int) -> Iterator[list[str]]:
+    """`qids` in chunks of at most `batch_size`, and on a CPU of at most CPU_BEAM_TOKENS rows."""
+    if model.device.type != "cpu":
+        yield from (qids[i : i + batch_size] for i in range(0, len(qids), batch_size))
+        return
+    ids = model.tokenizer([queries[q] for q in qids], add_special_tokens=False)["input_ids"]
+    chunk: list[str] = []
+    width = 0
+    for q, row in zip(qids, ids):
+        w = max(width, min(len(row) + 1, model.max_source_len))  # the chunk is padded to its longest input
+        if chunk and (len(chunk) == batch_size or (len(chunk) + 1) * beam_size * w > CPU_BEAM_TOKENS):
+            yield chunk
+            chunk, w = [], min(len(row) + 1, model.max_source_len)
+        chunk.append(q)
+        width = w
+    if chunk:
+        yield chunk
+
+
 def _search(model, queries, k, beam_size, batch_size, trie, traces, trace_top):
     if k < 1:
         raise DsilabError(f"k must be >= 1, got {k}.")
@@ -206,8 +231,7 @@ def _search(model, queries, k, beam_size, batch_size, trie, traces, trace_top):
     device = model.device
     qids = sorted(queries, key=lambda q: len(queries[q]))  # similar lengths batch together
     run: Run = {}
-    for i in range(0, len(qids), batch_size):
-        chunk = qids[i : i + batch_size]
+    for chunk in _chunks(model, qids, queries, batch_size, beam_size):
         if model.encoder_frozen:  # memoised states (the documents of a memorisation check are cached)
             hidden, mask = model.encode_texts([queries[q] for q in chunk])
         else:

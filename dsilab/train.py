@@ -40,7 +40,7 @@ import numpy as np
 import psutil
 import torch
 
-from .core import DsilabError, Qrels, atomic_path, release_memory, seed_everything
+from .core import DsilabError, Qrels, atomic_path, release_memory, seed_everything, trim_heap
 from .tasks import Example
 
 AMP = ("auto", "bf16", "fp16", "off")
@@ -461,6 +461,7 @@ class Trainer:
                    desc="train", leave=False)
         deadline = time.perf_counter() + cfg.time_limit_s if cfg.time_limit_s else None
         peak = psutil.Process().memory_info().rss
+        trim = self.acc.device.type == "cpu"  # a GPU step's tensors live in the GPU's own allocator
         loss_n, final_loss, steps_here = 0, float("nan"), 0
         loss_sum = torch.zeros((), device=self.acc.device)  # summed on the device: reading it back would wait for the GPU
         # Training time = the loop's wall time minus evaluations and checkpoints. Not a sum of per-step times: on a GPU
@@ -493,6 +494,8 @@ class Trainer:
                 self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
+            if trim:
+                trim_heap()
             self.step += 1
             steps_here += 1
             loss_sum, loss_n = loss_sum + step_loss, loss_n + 1

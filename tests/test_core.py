@@ -33,6 +33,7 @@ def test_release_memory_trims_on_glibc_and_is_a_no_op_elsewhere(monkeypatch):
     """It hands the heap's free pages back where glibc has malloc_trim, and does nothing (no error) where it has not."""
     import ctypes
 
+    from dsilab import core
     from dsilab.core import release_memory
 
     calls = []
@@ -43,11 +44,15 @@ def test_release_memory_trims_on_glibc_and_is_a_no_op_elsewhere(monkeypatch):
             return 1
 
     monkeypatch.setattr(ctypes, "CDLL", lambda name: Libc())
+    monkeypatch.setattr(core, "_LIBC", None)  # glibc is looked up once per process
     release_memory()
-    assert calls == [0]
+    core.trim_heap()  # what the CPU training loop calls after every step
+    assert calls == [0, 0]
 
     def missing(name):
         raise OSError(f"{name}: cannot open shared object file")
 
     monkeypatch.setattr(ctypes, "CDLL", missing)
+    monkeypatch.setattr(core, "_LIBC", None)
     release_memory()  # macOS, Windows, musl: nothing to trim, nothing raised
+    assert core._LIBC is False and calls == [0, 0]

@@ -94,6 +94,26 @@ def test_docid_head_equals_the_full_head_restricted(coll, backbone):
     assert torch.isfinite(model(**batch))  # docid targets and text targets (docid2text) in one batch
 
 
+def test_a_cpu_search_in_token_bounded_chunks_ranks_the_same(coll, monkeypatch):
+    """On a CPU a beam search holds at most CPU_BEAM_TOKENS (query, beam, token) rows at once: long inputs go a few at
+    a time, and each query's ranking does not depend on its chunk."""
+    from dsilab import decode
+
+    model, tree = _model(coll, "semantic", 0)
+    docs = {d: coll.docs[d].text for d in coll.doc_ids}  # documents: the longest inputs a search reads
+    whole = search(model, docs, k=3, batch_size=64)
+    sizes = []
+    monkeypatch.setattr(decode, "CPU_BEAM_TOKENS", 3 * 3 * 14)  # a chunk of about 3 documents of 12 words
+    real = decode._chunks
+    monkeypatch.setattr(decode, "_chunks", lambda *a: (sizes.append(len(c)) or c for c in real(*a)))
+    small = search(model, docs, k=3, batch_size=64)
+    assert sum(sizes) == len(docs) and 1 <= max(sizes) <= 3 and len(sizes) >= len(docs) // 3
+    assert small.keys() == whole.keys()
+    for q in whole:
+        assert [d for d, _ in small[q]] == [d for d, _ in whole[q]]
+        assert [s for _, s in small[q]] == pytest.approx([s for _, s in whole[q]], abs=1e-5)
+
+
 def test_full_beam_is_exact_for_atomic(coll):
     # with atomic docids the beam search is one softmax: the ranking equals sorting all docs by log p
     model, tree = _model(coll, "atomic", 0)

@@ -136,6 +136,39 @@ def test_gpu_peak_is_the_kernels_largest_sum_from_nvidia_smi(monkeypatch):
     assert course._PeakMemory(gpu=False).peak_gpu is None  # no nvidia-smi: the report says None, the table "-"
 
 
+def test_peak_memory_counts_the_kernels_tree_only():
+    """A process started before the notebook is left out with the children it starts during the notebook (a pool's
+    new worker); the kernel is counted with its own children."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from dsilab import course
+
+    # a parent that starts a child of its own after `delay` seconds, then waits
+    spawner = ("import subprocess, sys, time; time.sleep({delay}); "
+               "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); time.sleep(30)")
+    earlier = subprocess.Popen([sys.executable, "-c", spawner.format(delay=1.0)])
+    monitor = course._PeakMemory(gpu=False)
+    kernel = subprocess.Popen([sys.executable, "-c", spawner.format(delay=0.0)])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (psutil.Process(earlier.pid).children()
+                                                   and psutil.Process(kernel.pid).children()):
+            time.sleep(0.1)
+        late, own = psutil.Process(earlier.pid).children()[0], psutil.Process(kernel.pid).children()[0]
+        counted = {p.pid for p in monitor._notebooks_processes(psutil.Process())}
+    finally:
+        for p in (earlier, kernel):
+            for c in psutil.Process(p.pid).children():
+                c.kill()
+            p.kill()
+            p.wait()
+    assert counted == {kernel.pid, own.pid}, (counted, late.pid)
+
+
 def test_a_fast_notebook_over_the_memory_budget_fails(kernel_over_budget, tmp_path):
     """FAST on the lab collection, a kernel that peaks above BUDGET["notebook_mb"] is a failure with a clear line;
     a full-size run, or FAST on another collection, is not held to Binder's budget."""
