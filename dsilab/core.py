@@ -73,7 +73,7 @@ def release_memory() -> None:
 
 def trim_heap() -> None:
     """Hand the C heap's free pages back to the system now (glibc's `malloc_trim`; a no-op elsewhere). The CPU training
-    loop calls it after every step: a step frees and reallocates hundreds of MB of differently shaped tensors, and
+    loop calls it every 10 steps: a step frees and reallocates hundreds of MB of differently shaped tensors, and
     without it the freed pages stay counted (measured: 1,178 -> 980 MB resident between the steps of a FAST run)."""
     global _LIBC
     if _LIBC is None:

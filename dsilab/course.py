@@ -166,8 +166,8 @@ class _PeakMemory(threading.Thread):
         return out
 
     def cells(self, executed: Path) -> list[dict]:
-        """Each executed code cell of `executed` with its seconds and the peaks sampled while it ran (papermill's
-        start and end times): where a notebook's time and memory go."""
+        """Each executed code cell of `executed` with its seconds, the peaks sampled while it ran (papermill's start
+        and end times) and the host memory at its end: where a notebook's time and memory go."""
         from datetime import datetime, timezone
 
         def unix(stamp: str) -> float:  # papermill writes UTC without a zone
@@ -184,6 +184,7 @@ class _PeakMemory(threading.Thread):
             first = next((line for line in "".join(cell["source"]).splitlines() if line.strip()), "")
             out.append({"cell": i, "first_line": first[:80], "seconds": round(t1 - t0, 1),
                         "peak_mb": round(max((h for _, h, _ in inside), default=0.0)),
+                        "end_mb": round(([s for s in inside if s[0] <= t1] or inside or [(0, 0.0)])[-1][1]),  # held after it
                         "peak_gpu_mb": round(max(gpu)) if gpu else None})
         return out
 

@@ -191,7 +191,9 @@ def test_the_report_gives_each_cell_its_seconds_and_peak(tmp_path):
         nbformat.v4.new_code_cell("FAST = True", metadata={"tags": ["parameters"]}),
         nbformat.v4.new_markdown_cell("text"),
         nbformat.v4.new_code_cell("import time\nblock = bytearray(300 * 2**20)\ntime.sleep(1.5)\ndel block"),
-        nbformat.v4.new_code_cell("time.sleep(1.5)")])
+        nbformat.v4.new_code_cell("time.sleep(1.5)"),
+        nbformat.v4.new_code_cell("time.sleep(0.5)  # not yet in the sample after the cell above\n"
+                                  "kept = bytearray(300 * 2**20)\ntime.sleep(1)")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = tmp_path / "peaks.ipynb"
     nbformat.write(nb, path)
@@ -201,4 +203,6 @@ def test_the_report_gives_each_cell_its_seconds_and_peak(tmp_path):
     held, after = cells["import time"], cells["time.sleep(1.5)"]
     assert held["seconds"] >= 1.5 and after["seconds"] >= 1.5 and held["cell"] < after["cell"]
     assert held["peak_mb"] - after["peak_mb"] > 250 and (held["peak_gpu_mb"] is None) == (result.peak_gpu_mb is None)
+    kept = cells["time.sleep(0.5)  # not yet in the sample after the cell above"]  # it leaves 300 MB held at its end
+    assert kept["end_mb"] - after["end_mb"] > 250 and held["peak_mb"] - after["end_mb"] > 250  # freed by then
     assert held["peak_mb"] <= result.peak_rss_mb + 1  # a cell's peak is one of the notebook's samples
