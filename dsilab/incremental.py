@@ -268,8 +268,9 @@ def replay_sample(examples: list[Example], n: int, seed: int = 0) -> list[Exampl
     return examples * reps + [examples[i] for i in picked]
 
 
-def grow(model: Any, tree: DocidTree, sources: list[str] = ()) -> Any:
-    """A copy of `model` that also knows the docids of `tree` (the original is left untouched).
+def grow(model: Any, tree: DocidTree, sources: list[str] = (), in_place: bool = False) -> Any:
+    """A copy of `model` that also knows the docids of `tree` (the original is left untouched), or with `in_place`
+    `model` itself, grown.
 
     The copy shares the weights that do not train (the frozen pretrained encoder) instead of copying them, so an
     update holds one encoder, not two: nothing writes to them (an update never prunes, `UpdateConfig.recipe`)."""
@@ -278,7 +279,7 @@ def grow(model: Any, tree: DocidTree, sources: list[str] = ()) -> Any:
     resized = {id(p) for part in ([net.get_encoder(), net.get_decoder()] if hasattr(net, "get_encoder") else [net])
                for p in part.get_input_embeddings().parameters()}
     shared = {id(p): p for p in model.parameters() if not p.requires_grad and id(p) not in resized}
-    grown = copy.deepcopy(model, memo=shared)
+    grown = model if in_place else copy.deepcopy(model, memo=shared)
     longest = max((len(grown.tokenizer(s, add_special_tokens=False)["input_ids"]) for s in sources), default=0)
     grown.add_docids(tree, max_source_len=longest + 1 if longest else None)
     return grown
@@ -300,8 +301,12 @@ def update_examples(initial: DSIResult, split: IncrementalSplit, tree: DocidTree
 
 
 def add_documents(initial: DSIResult, split: IncrementalSplit, strategy: str = "replay",
-                  cfg: UpdateConfig = UpdateConfig(), progress: bool = False) -> Update:
-    """Add `split.new_ids` to the index `initial` (trained on `split.old`) by one of STRATEGIES."""
+                  cfg: UpdateConfig = UpdateConfig(), progress: bool = False, in_place: bool = False) -> Update:
+    """Add `split.new_ids` to the index `initial` (trained on `split.old`) by one of STRATEGIES.
+
+    in_place: "continue" and "replay" train `initial.model` itself instead of a copy, which then holds the update (one
+    network in memory, not two); read the initial model back from disk (`initial.save`, `load_model`) to use it again.
+    """
     if strategy not in STRATEGIES:
         raise DsilabError(f"strategy={strategy!r}; choose one of {list(STRATEGIES)}.")
     if set(initial.tree.codes) != set(split.old_ids):
@@ -315,7 +320,9 @@ def add_documents(initial: DSIResult, split: IncrementalSplit, strategy: str = "
     seed_everything(recipe.seed)
     tree, stats = extend_docids(initial.tree, split.full, split.new_ids)
     examples = update_examples(initial, split, tree, strategy, cfg)
-    model = grow(initial.model, tree, [e.source for e in examples])
+    if initial.model is None:
+        raise DsilabError("initial.model is None (parked on disk?): read it back with load_model(folder).model first.")
+    model = grow(initial.model, tree, [e.source for e in examples], in_place=in_place)
     if recipe.docid_init == "encoder" and tree.kind == "atomic":  # a new document's own token starts at its encoding
         model.init_docid_embeddings([e for e in examples if e.doc_id in set(split.new_ids)])
     probe_new = probe_docs(split.full, recipe, split.new_ids)

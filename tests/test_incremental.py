@@ -150,7 +150,7 @@ def test_a_grown_model_still_decodes_its_old_docids(tiny_dsi):
 
 @pytest.mark.slow  # trains to convergence: `make test` runs it, `make test-quick` does not
 @pytest.mark.parametrize("kind", ["atomic", "semantic"])
-def test_updates_add_the_new_documents_and_leave_the_initial_model_alone(coll, kind):
+def test_updates_add_the_new_documents_and_leave_the_initial_model_alone(coll, kind, tmp_path):
     split = split_collection(coll, 0.2, seed=0)
     recipe = Recipe(docids=kind, k=3, c=4, doc_len=12, lr=3e-3, max_epochs=3, eval_every=3, dev_queries=10,
                     memo_sample=10)
@@ -182,6 +182,19 @@ def test_updates_add_the_new_documents_and_leave_the_initial_model_alone(coll, k
     assert initial_row["new Hits@10"] == 0 and initial_row["new chance Hits@10"] == 0  # nothing new to find yet
     with pytest.raises(DsilabError, match="strategy"):
         add_documents(initial, split, "forget")
+    # in place, from the initial model read back from disk: the same update, in that very network (one in memory)
+    from dsilab import load_model
+
+    parked = initial.save(tmp_path / "initial")
+    initial.model = None
+    with pytest.raises(DsilabError, match="load_model"):
+        add_documents(initial, split, "continue", cfg, in_place=True)
+    initial.model = load_model(parked).model
+    loaded = initial.model
+    again = add_documents(initial, split, "continue", cfg, in_place=True)
+    assert again.model is loaded and again.steps == cont.steps
+    theirs = cont.model.state_dict()
+    assert [k for k, v in again.model.state_dict().items() if not torch.equal(v, theirs[k])] == []
 
 
 def test_floors_are_computed_from_the_rows():
