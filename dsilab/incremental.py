@@ -316,12 +316,12 @@ def add_documents(initial: DSIResult, split: IncrementalSplit, strategy: str = "
         res = train_dsi(split.full, recipe, progress=progress)
         return Update(strategy, res.model, res.tree, res.seconds, res.train.steps, res.n_examples, res.stopped,
                       best_dev=res.train.best)
+    if initial.model is None:
+        raise DsilabError("initial.model is None (parked on disk?): read it back with load_model(folder).model first.")
     t0 = time.perf_counter()
     seed_everything(recipe.seed)
     tree, stats = extend_docids(initial.tree, split.full, split.new_ids)
     examples = update_examples(initial, split, tree, strategy, cfg)
-    if initial.model is None:
-        raise DsilabError("initial.model is None (parked on disk?): read it back with load_model(folder).model first.")
     model = grow(initial.model, tree, [e.source for e in examples], in_place=in_place)
     if recipe.docid_init == "encoder" and tree.kind == "atomic":  # a new document's own token starts at its encoding
         model.init_docid_embeddings([e for e in examples if e.doc_id in set(split.new_ids)])
