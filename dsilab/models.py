@@ -24,7 +24,9 @@ Docids are scored by a *docid head* (`docid_logits`): a softmax over the docid t
 the tied output layer that a docid can use; text targets (docid2text) keep the full vocabulary.
 
 Adapters: `build_model(..., adapter="full")` is plain fine-tuning; `register_adapter(name, fn)` lets
-another module (e.g. LoRA/QLoRA via peft) wrap `model.net` in place: ``fn(model, **adapter_kwargs) -> model``.
+another module (e.g. LoRA/QLoRA via peft) wrap `model.net` in place: ``fn(model, **adapter_kwargs) -> model``. An
+adapter whose saved network is rebuilt differently from a trainable one takes `for_search` (`saved.load_model`
+passes True).
 
 `DSIModel` exposes what train/decode need: `batch(examples)` -> tensors, `forward` (the loss), `encode`,
 `docid_logits`, `next_token_logprobs`, `docid_sequences()`.

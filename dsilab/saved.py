@@ -7,6 +7,7 @@ same ranking as the one that was trained.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 from dataclasses import dataclass
@@ -133,7 +134,7 @@ def load_model(folder: str | Path, collection: Any = None, device: str | None = 
     from safetensors.torch import load_model as load_weights
     from transformers import AutoTokenizer
 
-    from .models import build_model
+    from .models import build_model, resolve_adapter
     from .tasks import Example
 
     folder = check_folder(folder)
@@ -152,7 +153,10 @@ def load_model(folder: str | Path, collection: Any = None, device: str | None = 
     # saved weights replace every parameter and buffer; strict loading fails on any mismatch.
     doc = next(iter(tree.codes))
     stub = [Example(doc, tree.text(doc), "index", doc)]
-    kwargs = {**(spec["adapter_kwargs"] or {}), **({"for_search": True} if spec["adapter"] == "dgi" else {})}
+    # An adapter that rebuilds a saved network differently from a trainable one (DGI: no quantiser) says so by taking
+    # `for_search`; the others are rebuilt as they were built.
+    rebuilds = "for_search" in inspect.signature(resolve_adapter(spec["adapter"])).parameters
+    kwargs = {**(spec["adapter_kwargs"] or {}), **({"for_search": True} if rebuilds else {})}
     model = build_model(spec["backbone"], tree, stub, adapter=spec["adapter"], adapter_kwargs=kwargs,
                         max_source_len=spec["max_source_len"], max_target_len=spec["max_target_len"],
                         docid_init="random", tokenizer=tokenizer, **spec["arch"])
