@@ -128,7 +128,8 @@ class MagnitudePruning(Callback):
 
     target: final sparsity in [0, 1); start/end: optimizer steps where pruning begins and reaches `target`
     (end defaults to 3/4 of the run, leaving steps to recover); every: steps between threshold updates;
-    scope: "layer" or "global"; include: substrings selecting the layers (default: every nn.Linear but the head).
+    scope: "layer" or "global"; include: substrings selecting the layers (default: every nn.Linear but the head);
+    only the selected weights that train are pruned (with a frozen encoder: the decoder's).
     """
 
     def __init__(self, target: float = 0.5, start: int = 0, end: int | None = None, every: int = 10,
@@ -150,7 +151,11 @@ class MagnitudePruning(Callback):
         return self.end if self.end is not None else max(self.start, int(0.75 * total_steps))
 
     def on_train_begin(self, trainer) -> None:
-        self.weights = prunable_weights(trainer.net, self.include)
+        # only the weights that train: a frozen weight set to zero could never recover (e.g. a frozen encoder)
+        self.weights = {n: w for n, w in prunable_weights(trainer.net, self.include).items() if w.requires_grad}
+        if not self.weights:
+            raise DsilabError("MagnitudePruning: no trainable nn.Linear weight to prune; unfreeze some layers "
+                              "(e.g. Recipe(freeze_encoder=False)) or leave pruning off.")
         self.total = trainer.total_steps
         if trainer.step > self.start:  # resumed: the pruned weights are the zeros of the checkpoint
             self.masks = {n: w.detach() != 0 for n, w in self.weights.items()}

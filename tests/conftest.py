@@ -50,8 +50,13 @@ def kernel_over_budget(monkeypatch) -> float:
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
+    """A cache of this test run's own, shared by its xdist workers: what one worker encoded or trained, the other reads
+    (every cache entry is written to a temporary file, then moved into place)."""
     if "DSILAB_CACHE" not in os.environ:
-        os.environ["DSILAB_CACHE"] = str(tmp_path_factory.mktemp("dsilab-cache"))
+        base = tmp_path_factory.getbasetemp()
+        cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "dsilab-cache"
+        cache.mkdir(exist_ok=True)
+        os.environ["DSILAB_CACHE"] = str(cache)
 
 
 def write_beir(root: Path, corpus, queries, qrels: dict[str, list[tuple[str, str, int]]]) -> Path:

@@ -68,6 +68,26 @@ def test_pruned_weights_stay_zero_and_reported_sparsity_is_exact(tiny_dsi):
     assert (model.net.shared.weight != 0).all()  # embeddings (and the tied head) are not pruned
 
 
+def test_only_weights_that_train_are_pruned(tiny_dsi):
+    """A frozen weight set to zero could never recover: with the encoder frozen, only the decoder is pruned; with
+    nothing left to train the pruner refuses early."""
+    _, tree, ex = tiny_dsi
+    model = build_model("t5-scratch", tree, ex, **TINY)
+    frozen = {n for n, w in prunable_weights(model).items() if n.startswith("encoder.")}
+    for n, w in prunable_weights(model).items():
+        w.requires_grad_(n not in frozen)
+    before = {n: w.detach().clone() for n, w in prunable_weights(model).items() if n in frozen}
+    pruner = MagnitudePruning(target=0.8, start=1, end=4, every=1)
+    _train(model, ex, _cfg(max_steps=5), callbacks=[pruner])
+    assert frozen and set(pruner.weights) == set(prunable_weights(model)) - frozen
+    assert pruner.report()["total"]["sparsity"] == pytest.approx(0.8, abs=1e-2)
+    assert all(torch.equal(prunable_weights(model)[n], w) for n, w in before.items())  # untouched, no zeros added
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(DsilabError, match="no trainable"):
+        MagnitudePruning(target=0.5).on_train_begin(type("T", (), {"net": model.net, "total_steps": 4, "step": 0})())
+
+
 def test_bad_schedule_fails_clearly():
     with pytest.raises(DsilabError, match="target"):
         MagnitudePruning(target=1.2)

@@ -11,7 +11,8 @@ from ..data import Collection
 #: `dsilab bench efficiency`: the same DSI recipe trained several ways (changes to EFFICIENCY_BASE, a `Recipe`).
 #: "full fine-tuning" unfreezes the pretrained encoder at BERT's usual fine-tuning rate (the new decoder keeps the
 #: recipe's 1e-3); LoRA/QLoRA adapt it with rank-8 adapters; the pruned rows are full fine-tuning with gradual
-#: magnitude pruning of every linear layer. Each trains to convergence, like every DSI row.
+#: magnitude pruning of every linear layer ("frozen encoder": the default, its decoder pruned; notebook 07's FAST
+#: run, whose full fine-tuning state does not fit Binder's memory beside the notebook). Each trains to convergence.
 EFFICIENCY_BASE: dict[str, Any] = {"docids": "atomic", "docid_init": "encoder", "doc_len": 32, "batch_size": 16}
 
 
@@ -22,6 +23,7 @@ EFFICIENCY_VARIANTS: dict[str, dict[str, Any]] = {
     "QLoRA r=8 (NF4)": {"adapter": "qlora", "adapter_kwargs": {"r": 8, "alpha": 16, "double_quant": True}},
     "pruned 50%": {"freeze_encoder": False, "encoder_lr": 5e-5, "prune": 0.5},
     "pruned 80%": {"freeze_encoder": False, "encoder_lr": 5e-5, "prune": 0.8},
+    "pruned 80% (frozen encoder)": {"prune": 0.8},
 }
 
 
