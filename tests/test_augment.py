@@ -119,6 +119,26 @@ def test_train_mlm_is_a_bert_and_cached(tiny_mlm):
     assert again.name == tiny_mlm.name and again.info == tiny_mlm.info
 
 
+def test_candidates_read_the_vocabulary_at_the_masks_only(tiny_mlm):
+    """The head runs on the [MASK] positions alone (not a batch x length x vocabulary tensor): the same fillers and
+    probabilities as from every position's logits, two masks in one text, a text without one."""
+    import torch
+
+    texts = ["The river [MASK] water to the [MASK].", "Bees make honey.", "Stars [MASK] because they fuse hydrogen."]
+    got = tiny_mlm.candidates(texts, top_n=5, batch_size=2)
+    enc = tiny_mlm.tokenizer(texts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        logits = tiny_mlm.model(**enc).logits
+    allowed = torch.from_numpy(tiny_mlm._whole_word)[: logits.shape[-1]]
+    assert [len(x) for x in got] == [2, 0, 1]
+    for row, per_mask in enumerate(got):
+        at = (enc["input_ids"][row] == tiny_mlm.tokenizer.mask_token_id).nonzero().flatten().tolist()
+        for pos, fillers in zip(at, per_mask):
+            p, idx = torch.softmax(logits[row, pos].masked_fill(~allowed, float("-inf")), -1).topk(5)
+            assert [w for w, _ in fillers] == [tiny_mlm.id_to_token[int(i)] for i in idx]
+            assert [q for _, q in fillers] == pytest.approx(p.tolist(), abs=1e-6)
+
+
 def test_pos_mlm_changes_only_masked_positions(tiny_mlm):
     aug = PosMLM(tiny_mlm, fraction=1.0, max_masks=2)
     plans = aug.plan(TEXTS, seed=0)

@@ -98,22 +98,24 @@ class MaskedLM:
             allowed = torch.nn.functional.pad(allowed, (0, n_vocab - allowed.shape[0]))
         allowed = allowed[:n_vocab]
         max_len = min(getattr(self.tokenizer, "model_max_length", 512) or 512, self.model.config.max_position_embeddings)
+        head = self.model.cls if hasattr(self.model, "cls") else self.model.lm_head  # BERT's or RoBERTa's MLM head
         for start in range(0, len(masked_texts), batch_size):
             chunk = list(masked_texts[start : start + batch_size])
             enc = self.tokenizer(chunk, return_tensors="pt", padding=True, truncation=True, max_length=max_len)
-            with torch.no_grad():
-                logits = self.model(**enc).logits
+            at = enc["input_ids"] == self.tokenizer.mask_token_id
+            with torch.no_grad():  # the vocabulary at the [MASK] positions only: every position's logits are ~0.4 GB a batch
+                hidden = self.model.base_model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+                logits = head(hidden[at])  # one row per [MASK], row by row in reading order
+            rows = iter(logits)
             for row, text in enumerate(chunk):
-                positions = (enc["input_ids"][row] == self.tokenizer.mask_token_id).nonzero().flatten().tolist()
                 per_mask = []
-                for pos in positions:  # only the [MASK] rows: a copy of every position's logits is ~0.4 GB a batch
-                    probs = torch.softmax(logits[row, pos].masked_fill(~allowed, float("-inf")).float(), dim=-1)
+                for _ in range(int(at[row].sum())):
+                    probs = torch.softmax(next(rows).masked_fill(~allowed, float("-inf")).float(), dim=-1)
                     p, idx = probs.topk(min(top_n, int(allowed.sum())))
                     per_mask.append([(self.id_to_token[i], float(q)) for i, q in zip(idx.tolist(), p.tolist())])
                 n_masks = text.count(self.mask_token)
                 per_mask += [[] for _ in range(n_masks - len(per_mask))]  # masks cut off by truncation get no filler
                 out.append(per_mask)
-            del logits  # before the next batch's forward pass, not after it
         return out
 
 
