@@ -52,6 +52,7 @@ def test_bench_all_one_table_fresh_process_per_method(tmp_path):
     assert shipped() == before, "bench all wrote into the package or docs/: it writes under its --out only"
     rows = result["results"]
     assert list(rows) == ["BM25", "IVF 16 lists, nprobe 2"]
+    assert "DGI (residual codes, DSI backbone) (not among --methods)" in result["not_run"]  # the table says what it lacks
     assert rows["BM25"]["Hits@1"] == round(bench_baselines(coll)["results"]["BM25"]["Hits@1"], 4)
     assert rows["IVF 16 lists, nprobe 2"]["family"] == "ANN over dense" and rows["BM25"]["peak_mb"] > 50
     assert (tmp_path / f"all-{coll.name}.png").stat().st_size > 10_000 and not (RESULTS_DIR / f"all-{coll.name}.png").exists()

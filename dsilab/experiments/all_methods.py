@@ -180,6 +180,7 @@ def bench_all(collection: Collection, split: str = "test", seed: int = 0, method
             if "error" in rows[name]:
                 raise DsilabError(f"bench all: {name} failed: {rows[name]['error']}")
         print(name, rows[name], flush=True)
+    not_run += [f"{name} (not among --methods)" for name in METHODS if methods and name not in methods]
     rows = {name: {c: r.get(c, "-") for c in COLUMNS} for name, r in rows.items()}  # one shape for the table
     queries, _ = collection.split(split)
     plots = plot_all(rows, Path(out_dir) / f"all-{collection.name}.png", title=f"{collection.name}, {split} split")
