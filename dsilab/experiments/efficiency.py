@@ -56,7 +56,8 @@ def bench_efficiency(collection: Collection, split: str = "test", seed: int = 0,
     Args:
         topics: train and read on the documents of this many lab topics (0: the whole collection)
         variants: the rows, names of EFFICIENCY_VARIANTS (default: EFFICIENCY_BENCH): "frozen encoder (default)",
-            "full fine-tuning", "LoRA r=8", "QLoRA r=8 (NF4)", "pruned 50%", "pruned 80%"
+            "full fine-tuning", "LoRA r=8", "QLoRA r=8 (NF4)", "pruned 50%", "pruned 80%",
+            "pruned 80% (frozen encoder)"
     """
     subset = collection.topics(topics) if topics and collection.meta.get("docs") else collection
     names = variants or EFFICIENCY_BENCH
