@@ -60,6 +60,16 @@ def test_bench_all_one_table_fresh_process_per_method(tmp_path):
         bench_all(coll, methods=["BM26"])
 
 
+def test_bench_all_names_the_machine_of_a_row_timed_elsewhere():
+    from dsilab.experiments.all_methods import _elsewhere
+    from dsilab.experiments.runner import environment
+
+    here = environment()
+    assert _elsewhere({}, here) == ""
+    assert _elsewhere({}, {**here, "accelerator": "cuda: NVIDIA H200"}) == " (H200)"
+    assert _elsewhere({}, {**here, "machine": "arm64, 8 cores", "accelerator": "cpu"}) == " (arm64, 8 cores)"
+
+
 def test_course_budget_table_flags_what_is_over():
     from dsilab.course import NotebookResult, format_results, within_budget
 

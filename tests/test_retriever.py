@@ -65,6 +65,24 @@ def test_encoded_index_searches_texts_exactly_as_search_vectors(make, knobs):
     assert retriever.search({}, k=5) == {}
 
 
+def test_encoded_index_keeps_its_query_encoding_time_apart():
+    """`encode_s` holds the latest search's encoding seconds, which `bench all` subtracts for an index-only latency."""
+    import time
+
+    class SlowEncoder(HashEncoder):
+        def encode(self, texts):
+            time.sleep(0.2)
+            return super().encode(texts)
+
+    enc = SlowEncoder()
+    ids = [f"d{i}" for i in range(len(TEXTS))]
+    retriever = EncodedIndex(Flat(HashEncoder().encode(TEXTS), ids), enc)
+    start = time.perf_counter()
+    retriever.search(QUERIES, k=5)
+    total = time.perf_counter() - start
+    assert 0.2 <= retriever.encode_s <= total
+
+
 def test_encoded_index_errors_name_the_fix():
     enc = HashEncoder()
     with pytest.raises(DsilabError, match="search_vectors"):

@@ -2,8 +2,9 @@
 
 Each method is built as a `Retriever` (trained on the collection's train split if it learns; DSI also indexes
 every document) and scored through the one call every retriever answers, `search(queries, k=10) -> Run`, on
-`split`. Methods measured here run in their own fresh process, so `peak_mb` is that method's own peak
-RSS (the on-disk MiniLM embedding cache is shared, as in the notebooks). DSI rows come from `dsilab
+`split`. `ms_per_query` is end to end (query text in, ranking out) but for the ANN rows, which time their index
+alone (query vectors given: their encoding costs what Dense's does). Methods measured here run in their own fresh
+process, so `peak_mb` is that method's own peak RSS (the on-disk MiniLM embedding cache is shared, as in the notebooks). DSI rows come from `dsilab
 bench dsi` (run first when its result is missing), so no model is trained twice and this table agrees with
 the detailed sections of docs/benchmarks.md; `source` says which.
 """
@@ -114,7 +115,20 @@ def _from_benchmark(bench: str, label: str, collection: Collection, split: str, 
     intervals = {f"{m} CI": r[f"{m} CI"] for m in INTERVALS if f"{m} CI" in r}
     return {k: r[k] for k in METRICS} | intervals | {"train_s": r["train_s"], "ms_per_query": r["ms_per_query"],
                                                      "peak_mb": r.get("peak_rss_mb", r.get("peak_mb")),
-                                                     "source": f"bench {bench}" + (f" ({r['machine']})" if r.get("machine") else "")}
+                                                     "source": f"bench {bench}" + _elsewhere(r, result["environment"])}
+
+
+def _elsewhere(row: dict[str, Any], env: dict[str, Any]) -> str:
+    """The `source` suffix of a stored row timed on another kind of machine than this run's, e.g. " (H200)", else "":
+    notebook 11 keeps such rows out of its like-for-like latency comparisons."""
+    from .runner import environment
+
+    if row.get("machine"):
+        return f" ({row['machine']})"
+    here, there = environment(), env.get("accelerator", "cpu")
+    if (here["machine"], here["accelerator"]) == (env["machine"], there):
+        return ""
+    return f" ({there.removeprefix('cuda: ').removeprefix('NVIDIA ') if there != 'cpu' else env['machine']})"
 
 
 #: The methods this module builds and trains itself; the others are rows of a per-topic benchmark.
@@ -132,6 +146,7 @@ def build_retriever(name: str, collection: Collection, split: str = "test", seed
 def _measured(name: str, collection: Collection, split: str, seed: int, threads: int | None = None,
               gpu: str | None = None) -> dict[str, Any]:
     """Build one method in this (fresh) process, score it through `search(queries, k=10)` and add its peak RSS."""
+    from ..ann import EncodedIndex
     from ..core import configure_threads
 
     configure_threads(threads)
@@ -140,10 +155,12 @@ def _measured(name: str, collection: Collection, split: str, seed: int, threads:
     retriever = build_retriever(name, collection, split, seed)
     t1 = time.perf_counter()
     run = retriever.search(queries, k=10)
-    row = _row(run, qrels, t1 - t0, time.perf_counter() - t1, len(queries))
-    last = getattr(retriever, "last", None)  # an ANN index keeps its distance computations per query
-    if last is not None:
-        row["distances/query"] = round(last.mean_cost, 1)
+    query_s = time.perf_counter() - t1
+    if isinstance(retriever, EncodedIndex):  # an ANN row times its index alone: the query encoding is Dense's cost
+        query_s -= retriever.encode_s
+    row = _row(run, qrels, t1 - t0, query_s, len(queries))
+    if isinstance(retriever, EncodedIndex):
+        row["distances/query"] = round(retriever.last.mean_cost, 1)
     return {"family": METHODS[name][0], **row, "wall_s": round(time.perf_counter() - t0, 1),
             "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "source": "bench all"}
 
