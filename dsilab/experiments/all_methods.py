@@ -166,13 +166,15 @@ def _measured(name: str, collection: Collection, split: str, seed: int, threads:
 
 
 def bench_all(collection: Collection, split: str = "test", seed: int = 0, methods: list[str] | None = None,
-              out_dir: str | Path = "build/bench") -> dict[str, Any]:
+              add_rows: str | None = None, out_dir: str | Path = "build/bench") -> dict[str, Any]:
     """`dsilab bench all`: every method of the course on `split` in one table, each in a fresh process; writes the
     quality-vs-cost PNG, and any benchmark it had to run first (`bench dsi`), under --out only.
 
     Args:
         methods: the rows, names of dsilab.experiments.all_methods.METHODS (default: all of them), e.g. BM25
             "IVF 16 lists, nprobe 2" "DSI semantic"
+        add_rows: a `bench all` JSON of the same collection, split and seed (e.g. its DGI row, trained on a GPU) whose
+            rows this run did not measure join the table; `source` names the machine each was measured on
     """
     from .runner import header, in_processes
 
@@ -182,6 +184,7 @@ def bench_all(collection: Collection, split: str = "test", seed: int = 0, method
     if "train" not in collection.splits:
         raise DsilabError(f"bench all trains on a 'train' split; {collection.name!r} has {sorted(collection.splits)}. "
                           "Use `dsilab bench dsi` for the zero-shot setting (indexing + pseudo-queries only).")
+    added = _added_rows(Path(add_rows), collection, split, seed) if add_rows else {}  # checked before any training
     rows: dict[str, dict[str, Any]] = {}
     not_run: list[str] = []
     for name in methods or list(METHODS):
@@ -197,12 +200,37 @@ def bench_all(collection: Collection, split: str = "test", seed: int = 0, method
             if "error" in rows[name]:
                 raise DsilabError(f"bench all: {name} failed: {rows[name]['error']}")
         print(name, rows[name], flush=True)
-    not_run += [f"{name} (not among --methods)" for name in METHODS if methods and name not in methods]
+    joined = [name for name in added if name not in rows]
+    rows |= {name: added[name] for name in joined}
+    rows = {name: rows[name] for name in METHODS if name in rows}  # the table's order
+    not_run += [f"{name} (not among --methods)" for name in METHODS if methods and name not in rows]
     rows = {name: {c: r.get(c, "-") for c in COLUMNS} for name, r in rows.items()}  # one shape for the table
     queries, _ = collection.split(split)
     plots = plot_all(rows, Path(out_dir) / f"all-{collection.name}.png", title=f"{collection.name}, {split} split")
+    notes = [f"Not in this table: {', '.join(not_run)}."] if not_run else []
+    if joined:
+        env = json.loads(Path(add_rows).read_text())["environment"]
+        notes.append(f"Measured by another `bench all` run ({env['date']}, {env['machine']}, {env['accelerator']}): "
+                     f"{', '.join(joined)}.")
     return {**header("all", collection, split, seed, len(queries)), "plot": plots.name, "results": rows, "not_run": not_run,
-            "notes": [f"Not in this table: {', '.join(not_run)}."] if not_run else []}
+            "notes": notes}
+
+
+def _added_rows(path: Path, collection: Collection, split: str, seed: int) -> dict[str, dict[str, Any]]:
+    """The rows of another `bench all` result, each `source` naming where it was measured."""
+    if not path.is_file():
+        raise DsilabError(f"--add-rows {path}: no such file; give the JSON another `dsilab bench all` wrote.")
+    other = json.loads(path.read_text())
+    n_queries = len(collection.split(split)[0])
+    if (other.get("benchmark"), other.get("collection"), other.get("split"), other.get("seed"), other.get("n_queries")) \
+            != ("all", collection.name, split, seed, n_queries):
+        raise DsilabError(f"--add-rows {path}: its rows are not on this table's queries (it is bench "
+                          f"{other.get('benchmark')!r} on {other.get('collection')!r}, split {other.get('split')!r}, seed "
+                          f"{other.get('seed')}, {other.get('n_queries')} queries; this table: {collection.name!r}, "
+                          f"{split!r}, seed {seed}, {n_queries} queries).")
+    where = _elsewhere({}, other["environment"])
+    return {name: {**r, "source": r["source"] + where if where and "(" not in r["source"] else r["source"]}
+            for name, r in other["results"].items()}
 
 
 def plot_all(rows: dict[str, dict[str, Any]], path: Path, title: str = "") -> Path:

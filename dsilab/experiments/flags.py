@@ -33,7 +33,7 @@ COMMON_HELP = {
 }
 
 #: Metavariables where the upper-cased name says less.
-METAVARS = {"partial": "FILE", "time_limit_s": "SECONDS", "n_values": "N", "jobs": "N"}
+METAVARS = {"partial": "FILE", "add_rows": "FILE", "time_limit_s": "SECONDS", "n_values": "N", "jobs": "N"}
 
 #: Parameters filled by `dsilab bench` itself, never flags of their own.
 NOT_FLAGS = ("collection", "out_dir")
