@@ -31,7 +31,9 @@ import json
 import logging
 import math
 import random
+import tempfile
 import time
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,7 @@ class TrainConfig:
     bucket: int = 0                       # >0: sort each window of `bucket` micro-batches by input length (less padding)
     compile: bool = False                 # torch.compile the model (GPU; the first steps pay for compilation)
     cache_encoder: bool = True            # encode each input once when the encoder is frozen
+    checkpoint_activations: bool | None = None  # recompute activations in backward: less memory, same numbers (None: on a CPU)
     time_limit_s: float | None = None     # a wall-clock cap on training (e.g. a GPU lease); the result says it was hit
     seed: int = 0
 
@@ -272,6 +275,11 @@ class Trainer:
         self.acc = Accelerator()
         seed_everything(cfg.seed)
         self.model = model
+        net = getattr(model, "net", model)
+        on_cpu = next(model.parameters()).device.type == "cpu"
+        if (cfg.checkpoint_activations if cfg.checkpoint_activations is not None else on_cpu) \
+                and getattr(net, "supports_gradient_checkpointing", False):  # a laptop or Binder is short of memory
+            net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise DsilabError("the model has no trainable parameters: unfreeze something or use another adapter.")
@@ -292,6 +300,7 @@ class Trainer:
         self.step, self.epoch, self.micro = 0, 0, 0   # optimizer steps done; data position (epoch, micro-batch)
         self.best: dict[str, float] = {}
         self.best_state: dict[str, torch.Tensor] | None = None
+        self._best_dir: tempfile.TemporaryDirectory | None = None  # where a CPU run's best weights wait (`_keep`)
         self.history, self.stopped_early, self.out_of_time = [], False, False
         self.packed: PackedExamples | None = None
         self._order: tuple[int, np.ndarray | None] = (-1, None)
@@ -423,12 +432,26 @@ class Trainer:
             self.best = record
             if self.keep_best and not final:
                 names = self._trainable_names()
-                state = {k: v.detach() for k, v in self.net.state_dict().items() if k in names}
-                if self.best_state is not None and self.best_state.keys() == state.keys():
-                    for k, v in state.items():  # in place: a second copy of the trainable weights would raise the peak
-                        self.best_state[k].copy_(v)
-                else:
-                    self.best_state = {k: v.clone().cpu() for k, v in state.items()}
+                self._keep({k: v.detach() for k, v in self.net.state_dict().items() if k in names})
+
+    def _keep(self, state: dict[str, torch.Tensor]) -> None:
+        """Hold the best checkpoint's trainable weights: on a CPU in a file mapped back lazily (no memory until it is
+        restored: Binder's 2 GB), on a GPU in host memory, updated in place (a second copy would raise the peak)."""
+        if self.acc.device.type == "cpu":
+            if self._best_dir is None:
+                self._best_dir = tempfile.TemporaryDirectory(prefix="dsilab-best-", ignore_cleanup_errors=True)
+            path = Path(self._best_dir.name) / f"best-{self.step}.pt"
+            torch.save(state, path)
+            self.best_state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+            for old in Path(self._best_dir.name).glob("best-*.pt"):
+                if old != path:
+                    with suppress(OSError):  # (Windows keeps a file that is still mapped: removed with the folder)
+                        old.unlink()
+        elif self.best_state is not None and self.best_state.keys() == state.keys():
+            for k, v in state.items():
+                self.best_state[k].copy_(v)
+        else:
+            self.best_state = {k: v.clone().cpu() for k, v in state.items()}
 
     def _trainable_names(self) -> set[str]:
         return {n for n, p in self.net.named_parameters() if p.requires_grad}

@@ -100,6 +100,25 @@ def test_keep_best_prefers_eligible_checkpoints(tiny_dsi):
     assert result.best["step"] == 6 and result.best["eligible"]
 
 
+def test_keep_best_restores_the_best_weights(tiny_dsi):
+    """The best checkpoint's weights come back at the end (on a CPU they wait in a mapped file, not in memory)."""
+    coll, tree, ex = tiny_dsi
+    seen = {}
+
+    class OnlyStep2(Callback):
+        def on_evaluate(self, trainer, metrics):
+            trainer.history[-1]["eligible"] = trainer.step == 2
+            if trainer.step == 2:
+                seen.update({k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
+
+    model = build_model("t5-scratch", tree, ex, seed=0, **TINY)
+    result = train(model, ex, _cfg(max_steps=6, eval_every=2), dev=coll.split("dev"), callbacks=[OnlyStep2()])
+    assert result.best["step"] == 2 and result.steps == 6
+    assert seen.keys() == model.state_dict().keys()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, seen[k]), k
+
+
 def test_bad_config(tiny_dsi):
     with pytest.raises(DsilabError, match="amp"):
         TrainConfig(amp="fp8")
@@ -125,6 +144,20 @@ def test_bench_dsi_zero_shot_on_a_test_only_beir_folder(tiny_beir, tmp_path):
     assert "Dense (MiniLM fine-tuned on train queries)" not in result["results"]  # nothing to fine-tune on
     path = runner.write_result(result, tmp_path)
     assert path.parent == tmp_path and "[" in runner.format_table(result["results"])
+
+
+def test_activation_checkpointing_saves_memory_not_numbers(tiny_dsi):
+    """`checkpoint_activations` (on by default on a CPU) recomputes activations in the backward pass: the same
+    weights after training, dropout included (t5-scratch trains with dropout, so the recompute must replay its masks)."""
+    coll, tree, ex = tiny_dsi
+    weights = {}
+    for ckpt in (True, False):
+        model = build_model("t5-scratch", tree, ex, seed=0, **TINY)
+        train(model, ex, _cfg(max_steps=4, checkpoint_activations=ckpt))
+        assert model.net.is_gradient_checkpointing == ckpt
+        weights[ckpt] = model.state_dict()
+    for name, a in weights[True].items():
+        assert torch.equal(a, weights[False][name]), name
 
 
 def test_encoder_lr_steps_the_encoder_alone(tiny_dsi):
