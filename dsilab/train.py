@@ -279,7 +279,7 @@ class Trainer:
         on_cpu = next(model.parameters()).device.type == "cpu"
         if (cfg.checkpoint_activations if cfg.checkpoint_activations is not None else on_cpu) \
                 and getattr(net, "supports_gradient_checkpointing", False):  # a laptop or Binder is short of memory
-            net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            net.activation_checkpointing_enable()  # non-reentrant torch.utils.checkpoint: dropout masks replayed
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise DsilabError("the model has no trainable parameters: unfreeze something or use another adapter.")

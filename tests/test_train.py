@@ -154,7 +154,7 @@ def test_activation_checkpointing_saves_memory_not_numbers(tiny_dsi):
     for ckpt in (True, False):
         model = build_model("t5-scratch", tree, ex, seed=0, **TINY)
         train(model, ex, _cfg(max_steps=4, checkpoint_activations=ckpt))
-        assert model.net.is_gradient_checkpointing == ckpt
+        assert model.net.is_activation_checkpointing == ckpt
         weights[ckpt] = model.state_dict()
     for name, a in weights[True].items():
         assert torch.equal(a, weights[False][name]), name

@@ -4,9 +4,10 @@ Each method is built as a `Retriever` (trained on the collection's train split i
 every document) and scored through the one call every retriever answers, `search(queries, k=10) -> Run`, on
 `split`. `ms_per_query` is end to end (query text in, ranking out) but for the ANN rows, which time their index
 alone (query vectors given: their encoding costs what Dense's does). Methods measured here run in their own fresh
-process, so `peak_mb` is that method's own peak RSS (the on-disk MiniLM embedding cache is shared, as in the notebooks). DSI rows come from `dsilab
-bench dsi` (run first when its result is missing), so no model is trained twice and this table agrees with
-the detailed sections of docs/benchmarks.md; `source` says which.
+process, so `peak_mb` is that method's own peak RSS (the on-disk MiniLM embedding cache is shared, as in the
+notebooks). DSI rows come from `dsilab bench dsi` (run first when its result is missing), so no model is trained
+twice and this table agrees with the detailed sections of docs/benchmarks.md; `source` says which, and names the
+machine of a row measured on another one.
 """
 from __future__ import annotations
 
