@@ -156,11 +156,10 @@ def _measured(name: str, collection: Collection, split: str, seed: int, threads:
     retriever = build_retriever(name, collection, split, seed)
     t1 = time.perf_counter()
     run = retriever.search(queries, k=10)
-    query_s = time.perf_counter() - t1
-    if isinstance(retriever, EncodedIndex):  # an ANN row times its index alone: the query encoding is Dense's cost
-        query_s -= retriever.encode_s
+    index_only = isinstance(retriever, EncodedIndex)  # an ANN row times its index alone: encoding is Dense's cost
+    query_s = time.perf_counter() - t1 - (retriever.encode_s if index_only else 0.0)
     row = _row(run, qrels, t1 - t0, query_s, len(queries))
-    if isinstance(retriever, EncodedIndex):
+    if index_only:
         row["distances/query"] = round(retriever.last.mean_cost, 1)
     return {"family": METHODS[name][0], **row, "wall_s": round(time.perf_counter() - t0, 1),
             "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "source": "bench all"}
