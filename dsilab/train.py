@@ -276,7 +276,7 @@ class Trainer:
         seed_everything(cfg.seed)
         self.model = model
         net = getattr(model, "net", model)
-        on_cpu = next(model.parameters()).device.type == "cpu"
+        on_cpu = self.acc.device.type == "cpu"  # where it will train (`prepare` moves a model built on the CPU)
         if (cfg.checkpoint_activations if cfg.checkpoint_activations is not None else on_cpu) \
                 and getattr(net, "supports_gradient_checkpointing", False):  # a laptop or Binder is short of memory
             net.activation_checkpointing_enable()  # non-reentrant torch.utils.checkpoint: dropout masks replayed
@@ -437,7 +437,7 @@ class Trainer:
     def _keep(self, state: dict[str, torch.Tensor]) -> None:
         """Hold the best checkpoint's trainable weights: on a CPU in a file mapped back lazily (no memory until it is
         restored: Binder's 2 GB), on a GPU in host memory, updated in place (a second copy would raise the peak)."""
-        if self.acc.device.type == "cpu":
+        if self.acc.device.type == "cpu":  # as `checkpoint_activations`: the training device, not the model's now
             if self._best_dir is None:
                 self._best_dir = tempfile.TemporaryDirectory(prefix="dsilab-best-", ignore_cleanup_errors=True)
             path = Path(self._best_dir.name) / f"best-{self.step}.pt"
