@@ -163,12 +163,16 @@ def require_hub(what: str, offline_alternative: str) -> None:
 
 
 def run_from_scores(qids: list[str], doc_ids: list[str], scores: np.ndarray, k: int = 100) -> Run:
-    """Turn a (queries x docs) score matrix into a `Run` of the top-k docs per query, best first."""
+    """Turn a (queries x docs) score matrix into a `Run` of the top-k docs per query, best first; equal scores in
+    document order, so that a run is the same on every machine (numpy's argpartition picks among tied scores
+    differently on CPUs with different vector instructions, and BM25 ties often: every document sharing no query word
+    scores 0)."""
     scores = np.asarray(scores)
     k = min(k, scores.shape[1])
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]  # each row's k-th best score: a value, the same everywhere
     run: Run = {}
     for row, qid in enumerate(qids):
-        idx = top[row][np.argsort(-scores[row, top[row]], kind="stable")]
+        idx = np.flatnonzero(scores[row] >= kth[row])  # in document order
+        idx = idx[np.argsort(-scores[row, idx], kind="stable")][:k]
         run[qid] = [(doc_ids[j], float(scores[row, j])) for j in idx]
     return run

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 
 from dsilab import DsilabError, evaluate
@@ -41,6 +42,19 @@ def test_cutoffs_and_errors():
 def test_run_from_scores_orders_and_cuts():
     run = run_from_scores(["a", "b"], ["x", "y", "z"], [[0.1, 0.9, 0.5], [3, 2, 1]], k=2)
     assert run == {"a": [("y", 0.9), ("z", 0.5)], "b": [("x", 3.0), ("y", 2.0)]}
+
+
+def test_run_from_scores_breaks_ties_in_document_order():
+    """Equal scores (BM25 gives 0 to every document sharing no query word) come in document order, whatever the CPU:
+    the same top k as a stable sort of the whole row."""
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 4, size=(50, 300)).astype(float)  # many ties at every cut
+    ids = [f"d{j}" for j in range(300)]
+    run = run_from_scores([str(i) for i in range(50)], ids, scores, k=10)
+    for i in range(50):
+        expected = np.argsort(-scores[i], kind="stable")[:10]
+        assert [d for d, _ in run[str(i)]] == [ids[j] for j in expected]
+    assert run_from_scores(["q"], ids[:6], [[0, 0, 0, 5, 0, 0]], k=3)["q"] == [("d3", 5.0), ("d0", 0.0), ("d1", 0.0)]
 
 
 def test_chance_and_bootstrap_interval():
