@@ -195,6 +195,11 @@ class _PeakMemory(threading.Thread):
         return self.peak / 2**20, self.peak_gpu
 
 
+#: Seconds a kernel may take to start (papermill's default is 60): on a busy 2-core machine, with another notebook
+#: training beside it, importing torch can take longer, and a kernel that starts late is not a failure of the notebook.
+KERNEL_START_S = 300
+
+
 def run_notebook(path: Path, out_dir: Path, fast: bool = True, parameters: dict | None = None) -> NotebookResult:
     """Execute one notebook with papermill (FAST parameter injected) into `out_dir`. A FAST run on the lab collection
     whose kernel peaks above BUDGET["notebook_mb"] fails (status "memory"): it would not fit Binder."""
@@ -210,7 +215,7 @@ def run_notebook(path: Path, out_dir: Path, fast: bool = True, parameters: dict 
     try:
         papermill.execute_notebook(
             str(path), str(out_dir / path.name), parameters=params, kernel_name="python3",
-            progress_bar=False, cwd=str(path.parent),
+            progress_bar=False, cwd=str(path.parent), start_timeout=KERNEL_START_S,
         )
     except Exception as e:  # recorded and re-raised by callers that must fail (tests, course run exit code)
         status, error = "failed", f"{type(e).__name__}: {e}"

@@ -317,6 +317,8 @@ def test_capstone_runs_from_the_installed_wheel(tmp_path, monkeypatch):
 
     import papermill
 
+    from dsilab.course import KERNEL_START_S, output_warnings, wrapped_tables
+
     site = tmp_path / "site"
     with zipfile.ZipFile(build_wheel(tmp_path / "wheels")) as whl:
         whl.extractall(site)
@@ -331,11 +333,9 @@ def test_capstone_runs_from_the_installed_wheel(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     before = {p: p.stat().st_mtime for p in site.rglob("*")}
     papermill.execute_notebook(str(notebook), str(work / notebook.name), parameters={"FAST": True, "SOLUTIONS": True},
-                               kernel_name="python3", progress_bar=False, cwd=str(work))
+                               kernel_name="python3", progress_bar=False, cwd=str(work), start_timeout=KERNEL_START_S)
     assert {p: p.stat().st_mtime for p in site.rglob("*") if p.suffix != ".pyc"} == \
         {p: t for p, t in before.items() if p.suffix != ".pyc"}, "running the notebook wrote into the installed package"
-    from dsilab.course import output_warnings, wrapped_tables
-
     assert not output_warnings(work / notebook.name) and not wrapped_tables(work / notebook.name)  # test_notebooks.py leaves 09 to this test: its checks too
 
 
