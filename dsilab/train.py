@@ -42,7 +42,7 @@ import numpy as np
 import psutil
 import torch
 
-from .core import DsilabError, Qrels, atomic_path, release_memory, seed_everything, trim_heap
+from .core import DsilabError, Qrels, atomic_path, map_large_blocks, release_memory, seed_everything, trim_heap
 from .tasks import Example
 
 AMP = ("auto", "bf16", "fp16", "off")
@@ -485,6 +485,8 @@ class Trainer:
         deadline = time.perf_counter() + cfg.time_limit_s if cfg.time_limit_s else None
         peak = psutil.Process().memory_info().rss
         trim = self.acc.device.type == "cpu"  # a GPU step's tensors live in the GPU's own allocator
+        if trim:
+            map_large_blocks()
         loss_n, final_loss, steps_here = 0, float("nan"), 0
         loss_sum = torch.zeros((), device=self.acc.device)  # summed on the device: reading it back would wait for the GPU
         # Training time = the loop's wall time minus evaluations and checkpoints. Not a sum of per-step times: on a GPU

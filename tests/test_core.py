@@ -43,6 +43,9 @@ def test_release_memory_trims_on_glibc_and_is_a_no_op_elsewhere(monkeypatch):
             calls.append(pad)
             return 1
 
+        def mallopt(self, param, value):  # glibc has both; map_large_blocks uses this one
+            return 1
+
     monkeypatch.setattr(ctypes, "CDLL", lambda name: Libc())
     monkeypatch.setattr(core, "_LIBC", None)  # glibc is looked up once per process
     release_memory()
@@ -56,3 +59,18 @@ def test_release_memory_trims_on_glibc_and_is_a_no_op_elsewhere(monkeypatch):
     monkeypatch.setattr(core, "_LIBC", None)
     release_memory()  # macOS, Windows, musl: nothing to trim, nothing raised
     assert core._LIBC is False and calls == [0, 0]
+
+
+def test_map_large_blocks_sets_glibcs_threshold_and_keeps_numbers():
+    """On glibc the threshold is accepted (mallopt returns 1); an allocation policy cannot change what is computed."""
+    import platform
+
+    import numpy as np
+
+    from dsilab.core import map_large_blocks
+
+    a = np.random.default_rng(0).standard_normal((2048, 2048))  # 32 MB: a block that is mapped either way
+    before = float((a @ a[:, :8]).sum())
+    assert map_large_blocks() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+    assert map_large_blocks(8) == map_large_blocks()  # idempotent
+    assert float((a @ a[:, :8]).sum()) == before
