@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     search.add_argument("--queries", required=True, help="queries.jsonl, a qid<TAB>text file, or one query in quotes")
     search.add_argument("--k", type=int, default=10, help="documents per query (default 10)")
     search.add_argument("--out", help="the TREC run file to write (default: print it)")
+    search.add_argument("--collection", help="the collection the model indexed (checked by fingerprint); needed by a "
+                                             "model trained with a lexical plan (plan=bm25)")
 
     evaluate = sub.add_parser("eval", help="score a TREC run against qrels (ir-measures), with 95%% intervals")
     evaluate.add_argument("--run", required=True, help="a TREC run file (qid Q0 docid rank score tag)")
@@ -151,7 +153,12 @@ def _search(args) -> int:
     from .trec import read_queries, write_run
 
     queries = read_queries(args.queries)
-    run = load_model(args.model).search(queries, k=args.k)
+    coll = None
+    if args.collection:
+        from .data import load_collection
+
+        coll = load_collection(args.collection)
+    run = load_model(args.model, collection=coll).search(queries, k=args.k)
     if args.out:
         print(f"wrote {write_run(run, args.out)} ({len(run)} queries, top {args.k})")
     else:

@@ -24,6 +24,24 @@ from .core import DsilabError, Run
 _END = -1  # key of the doc_id stored below a docid's last token
 
 
+@dataclass(frozen=True)
+class SearchConfig:
+    """How a trained DSI model searches (the search part of `dsilab.recipes.Recipe`): plain constrained beam search,
+    or beam search steered by a lexical plan (`plan="bm25"`: PAG's idea, with BM25 as the planner), whose weight is
+    chosen on dev among `plan_weights` (0, no plan, is always a candidate)."""
+
+    plan: str | None = None              # None | "bm25"
+    plan_weights: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+    plan_depth: int = 100                # documents per query in the plan
+
+    def __post_init__(self) -> None:
+        if self.plan not in (None, "bm25"):
+            raise DsilabError(f"plan={self.plan!r}; use None (plain beam search) or 'bm25' (a BM25 lexical plan).")
+        if not self.plan_weights or any(w <= 0 for w in self.plan_weights) or self.plan_depth < 1:
+            raise DsilabError(f"plan_weights={self.plan_weights}, plan_depth={self.plan_depth}: use positive weights "
+                              "(0, no plan, is tried anyway) and a depth >= 1.")
+
+
 class DocidTrie:
     """A prefix tree over token-id sequences (each ends with EOS): which tokens may follow a prefix."""
 
@@ -110,11 +128,40 @@ class BeamTrace:
     ranking: list[tuple[str, float]] = field(default_factory=list)
 
 
+class PrefixBonus:
+    """A lexical plan as beam search reads it (PAG, Zeng et al. 2024): each prefix is worth the best plan score of the
+    docids below it, so beams are steered towards prefixes that hold lexically strong documents, and a finished docid
+    scores log p(docid | query) + its own plan score (0 for documents outside the plan)."""
+
+    def __init__(self, plan: dict[str, float], sequences: dict[str, list[int]]):
+        self.best: dict[tuple[int, ...], float] = {(): 0.0}  # prefix -> the best plan score of its docids
+        for doc, score in plan.items():
+            seq = sequences[doc]
+            for i in range(len(seq) + 1):
+                key = tuple(seq[:i])
+                self.best[key] = max(self.best.get(key, 0.0), score)
+        self.children: dict[tuple[int, ...], dict[int, float]] = {}
+        for key, score in self.best.items():
+            if key:
+                self.children.setdefault(key[:-1], {})[key[-1]] = score
+
+    def delta(self, prefix: list[int], vocab: int, device: torch.device) -> torch.Tensor:
+        """What each next token adds to the prefix's bonus, bonus(prefix + t) - bonus(prefix), over the vocabulary."""
+        key = tuple(prefix)
+        out = torch.full((vocab,), -self.best.get(key, 0.0))
+        for t, score in self.children.get(key, {}).items():
+            out[t] += score
+        return out.to(device)
+
+
 def _beam_search(model, hidden: torch.Tensor, mask: torch.Tensor, trie: DocidTrie, k: int, beam_size: int,
-                 traces: list[BeamTrace] | None, trace_top: int) -> list[list[tuple[str, float]]]:
-    """Batched beam search over all queries in `hidden`; returns the top-k (doc_id, logprob) per query."""
+                 traces: list[BeamTrace] | None, trace_top: int,
+                 bonus: list[PrefixBonus] | None = None) -> list[list[tuple[str, float]]]:
+    """Batched beam search over all queries in `hidden`; returns the top-k (doc_id, score) per query: the docid's
+    log-probability, plus its plan score when `bonus` (one per query) guides the search."""
     n_q = hidden.shape[0]
-    live: list[list[tuple[list[int], float]]] = [[([], 0.0)] for _ in range(n_q)]
+    # the empty prefix starts at its bonus (the plan's best score), so a finished docid ends at log p + its own
+    live: list[list[tuple[list[int], float]]] = [[([], bonus[q].best[()] if bonus else 0.0)] for q in range(n_q)]
     done: list[list[tuple[str, float]]] = [[] for _ in range(n_q)]
     step = 0
     while any(live):
@@ -128,6 +175,8 @@ def _beam_search(model, hidden: torch.Tensor, mask: torch.Tensor, trie: DocidTri
         for i, a in enumerate(allowed):
             masked[i, a] = logp[i, a]
         masked += torch.tensor([b[1] for b in beams], device=logp.device)[:, None]
+        if bonus is not None:  # a beam's score is log p + its prefix's bonus, which never rises as the docid grows
+            masked += torch.stack([bonus[q].delta(b[0], logp.shape[1], logp.device) for q, b in zip(owners, beams)])
         new_live: list[list[tuple[list[int], float]]] = [[] for _ in range(n_q)]
         kept: set[tuple[int, int]] = set()
         row = 0
@@ -182,10 +231,23 @@ def _record(model, traces, step, owners, beams, logp, allowed, kept, trace_top) 
 
 @torch.no_grad()
 def search(model, queries: dict[str, str], k: int = 10, beam_size: int | None = None, batch_size: int = 32,
-           trie: DocidTrie | None = None) -> Run:
-    """Constrained beam search for every query: the top-k valid docids per query as a `Run`."""
-    run, _ = _search(model, queries, k, beam_size, batch_size, trie, None, 0)
+           trie: DocidTrie | None = None, plan: Run | None = None) -> Run:
+    """Constrained beam search for every query: the top-k valid docids per query as a `Run`.
+
+    plan: a lexical plan (qid -> [(doc_id, score >= 0)], e.g. `lexical_plan`) that steers the search and is added to
+    each docid's log-probability; a document outside a query's plan adds 0."""
+    run, _ = _search(model, queries, k, beam_size, batch_size, trie, None, 0, plan)
     return run
+
+
+def lexical_plan(bm25, queries: dict[str, str], weight: float, depth: int = 100) -> Run:
+    """PAG's lexical plan from a `BM25` retriever: each query's top-`depth` documents, scored weight x BM25 / the
+    query's best BM25 score (so the plan weighs `weight` on every query, whatever its length)."""
+    if weight < 0 or depth < 1:
+        raise DsilabError(f"lexical_plan: weight={weight}, depth={depth}; use a weight >= 0 and a depth >= 1.")
+    run = bm25.search(queries, k=depth)
+    return {q: [(d, weight * s / ranked[0][1]) for d, s in ranked if s > 0] if ranked and ranked[0][1] > 0 else []
+            for q, ranked in run.items()}
 
 
 @torch.no_grad()
@@ -221,11 +283,27 @@ def _chunks(model, qids: list[str], queries: dict[str, str], batch_size: int, be
         yield chunk
 
 
-def _search(model, queries, k, beam_size, batch_size, trie, traces, trace_top):
+def choose_plan_weight(model, bm25, dev: tuple[dict[str, str], dict], weights: tuple[float, ...],
+                       depth: int = 100) -> tuple[float, dict[str, float]]:
+    """The plan weight with the best Hits@10 on the dev queries `dev` = (queries, qrels), the smaller on a tie (0, no
+    plan, is always tried), and the dev Hits@10 of every weight tried."""
+    from .metrics import evaluate
+
+    hits: dict[str, float] = {}
+    for w in (0.0, *sorted(weights)):
+        run = search(model, dev[0], 10, plan=lexical_plan(bm25, dev[0], w, depth) if w else None)
+        hits[f"{w:g}"] = round(evaluate(run, dev[1], ("Hits@10",))["Hits@10"], 4)
+    return float(max(hits, key=lambda w: (hits[w], -float(w)))), hits
+
+
+def _search(model, queries, k, beam_size, batch_size, trie, traces, trace_top, plan=None):
     if k < 1:
         raise DsilabError(f"k must be >= 1, got {k}.")
+    if plan is not None and set(queries) - set(plan):
+        raise DsilabError(f"the lexical plan lacks {len(set(queries) - set(plan))} of the queries; plan every query.")
     beam_size = beam_size or k
-    trie = trie or DocidTrie(model.docid_sequences())
+    sequences = model.docid_sequences() if trie is None or plan is not None else {}
+    trie = trie or DocidTrie(sequences)
     was_training = model.training
     model.eval()
     device = model.device
@@ -238,7 +316,8 @@ def _search(model, queries, k, beam_size, batch_size, trie, traces, trace_top):
             enc = model.tokenize_sources([queries[q] for q in chunk])
             ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
             hidden = model.encode(ids, mask)
-        for q, ranked in zip(chunk, _beam_search(model, hidden, mask, trie, k, beam_size, traces, trace_top)):
+        bonus = [PrefixBonus(dict(plan[q]), sequences) for q in chunk] if plan is not None else None
+        for q, ranked in zip(chunk, _beam_search(model, hidden, mask, trie, k, beam_size, traces, trace_top, bonus)):
             run[q] = ranked
     model.train(was_training)
     return run, traces

@@ -4,8 +4,8 @@
     result.model, result.memorisation, result.steps_to_memorise, result.search(queries)
 
 `dsilab bench dsi` trains every DSI row with it. A `Recipe` is the config of every stage at once (`PARTS`: docids,
-model, examples, training, stopping, pruning); sizes are its fields, and defaults scale with the collection (steps per
-epoch) and hold on a CPU and on a GPU alike. `fit` is the one training run: `train_dsi` calls it for a new index,
+model, examples, training, stopping, pruning, search); sizes are its fields, and defaults scale with the collection
+(steps per epoch) and hold on a CPU and on a GPU alike. `fit` is the one training run: `train_dsi` calls it for a new index,
 `dsilab.incremental.add_documents` for an update and the throughput study for a timed loop.
 
 **Training to convergence.** Every `eval_every` steps the model is asked two things: does it *memorise* (a fixed,
@@ -34,6 +34,7 @@ import numpy as np
 
 from .core import DsilabError, Qrels, Run, seed_everything
 from .data import Collection
+from .decode import SearchConfig
 from .docids import DocidConfig, DocidTree
 from .models import ModelConfig
 from .pruning import PruneConfig
@@ -62,14 +63,14 @@ class StopConfig:
 
 
 #: The parts of a recipe, each the config of one stage of the pipeline (docids, model, examples, training, stopping,
-#: pruning). Every field name belongs to exactly one part (`seed` to all), so a name means one thing everywhere.
-PARTS = (DocidConfig, ModelConfig, TaskConfig, TrainConfig, StopConfig, PruneConfig)
+#: pruning, search). Every field name belongs to exactly one part (`seed` to all), so a name means one thing everywhere.
+PARTS = (DocidConfig, ModelConfig, TaskConfig, TrainConfig, StopConfig, PruneConfig, SearchConfig)
 
 
 @dataclass(frozen=True)
-class Recipe(PruneConfig, StopConfig, TrainConfig, TaskConfig, ModelConfig, DocidConfig):
+class Recipe(SearchConfig, PruneConfig, StopConfig, TrainConfig, TaskConfig, ModelConfig, DocidConfig):
     """What to train: every part of `PARTS` at once. A Recipe *is* its DocidConfig, ModelConfig, TaskConfig,
-    TrainConfig, StopConfig and PruneConfig (dataclass inheritance), so each stage takes the recipe itself as its
+    TrainConfig, StopConfig, PruneConfig and SearchConfig (dataclass inheritance), so each stage takes the recipe itself as its
     config and nothing is copied from one to another; flags and JSON keys are the fields' names. Every field has a
     default that scales with the collection."""
 
@@ -97,6 +98,7 @@ class Recipe(PruneConfig, StopConfig, TrainConfig, TaskConfig, ModelConfig, Doci
         extra += [f"{self.max_steps} steps"] if self.max_steps else []
         extra += [f"AdamW beta2 {self.betas[1]:g}"] if tuple(self.betas) != (0.9, 0.999) else []
         extra += ["fp32"] if self.amp == "off" else [f"amp {self.amp}"] if self.amp != "auto" else []
+        extra += ["BM25 lexical plan"] if self.plan == "bm25" else []
         return f"DSI {self.docids}" + (f" ({', '.join(extra)})" if extra else "")
 
 
@@ -208,12 +210,40 @@ class DSIResult:
     examples_by_task: dict[str, int] = field(default_factory=dict)
     query_filter: dict[str, Any] | None = None  # what the round-trip filter dropped (recipe.query_filter_k)
     seconds_to_memorise: float | None = None    # training wall time (evaluations included) until memorised
+    plan_weight: float = 0.0                    # the lexical plan's weight, chosen on dev (recipe.plan; 0: no plan)
+    plan_dev: dict[str, float] = field(default_factory=dict)  # dev Hits@10 by plan weight (how it was chosen)
 
-    def search(self, queries: dict[str, str], k: int = 10) -> Run:
-        """Constrained beam search: the ranked docids of each query."""
-        from .decode import search
+    def search(self, queries: dict[str, str], k: int = 10, plan_weight: float | None = None) -> Run:
+        """Constrained beam search: the ranked docids of each query, steered by the recipe's lexical plan at
+        `plan_weight` (default: the weight chosen on dev; 0: plain beam search)."""
+        from .decode import lexical_plan, search
 
-        return search(self.model, queries, k=k)
+        weight = self.plan_weight if plan_weight is None else plan_weight
+        if not weight:
+            return search(self.model, queries, k=k)
+        return search(self.model, queries, k=k, plan=lexical_plan(self._bm25(), queries, weight, self.recipe.plan_depth))
+
+    def _bm25(self):
+        """The lexical planner over this model's collection, built once."""
+        if getattr(self, "_planner", None) is None:
+            from .baselines import BM25
+
+            self._planner = BM25(self.collection)
+        return self._planner
+
+    def choose_plan(self, dev: tuple[dict[str, str], Qrels], dev_is_memo: bool) -> None:
+        """Set `plan_weight` to the recipe's plan weight (or 0) with the best dev Hits@10, the smaller on a tie. Without
+        dev queries (zero-shot) the dev set is documents read back to themselves, where BM25 always wins: the plan then
+        keeps its middle weight, unchosen."""
+        from .decode import choose_plan_weight
+
+        if not self.recipe.plan:
+            return
+        weights = self.recipe.plan_weights
+        if dev_is_memo:
+            self.plan_weight = sorted(weights)[len(weights) // 2]
+            return
+        self.plan_weight, self.plan_dev = choose_plan_weight(self.model, self._bm25(), dev, weights, self.recipe.plan_depth)
 
     def save(self, folder: str | Path) -> Path:
         """Write the model and everything a later search needs into `folder` (`dsilab.load_model(folder)` reopens it)."""
@@ -231,6 +261,7 @@ class DSIResult:
                 "memo Hits@1": round(self.memorisation, 4), "best dev": self.train.best,
                 "stopped": self.stopped, "sparsity": round(self.sparsity, 4), "examples": self.n_examples,
                 "examples by task": self.examples_by_task, **({"query filter": self.query_filter} if self.query_filter else {}),
+                **({"plan weight": self.plan_weight, "plan dev Hits@10": self.plan_dev} if self.recipe.plan else {}),
                 "train_s": round(self.seconds), "step_ms": round(1000 * self.train.step_time_s),
                 "peak_mb": self.train.peak_rss_mb, "history": self.history}
 
@@ -303,15 +334,17 @@ def train_dsi(collection: Collection, recipe: Recipe = Recipe(), tree: DocidTree
     coll, dev_from, tree, examples, model, filtered = prepare(collection, recipe, tree, extra_examples, progress)
     LOG.info("docids, %d examples and the model ready after %.0f s", len(examples), time.perf_counter() - t0)
     probe = probe_docs(coll, recipe)
-    result, stop, pruner = fit(model, examples, recipe, dev_set(coll, dev_from, recipe, probe), probe,
-                               dev_is_memo=dev_from == "none", callbacks=callbacks, progress=progress,
-                               checkpoint_dir=checkpoint_dir)
+    dev = dev_set(coll, dev_from, recipe, probe)
+    result, stop, pruner = fit(model, examples, recipe, dev, probe, dev_is_memo=dev_from == "none",
+                               callbacks=callbacks, progress=progress, checkpoint_dir=checkpoint_dir)
     # the whole corpus, not the probe (beyond 10k documents a seeded 10k sample: +-0.6 points at 0.9)
     memo = memorisation(model, probe_docs(coll, recipe, n=10_000, seed=recipe.seed + 1))
-    return DSIResult(recipe, model, tree, coll, dev_from, result, stop.steps_to_memorise, memo,
-                     time.perf_counter() - t0, [h for h in result.history if "Hits@1" in h], result.stopped,
-                     pruner.report()["total"]["sparsity"] if pruner else 0.0, len(examples),
-                     describe_examples(examples), filtered, stop.seconds_to_memorise)
+    out = DSIResult(recipe, model, tree, coll, dev_from, result, stop.steps_to_memorise, memo,
+                    time.perf_counter() - t0, [h for h in result.history if "Hits@1" in h], result.stopped,
+                    pruner.report()["total"]["sparsity"] if pruner else 0.0, len(examples),
+                    describe_examples(examples), filtered, stop.seconds_to_memorise)
+    out.choose_plan(dev, dev_is_memo=dev_from == "none")
+    return out
 
 
 def seen_unseen(collection: Collection, split: str = "test", trained_on: str = "train") -> dict[str, list[str]]:

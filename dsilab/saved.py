@@ -107,12 +107,26 @@ class SavedModel:
     spec: dict[str, Any]
     log: dict[str, Any]
     folder: Path
+    collection: Any = None               # the indexed collection, when given to `load_model` (a lexical plan needs it)
 
     def search(self, queries: dict[str, str], k: int = 10) -> Run:
-        """Constrained beam search over the docid trie: the ranked docids of each query."""
-        from .decode import search
+        """Constrained beam search over the docid trie: the ranked docids of each query, steered by the lexical plan
+        the model was trained with (`Recipe.plan`, at the weight chosen on dev), which reads the collection."""
+        from .decode import lexical_plan, search
 
-        return search(self.model, queries, k=k)
+        weight = self.log.get("plan weight") or 0.0
+        if not weight:
+            return search(self.model, queries, k=k)
+        if self.collection is None:
+            raise DsilabError(f"{self.folder} searches with a BM25 lexical plan (weight {weight:g}), which reads the "
+                              "documents: pass the collection it indexed, `load_model(folder, collection=...)` or "
+                              "`dsilab search --collection C`.")
+        if getattr(self, "_planner", None) is None:
+            from .baselines import BM25
+
+            self._planner = BM25(self.collection)
+        return search(self.model, queries, k=k, plan=lexical_plan(self._planner, queries, weight,
+                                                                  self.recipe.get("plan_depth", 100)))
 
 
 def check_folder(folder: str | Path) -> Path:
@@ -166,4 +180,4 @@ def load_model(folder: str | Path, collection: Any = None, device: str | None = 
         model.to(torch.device(device))
     recipe = json.loads((folder / "recipe.json").read_text())
     log = json.loads((folder / "log.json").read_text())
-    return SavedModel(model, tree, recipe, spec, log, folder)
+    return SavedModel(model, tree, recipe, spec, log, folder, collection)

@@ -130,3 +130,36 @@ def test_trace_records_steps(coll):
     step0 = tr.steps[0]
     assert step0.beams == [([], 0.0)] and all(0 <= m <= 1 for m in step0.invalid_mass)
     assert any(c.kept for c in step0.candidates) and all(c.allowed for c in step0.candidates if c.kept)
+
+
+def test_a_lexical_plan_adds_its_scores_and_steers_the_beam(coll):
+    # PAG's plan: a docid scores log p + its plan score (0 outside the plan); a full beam finds the exact ranking, and a
+    # plan far above any log p puts its own documents first, in plan order
+    from dsilab.baselines import BM25
+    from dsilab.decode import PrefixBonus, lexical_plan
+
+    model, tree = _model(coll, "semantic", 0)
+    queries = dict(list(coll.split("test")[0].items())[:4])
+    n = len(coll.docs)
+    plain = search(model, queries, k=n, beam_size=n)
+    plan = lexical_plan(BM25(coll), queries, weight=0.5, depth=5)
+    guided = search(model, queries, k=n, beam_size=n, plan=plan)
+    for q in queries:
+        bonus = dict(plan[q])
+        assert plan[q][0][1] == pytest.approx(0.5) and all(0 < s <= 0.5 for _, s in plan[q])
+        expected = sorted(((d, s + bonus.get(d, 0.0)) for d, s in plain[q]), key=lambda x: -x[1])
+        assert [d for d, _ in guided[q]] == [d for d, _ in expected]
+        assert [s for _, s in guided[q]] == pytest.approx([s for _, s in expected], abs=1e-4)
+    strong = search(model, queries, k=3, plan=lexical_plan(BM25(coll), queries, weight=1e4, depth=3))
+    top3 = lexical_plan(BM25(coll), queries, weight=1.0, depth=3)
+    for q in queries:  # BM25's top 3 (ties between them left to the model), whenever BM25 finds 3 documents
+        plan_of = dict(top3[q])
+        if len(plan_of) == 3:
+            assert {d for d, _ in strong[q]} == set(plan_of)
+            assert [plan_of[d] for d, _ in strong[q]] == sorted(plan_of.values(), reverse=True)
+    # a prefix is worth the best plan score below it (the root: the best of all); an unplanned prefix 0
+    b = PrefixBonus({"a": 2.0, "b": 1.0}, {"a": [5, 6, 1], "b": [5, 7, 1], "c": [8, 1]})
+    assert b.best[(5,)] == 2.0 and b.best[(5, 7)] == 1.0 and (8,) not in b.best and b.best[()] == 2.0
+    assert b.delta([5], 10, torch.device("cpu")).tolist()[6:8] == [0.0, -1.0]
+    with pytest.raises(DsilabError, match="lacks 1 of the queries"):
+        search(model, queries, k=3, plan={q: plan[q] for q in list(queries)[1:]})

@@ -74,6 +74,29 @@ def test_generated_queries_join_training_filtered_and_counted():
     assert result.summary()["query filter"] == report
 
 
+def test_a_lexical_plan_weight_is_chosen_on_dev_and_reported():
+    # plan="bm25": after training, every weight (and 0) is tried on dev Hits@10; the best (the smaller on a tie) is kept,
+    # `search` uses it, and weight 0 searches without a plan
+    from dsilab.metrics import evaluate
+
+    coll = synthetic_collection(n_docs=20, n_topics=2, n_subtopics=1, doc_len=10, queries_per_doc=2, seed=3)
+    recipe = Recipe(docids="naive", doc_len=10, max_epochs=2, eval_every=5, backbone="t5-scratch", plan="bm25",
+                    plan_weights=(1.0, 8.0))
+    assert recipe.label == "DSI naive (t5-scratch, BM25 lexical plan)"
+    result = train_dsi(coll, recipe)
+    assert set(result.plan_dev) == {"0", "1", "8"}
+    best = max(result.plan_dev.values())
+    assert result.plan_dev[f"{result.plan_weight:g}"] == best
+    assert all(float(w) >= result.plan_weight for w, h in result.plan_dev.items() if h == best)
+    dev = result.collection.split("dev")
+    assert evaluate(result.search(dev[0], 10), dev[1], ("Hits@10",))["Hits@10"] == pytest.approx(best, abs=1e-4)
+    assert result.summary()["plan weight"] == result.plan_weight
+    with pytest.raises(DsilabError, match="plan"):
+        Recipe(plan="splade")
+    with pytest.raises(DsilabError, match="plan_weights"):
+        Recipe(plan="bm25", plan_weights=(0.0,))
+
+
 def test_a_recipe_is_each_stage_config_and_each_name_means_one_thing():
     """The pipeline's stages take the recipe itself as their config (nothing copied), so each field name must belong to
     exactly one part; `seed` is the one name every part shares."""

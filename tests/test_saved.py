@@ -72,3 +72,21 @@ def test_a_model_of_another_collection_or_an_unfinished_folder_is_refused(saved,
     with pytest.raises(DsilabError, match="no model folder"):
         load_model(tmp_path / "nowhere")
 
+
+
+def test_a_model_with_a_lexical_plan_searches_with_it_once_reopened(saved, tmp_path):
+    # the plan reads the documents: reopened with its collection the model ranks as before, plan included; without
+    # it, search refuses rather than drop the plan
+    coll, queries, _ = saved
+    result = train_dsi(coll, Recipe(backbone="t5-scratch", arch=TINY_T5, max_steps=6, eval_every=3, batch_size=8,
+                                    docids="naive", plan="bm25", plan_weights=(8.0,)))
+    result.plan_weight = 8.0  # whatever dev chose: the weight the folder must carry
+    before = result.search(queries, k=5)
+    assert before != result.search(queries, k=5, plan_weight=0)
+    result.save(tmp_path / "plan")
+    after = load_model(tmp_path / "plan", collection=coll).search(queries, k=5)
+    for q, ranked in before.items():
+        assert [d for d, _ in ranked] == [d for d, _ in after[q]]
+        assert max(abs(s - t) for (_, s), (_, t) in zip(ranked, after[q])) <= 1e-5
+    with pytest.raises(DsilabError, match="lexical plan.*collection"):
+        load_model(tmp_path / "plan").search(queries, k=5)

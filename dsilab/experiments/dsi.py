@@ -19,6 +19,10 @@ from ..data import Collection
 DSI_VARIANTS: list[dict[str, Any]] = [{"docids": "atomic"}, {"docids": "naive"}, {"docids": "semantic"},
                                       {"docids": "atomic", "docid_init": "encoder"}]
 
+#: Rows that try to close the gap on documents no training query points to, named with `--variants`: string docids
+#: searched with a BM25 lexical plan (PAG's planner; `dsilab.decode.SearchConfig`), its weight chosen on dev.
+GAP_VARIANTS: list[dict[str, Any]] = [{"docids": "semantic", "plan": "bm25"}, {"docids": "naive", "plan": "bm25"}]
+
 
 DSI_METRICS = ("Hits@1", "Hits@5", "Hits@10", "MRR@10", "nDCG@10")
 
@@ -34,6 +38,13 @@ def _scores(run: Run, qrels: dict, groups: dict[str, list[str]], seed: int) -> d
                              ("Hits@10",), seed=seed)
             row[f"{name} Hits@10"], row[f"{name} Hits@10 CI"] = part["Hits@10"], part["Hits@10 CI"]
     return row
+
+
+def _per_query(run: Run, qrels: dict) -> dict[str, float]:
+    """Each query's Hits@10: what a paired comparison of two rows on the same queries needs."""
+    from ..metrics import per_query
+
+    return per_query(run, qrels, ("Hits@10",))["Hits@10"]
 
 
 def dsi_variant(collection: Collection, changes: Any, split: str = "test", seed: int = 0,
@@ -62,13 +73,23 @@ def dsi_variant(collection: Collection, changes: Any, split: str = "test", seed:
     t0 = time.perf_counter()
     run = result.search(queries, k=10)
     ms = 1000 * (time.perf_counter() - t0) / max(len(queries), 1)
-    row = _scores(run, qrels, seen_unseen(result.collection, split), seed)
+    groups = seen_unseen(result.collection, split)
+    row = _scores(run, qrels, groups, seed)
+    if recipe.plan:  # the same model searched without its plan, on the same queries: what the plan adds, paired
+        from ..metrics import paired_difference
+
+        plain = result.search(queries, k=10, plan_weight=0)
+        row["plan"] = {"weight": result.plan_weight, "chosen on": "dev Hits@10", "dev Hits@10": result.plan_dev,
+                       "no plan Hits@10": _scores(plain, qrels, groups, seed)["Hits@10"],
+                       **{f"{name} Hits@10 minus no plan": paired_difference(
+                           {q: run[q] for q in qids}, {q: plain[q] for q in qids}, {q: qrels[q] for q in qids}, seed=seed)
+                          for name, qids in {"all": list(qrels), **groups}.items() if qids}}
     summary = result.summary()
     peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
     params = parameter_report(result.model)
     # training state: the weights, plus a gradient and AdamW's 2 fp32 moments per trainable weight
     state_mb = params["weights_mb"] + 3 * 4 * params["trainable"] / 2**20
-    row = {**row, "memo Hits@1": summary["memo Hits@1"], "steps": summary["steps"],
+    row = {**row, "memo Hits@1": summary["memo Hits@1"], "steps": summary["steps"], "per query Hits@10": _per_query(run, qrels),
             "steps_to_memorise": summary["steps_to_memorise"], "seconds_to_memorise": summary["seconds_to_memorise"],
             "stopped": summary["stopped"],
             "best dev Hits@1": summary["best dev"].get("Hits@1"), "train_s": summary["train_s"],
@@ -121,8 +142,8 @@ def bench_dsi(collection: Collection, split: str = "test", seed: int = 0,
         t0 = time.perf_counter()
         run, cost = time_retriever(build, queries)
         rows[name] = {**_scores(run, qrels, groups, seed), "train_s": round(time.perf_counter() - t0),
-                      "ms_per_query": cost["ms_per_query"]}
-        print(name, {k: v for k, v in rows[name].items() if "CI" not in k}, flush=True)
+                      "ms_per_query": cost["ms_per_query"], "per query Hits@10": _per_query(run, qrels)}
+        print(name, {k: v for k, v in rows[name].items() if "CI" not in k and k != "per query Hits@10"}, flush=True)
     variants = variants or DSI_VARIANTS
     names = list(variants) if isinstance(variants, dict) else [None] * len(variants)
     changes = list(variants.values()) if isinstance(variants, dict) else variants
@@ -141,6 +162,8 @@ def bench_dsi(collection: Collection, split: str = "test", seed: int = 0,
     dsi = {name: r for name, r in rows.items() if "memo Hits@1" in r}
     best = max(dsi, key=lambda n: (dsi[n]["best dev Hits@1"] or 0)) if dsi and dev_from != "none" else None
     history = {name: r.pop("history") for name, r in dsi.items()}
+    by_query = {name: r.pop("per query Hits@10") for name, r in rows.items() if "per query Hits@10" in r}
+    paired = _against_best_baseline(by_query, dsi, groups, seed)
     return {
         **header("dsi", collection, split, seed, len(queries)),
         "groups": {g: len(q) for g, q in groups.items()},
@@ -158,8 +181,27 @@ def bench_dsi(collection: Collection, split: str = "test", seed: int = 0,
                   "the chance row is a uniformly random ranking."],
         "results": rows,
         "history": history,
+        **({"paired": paired} if paired else {}),
         **({"failed": failed} if failed else {}),
     }
+
+
+def _against_best_baseline(by_query: dict[str, dict[str, float]], dsi: dict[str, Any], groups: dict[str, list[str]],
+                           seed: int) -> dict[str, Any]:
+    """Every DSI row minus the strongest baseline (fine-tuned dense where there are training queries, else BM25) in
+    Hits@10, paired on the same test queries: on all of them and on each group (seen/unseen)."""
+    from ..metrics import paired_difference
+
+    base = next((b for b in ("Dense (MiniLM fine-tuned on train queries)", "BM25") if b in by_query), None)
+    if base is None:
+        return {}
+    out: dict[str, Any] = {}
+    for name in dsi:
+        parts = {"all": list(by_query[base]), **groups}
+        out[f"{name} minus {base}"] = {g: paired_difference({q: by_query[name][q] for q in qids},
+                                                            {q: by_query[base][q] for q in qids}, seed=seed)
+                                       for g, qids in parts.items() if qids}
+    return out
 
 
 def benchmark(collection: Collection, split: str = "test", seed: int = 0, variants: list[str] | None = None,
@@ -169,8 +211,8 @@ def benchmark(collection: Collection, split: str = "test", seed: int = 0, varian
     the test queries once.
 
     Args:
-        variants: the DSI rows, by name (default: all): "DSI atomic", "DSI naive", "DSI semantic",
-            "DSI atomic (dense-initialised rows)"
+        variants: the DSI rows, by name (default: the first four): "DSI atomic", "DSI naive", "DSI semantic",
+            "DSI atomic (dense-initialised rows)", "DSI semantic (BM25 lexical plan)", "DSI naive (BM25 lexical plan)"
         recipe: changes to the default Recipe under every DSI row (a row's own change wins): JSON (e.g.
             '{"lr": 3e-4}') or a JSON file of dsilab.recipes.Recipe fields
         jobs: DSI variants trained side by side, each in a fresh process (e.g. 4 on one GPU); CPU threads and GPUs
@@ -178,9 +220,9 @@ def benchmark(collection: Collection, split: str = "test", seed: int = 0, varian
     """
     from ..recipes import Recipe
 
-    rows = {Recipe(**v).label: v for v in DSI_VARIANTS}
+    rows = {Recipe(**v).label: v for v in DSI_VARIANTS + GAP_VARIANTS}
     unknown = sorted(set(variants or ()) - set(rows))
     if unknown:
         raise DsilabError(f"bench dsi has no variant {unknown}; choose from {list(rows)}.")
-    chosen = {name: {**(recipe or {}), **rows[name]} for name in (variants or rows)}
+    chosen = {name: {**(recipe or {}), **rows[name]} for name in (variants or [Recipe(**v).label for v in DSI_VARIANTS])}
     return bench_dsi(collection, split, seed, chosen, jobs=jobs, time_limit_s=time_limit_s)
