@@ -304,6 +304,11 @@ def _search(model, queries, k, beam_size, batch_size, trie, traces, trace_top, p
     beam_size = beam_size or k
     sequences = model.docid_sequences() if trie is None or plan is not None else {}
     trie = trie or DocidTrie(sequences)
+    if plan is not None:  # a prefix's bonus bounds its docids' only for scores >= 0 of documents the model has
+        bad = [(d, s) for q in queries for d, s in plan[q] if s < 0 or d not in sequences][:3]
+        if bad:
+            raise DsilabError(f"lexical plan entries {bad}: a plan scores documents this model indexed, each >= 0 "
+                              "(`lexical_plan` builds one from BM25).")
     was_training = model.training
     model.eval()
     device = model.device

@@ -161,5 +161,9 @@ def test_a_lexical_plan_adds_its_scores_and_steers_the_beam(coll):
     b = PrefixBonus({"a": 2.0, "b": 1.0}, {"a": [5, 6, 1], "b": [5, 7, 1], "c": [8, 1]})
     assert b.best[(5,)] == 2.0 and b.best[(5, 7)] == 1.0 and (8,) not in b.best and b.best[()] == 2.0
     assert b.delta([5], 10, torch.device("cpu")).tolist()[6:8] == [0.0, -1.0]
+    with pytest.raises(DsilabError, match="each >= 0"):
+        search(model, queries, k=3, plan={q: [("d0", -1.0)] for q in queries})
+    with pytest.raises(DsilabError, match="documents this model indexed"):
+        search(model, queries, k=3, plan={q: [("nowhere", 1.0)] for q in queries})
     with pytest.raises(DsilabError, match="lacks 1 of the queries"):
         search(model, queries, k=3, plan={q: plan[q] for q in list(queries)[1:]})

@@ -163,7 +163,7 @@ def bench_dsi(collection: Collection, split: str = "test", seed: int = 0,
     best = max(dsi, key=lambda n: (dsi[n]["best dev Hits@1"] or 0)) if dsi and dev_from != "none" else None
     history = {name: r.pop("history") for name, r in dsi.items()}
     by_query = {name: r.pop("per query Hits@10") for name, r in rows.items() if "per query Hits@10" in r}
-    paired = _against_best_baseline(by_query, dsi, groups, seed)
+    paired = _against_baselines(by_query, dsi, groups, seed)
     return {
         **header("dsi", collection, split, seed, len(queries)),
         "groups": {g: len(q) for g, q in groups.items()},
@@ -186,21 +186,19 @@ def bench_dsi(collection: Collection, split: str = "test", seed: int = 0,
     }
 
 
-def _against_best_baseline(by_query: dict[str, dict[str, float]], dsi: dict[str, Any], groups: dict[str, list[str]],
-                           seed: int) -> dict[str, Any]:
-    """Every DSI row minus the strongest baseline (fine-tuned dense where there are training queries, else BM25) in
+def _against_baselines(by_query: dict[str, dict[str, float]], dsi: dict[str, Any], groups: dict[str, list[str]],
+                       seed: int) -> dict[str, Any]:
+    """Every DSI row minus BM25 and minus the fine-tuned dense retriever (where there are training queries) in
     Hits@10, paired on the same test queries: on all of them and on each group (seen/unseen)."""
     from ..metrics import paired_difference
 
-    base = next((b for b in ("Dense (MiniLM fine-tuned on train queries)", "BM25") if b in by_query), None)
-    if base is None:
-        return {}
     out: dict[str, Any] = {}
-    for name in dsi:
-        parts = {"all": list(by_query[base]), **groups}
-        out[f"{name} minus {base}"] = {g: paired_difference({q: by_query[name][q] for q in qids},
-                                                            {q: by_query[base][q] for q in qids}, seed=seed)
-                                       for g, qids in parts.items() if qids}
+    for base in [b for b in ("BM25", "Dense (MiniLM fine-tuned on train queries)") if b in by_query]:
+        for name in dsi:
+            parts = {"all": list(by_query[base]), **groups}
+            out[f"{name} minus {base}"] = {g: paired_difference({q: by_query[name][q] for q in qids},
+                                                                {q: by_query[base][q] for q in qids}, seed=seed)
+                                           for g, qids in parts.items() if qids}
     return out
 
 
