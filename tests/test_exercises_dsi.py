@@ -46,3 +46,14 @@ def test_05_3_seen_queries(capsys):
     assert not check("05.3", "lower", measured=word, **ctx)
     assert not check("05.3", "much higher", measured=word, **ctx)              # not one of the choices
     assert not check("05.3", "higher", measured="lower", **ctx)                # the cell measured something else
+
+
+
+def test_whose_ranking_counts_queries_whose_first_document_is_bm25s():
+    bm25 = {"q1": [("d0", 2.0), ("d1", 1.0)], "q2": [("d1", 2.0), ("d0", 1.0)]}
+    plan = {"q1": [("d0", 0.0), ("d1", -1.0)], "q2": [("d1", 0.0), ("d0", -1.0)]}   # both first documents BM25's
+    plain = {"q1": [("d1", 0.0), ("d0", -1.0)], "q2": [("d1", 0.0), ("d0", -1.0)]}  # one of two
+    ctx = dict(plan_run=plan, dsi_run=plain, bm25_run=bm25)
+    assert check("05.5", (1.0, 0.5), strict=True, **ctx)
+    assert not check("05.5", (0.5, 1.0), **ctx)
+    assert not check("05.5", 0.75, **ctx)

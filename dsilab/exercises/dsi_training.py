@@ -76,3 +76,27 @@ def _seen_queries(answer: Any, measured: str, train_run: Run, train_qrels: Any, 
            "other questions. The gap between the two is how much of the retrieval score is memorised rather than learned; "
            "pairing by document removes the differences between easy and hard documents.")
     return ok, f"{said} {'Right' if ok else 'Not this time'}. {why}"
+
+
+
+def top1_agreement(run: Run, other: Run) -> float:
+    """Share of the queries of `run` whose first document is also `other`'s first."""
+    same = [bool(run[q]) and bool(other.get(q)) and run[q][0][0] == other[q][0][0] for q in run]
+    return sum(same) / max(1, len(same))
+
+
+@checker("05.5")
+def _whose_ranking(answer: Any, plan_run: Run, dsi_run: Run, bm25_run: Run) -> tuple[bool, str]:
+    """(share of queries where the planned run's first document is BM25's first, the same share without the plan)."""
+    expected = (top1_agreement(plan_run, bm25_run), top1_agreement(dsi_run, bm25_run))
+    try:
+        got = tuple(float(x) for x in answer)
+    except (TypeError, ValueError):
+        return False, f"answer with a pair of shares (with the plan, without it); you have {answer!r}."
+    if len(got) == 2 and all(_close(g, e, 1e-3) for g, e in zip(got, expected)):
+        return True, (f"right: {expected[0]:.3f} with the plan against {expected[1]:.3f} without. The plan adds up to w "
+                      "to a document's log-probability: the larger the weight chosen on dev, the more often BM25's first "
+                      "document comes first. Whatever the plan gains over the plain model then has to be judged against "
+                      "BM25 alone, paired, before it is credited to the model.")
+    return False, (f"you have {answer!r}. For each test query, compare the run's first document with BM25's first; the "
+                   "share of queries where they are the same, once for plan_run, once for dsi_run.")
