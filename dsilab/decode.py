@@ -283,15 +283,29 @@ def _chunks(model, qids: list[str], queries: dict[str, str], batch_size: int, be
         yield chunk
 
 
-def choose_plan_weight(model, bm25, dev: tuple[dict[str, str], dict], weights: tuple[float, ...],
-                       depth: int = 100) -> tuple[float, dict[str, float]]:
+class LexicalPlanner:
+    """`lexical_plan` over one collection: `planner(queries, weight)`, its BM25 index built on first use."""
+
+    def __init__(self, collection, depth: int = 100):
+        self.collection, self.depth, self._bm25 = collection, depth, None
+
+    def __call__(self, queries: dict[str, str], weight: float) -> Run:
+        if self._bm25 is None:
+            from .baselines import BM25
+
+            self._bm25 = BM25(self.collection)
+        return lexical_plan(self._bm25, queries, weight, self.depth)
+
+
+def choose_plan_weight(model, planner: LexicalPlanner, dev: tuple[dict[str, str], dict],
+                       weights: tuple[float, ...]) -> tuple[float, dict[str, float]]:
     """The plan weight with the best Hits@10 on the dev queries `dev` = (queries, qrels), the smaller on a tie (0, no
     plan, is always tried), and the dev Hits@10 of every weight tried."""
     from .metrics import evaluate
 
     hits: dict[str, float] = {}
     for w in (0.0, *sorted(weights)):
-        run = search(model, dev[0], 10, plan=lexical_plan(bm25, dev[0], w, depth) if w else None)
+        run = search(model, dev[0], 10, plan=planner(dev[0], w) if w else None)
         hits[f"{w:g}"] = round(evaluate(run, dev[1], ("Hits@10",))["Hits@10"], 4)
     return float(max(hits, key=lambda w: (hits[w], -float(w)))), hits
 

@@ -212,30 +212,24 @@ class DSIResult:
     seconds_to_memorise: float | None = None    # training wall time (evaluations included) until memorised
     plan_weight: float = 0.0                    # the lexical plan's weight, chosen on dev (recipe.plan; 0: no plan)
     plan_dev: dict[str, float] = field(default_factory=dict)  # dev Hits@10 by plan weight (how it was chosen)
+    planner: Any = None                         # the recipe's LexicalPlanner over `collection` (recipe.plan)
 
     def search(self, queries: dict[str, str], k: int = 10, plan_weight: float | None = None) -> Run:
         """Constrained beam search: the ranked docids of each query, steered by the recipe's lexical plan at
         `plan_weight` (default: the weight chosen on dev; 0: plain beam search)."""
-        from .decode import lexical_plan, search
+        from .decode import LexicalPlanner, search
 
         weight = self.plan_weight if plan_weight is None else plan_weight
         if not weight:
             return search(self.model, queries, k=k)
-        return search(self.model, queries, k=k, plan=lexical_plan(self._bm25(), queries, weight, self.recipe.plan_depth))
-
-    def _bm25(self):
-        """The lexical planner over this model's collection, built once."""
-        if getattr(self, "_planner", None) is None:
-            from .baselines import BM25
-
-            self._planner = BM25(self.collection)
-        return self._planner
+        self.planner = self.planner or LexicalPlanner(self.collection, self.recipe.plan_depth)
+        return search(self.model, queries, k=k, plan=self.planner(queries, weight))
 
     def choose_plan(self, dev: tuple[dict[str, str], Qrels], dev_is_memo: bool) -> None:
         """Set `plan_weight` to the recipe's plan weight (or 0) with the best dev Hits@10, the smaller on a tie. Without
         dev queries (zero-shot) the dev set is documents read back to themselves, where BM25 always wins: the plan then
         keeps its middle weight, unchosen."""
-        from .decode import choose_plan_weight
+        from .decode import LexicalPlanner, choose_plan_weight
 
         if not self.recipe.plan:
             return
@@ -243,7 +237,8 @@ class DSIResult:
         if dev_is_memo:
             self.plan_weight = sorted(weights)[len(weights) // 2]
             return
-        self.plan_weight, self.plan_dev = choose_plan_weight(self.model, self._bm25(), dev, weights, self.recipe.plan_depth)
+        self.planner = LexicalPlanner(self.collection, self.recipe.plan_depth)
+        self.plan_weight, self.plan_dev = choose_plan_weight(self.model, self.planner, dev, weights)
 
     def save(self, folder: str | Path) -> Path:
         """Write the model and everything a later search needs into `folder` (`dsilab.load_model(folder)` reopens it)."""

@@ -107,26 +107,21 @@ class SavedModel:
     spec: dict[str, Any]
     log: dict[str, Any]
     folder: Path
-    collection: Any = None               # the indexed collection, when given to `load_model` (a lexical plan needs it)
+    planner: Any = None                  # a LexicalPlanner over the indexed collection, when given to `load_model`
 
     def search(self, queries: dict[str, str], k: int = 10) -> Run:
         """Constrained beam search over the docid trie: the ranked docids of each query, steered by the lexical plan
         the model was trained with (`Recipe.plan`, at the weight chosen on dev), which reads the collection."""
-        from .decode import lexical_plan, search
+        from .decode import search
 
         weight = self.log.get("plan weight") or 0.0
         if not weight:
             return search(self.model, queries, k=k)
-        if self.collection is None:
+        if self.planner is None:
             raise DsilabError(f"{self.folder} searches with a BM25 lexical plan (weight {weight:g}), which reads the "
                               "documents: pass the collection it indexed, `load_model(folder, collection=...)` or "
                               "`dsilab search --collection C`.")
-        if getattr(self, "_planner", None) is None:
-            from .baselines import BM25
-
-            self._planner = BM25(self.collection)
-        return search(self.model, queries, k=k, plan=lexical_plan(self._planner, queries, weight,
-                                                                  self.recipe.get("plan_depth", 100)))
+        return search(self.model, queries, k=k, plan=self.planner(queries, weight))
 
 
 def check_folder(folder: str | Path) -> Path:
@@ -180,4 +175,7 @@ def load_model(folder: str | Path, collection: Any = None, device: str | None = 
         model.to(torch.device(device))
     recipe = json.loads((folder / "recipe.json").read_text())
     log = json.loads((folder / "log.json").read_text())
-    return SavedModel(model, tree, recipe, spec, log, folder, collection)
+    from .decode import LexicalPlanner
+
+    planner = LexicalPlanner(collection, recipe.get("plan_depth", 100)) if collection is not None else None
+    return SavedModel(model, tree, recipe, spec, log, folder, planner)
