@@ -250,6 +250,20 @@ def lexical_plan(bm25, queries: dict[str, str], weight: float, depth: int = 100)
             for q, ranked in run.items()}
 
 
+class LexicalPlanner:
+    """`lexical_plan` over one collection: `planner(queries, weight)`, its BM25 index built on first use."""
+
+    def __init__(self, collection, depth: int = 100):
+        self.collection, self.depth, self._bm25 = collection, depth, None
+
+    def __call__(self, queries: dict[str, str], weight: float) -> Run:
+        if self._bm25 is None:
+            from .baselines import BM25
+
+            self._bm25 = BM25(self.collection)
+        return lexical_plan(self._bm25, queries, weight, self.depth)
+
+
 @torch.no_grad()
 def trace(model, query: str, k: int = 10, beam_size: int | None = None, top: int = 5) -> BeamTrace:
     """Beam search for one query with a full per-step record (beams, candidates, pruning)."""
@@ -281,20 +295,6 @@ def _chunks(model, qids: list[str], queries: dict[str, str], batch_size: int, be
         width = w
     if chunk:
         yield chunk
-
-
-class LexicalPlanner:
-    """`lexical_plan` over one collection: `planner(queries, weight)`, its BM25 index built on first use."""
-
-    def __init__(self, collection, depth: int = 100):
-        self.collection, self.depth, self._bm25 = collection, depth, None
-
-    def __call__(self, queries: dict[str, str], weight: float) -> Run:
-        if self._bm25 is None:
-            from .baselines import BM25
-
-            self._bm25 = BM25(self.collection)
-        return lexical_plan(self._bm25, queries, weight, self.depth)
 
 
 def choose_plan_weight(model, planner: LexicalPlanner, dev: tuple[dict[str, str], dict],

@@ -5,8 +5,8 @@
 
 `dsilab bench dsi` trains every DSI row with it. A `Recipe` is the config of every stage at once (`PARTS`: docids,
 model, examples, training, stopping, pruning, search); sizes are its fields, and defaults scale with the collection
-(steps per epoch) and hold on a CPU and on a GPU alike. `fit` is the one training run: `train_dsi` calls it for a new index,
-`dsilab.incremental.add_documents` for an update and the throughput study for a timed loop.
+(steps per epoch) and hold on a CPU and on a GPU alike. `fit` is the one training run: `train_dsi` calls it for a new
+index, `dsilab.incremental.add_documents` for an update and the throughput study for a timed loop.
 
 **Training to convergence.** Every `eval_every` steps the model is asked two things: does it *memorise* (a fixed,
 seeded sample of documents, read back to their own docid: indexing Hits@1) and does it *retrieve* (Hits@1 on a
@@ -70,8 +70,8 @@ PARTS = (DocidConfig, ModelConfig, TaskConfig, TrainConfig, StopConfig, PruneCon
 @dataclass(frozen=True)
 class Recipe(SearchConfig, PruneConfig, StopConfig, TrainConfig, TaskConfig, ModelConfig, DocidConfig):
     """What to train: every part of `PARTS` at once. A Recipe *is* its DocidConfig, ModelConfig, TaskConfig,
-    TrainConfig, StopConfig, PruneConfig and SearchConfig (dataclass inheritance), so each stage takes the recipe itself as its
-    config and nothing is copied from one to another; flags and JSON keys are the fields' names. Every field has a
+    TrainConfig, StopConfig, PruneConfig and SearchConfig (dataclass inheritance), so each stage takes the recipe
+    itself as its config and nothing is copied from one to another; flags and JSON keys are the fields' names. Every field has a
     default that scales with the collection."""
 
     def __post_init__(self) -> None:
@@ -217,19 +217,25 @@ class DSIResult:
     def search(self, queries: dict[str, str], k: int = 10, plan_weight: float | None = None) -> Run:
         """Constrained beam search: the ranked docids of each query, steered by the recipe's lexical plan at
         `plan_weight` (default: the weight chosen on dev; 0: plain beam search)."""
-        from .decode import LexicalPlanner, search
+        from .decode import search
 
         weight = self.plan_weight if plan_weight is None else plan_weight
         if not weight:
             return search(self.model, queries, k=k)
+        return search(self.model, queries, k=k, plan=self._planner()(queries, weight))
+
+    def _planner(self):
+        """The lexical planner over this model's collection, made on first use."""
+        from .decode import LexicalPlanner
+
         self.planner = self.planner or LexicalPlanner(self.collection, self.recipe.plan_depth)
-        return search(self.model, queries, k=k, plan=self.planner(queries, weight))
+        return self.planner
 
     def choose_plan(self, dev: tuple[dict[str, str], Qrels], dev_is_memo: bool) -> None:
         """Set `plan_weight` to the recipe's plan weight (or 0) with the best dev Hits@10, the smaller on a tie. Without
         dev queries (zero-shot) the dev set is documents read back to themselves, where BM25 always wins: the plan then
         keeps its middle weight, unchosen."""
-        from .decode import LexicalPlanner, choose_plan_weight
+        from .decode import choose_plan_weight
 
         if not self.recipe.plan:
             return
@@ -237,8 +243,7 @@ class DSIResult:
         if dev_is_memo:
             self.plan_weight = sorted(weights)[len(weights) // 2]
             return
-        self.planner = LexicalPlanner(self.collection, self.recipe.plan_depth)
-        self.plan_weight, self.plan_dev = choose_plan_weight(self.model, self.planner, dev, weights)
+        self.plan_weight, self.plan_dev = choose_plan_weight(self.model, self._planner(), dev, weights)
 
     def save(self, folder: str | Path) -> Path:
         """Write the model and everything a later search needs into `folder` (`dsilab.load_model(folder)` reopens it)."""

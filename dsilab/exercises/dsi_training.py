@@ -78,7 +78,6 @@ def _seen_queries(answer: Any, measured: str, train_run: Run, train_qrels: Any, 
     return ok, f"{said} {'Right' if ok else 'Not this time'}. {why}"
 
 
-
 def top1_agreement(run: Run, other: Run) -> float:
     """Share of the queries of `run` whose first document is also `other`'s first."""
     same = [bool(run[q]) and bool(other.get(q)) and run[q][0][0] == other[q][0][0] for q in run]

@@ -47,6 +47,16 @@ def _per_query(run: Run, qrels: dict) -> dict[str, float]:
     return per_query(run, qrels, ("Hits@10",))["Hits@10"]
 
 
+def _paired_by_group(a: dict[str, float], b: dict[str, float], groups: dict[str, list[str]],
+                     seed: int) -> dict[str, Any]:
+    """A minus B from per-query scores on the same queries, paired (`paired_difference`): on all, then on each group."""
+    from ..metrics import paired_difference
+
+    parts = {"all": list(a), **groups}
+    return {g: paired_difference({q: a[q] for q in qids}, {q: b[q] for q in qids}, seed=seed)
+            for g, qids in parts.items() if qids}
+
+
 def dsi_variant(collection: Collection, changes: Any, split: str = "test", seed: int = 0,
                 threads: int | None = None, name: str | None = None, return_result: bool = False,
                 gpu: str | None = None) -> Any:
@@ -76,20 +86,18 @@ def dsi_variant(collection: Collection, changes: Any, split: str = "test", seed:
     groups = seen_unseen(result.collection, split)
     row = _scores(run, qrels, groups, seed)
     if recipe.plan:  # the same model searched without its plan, on the same queries: what the plan adds, paired
-        from ..metrics import paired_difference
-
         plain = result.search(queries, k=10, plan_weight=0)
         row["plan"] = {"weight": result.plan_weight, "chosen on": "dev Hits@10", "dev Hits@10": result.plan_dev,
                        "no plan Hits@10": _scores(plain, qrels, groups, seed)["Hits@10"],
-                       **{f"{name} Hits@10 minus no plan": paired_difference(
-                           {q: run[q] for q in qids}, {q: plain[q] for q in qids}, {q: qrels[q] for q in qids}, seed=seed)
-                          for name, qids in {"all": list(qrels), **groups}.items() if qids}}
+                       **{f"{g} Hits@10 minus no plan": d for g, d in _paired_by_group(
+                           _per_query(run, qrels), _per_query(plain, qrels), groups, seed).items()}}
     summary = result.summary()
     peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
     params = parameter_report(result.model)
     # training state: the weights, plus a gradient and AdamW's 2 fp32 moments per trainable weight
     state_mb = params["weights_mb"] + 3 * 4 * params["trainable"] / 2**20
-    row = {**row, "memo Hits@1": summary["memo Hits@1"], "steps": summary["steps"], "per query Hits@10": _per_query(run, qrels),
+    row = {**row, "memo Hits@1": summary["memo Hits@1"], "steps": summary["steps"],
+            "per query Hits@10": _per_query(run, qrels),
             "steps_to_memorise": summary["steps_to_memorise"], "seconds_to_memorise": summary["seconds_to_memorise"],
             "stopped": summary["stopped"],
             "best dev Hits@1": summary["best dev"].get("Hits@1"), "train_s": summary["train_s"],
@@ -190,16 +198,8 @@ def _against_baselines(by_query: dict[str, dict[str, float]], dsi: dict[str, Any
                        seed: int) -> dict[str, Any]:
     """Every DSI row minus BM25 and minus the fine-tuned dense retriever (where there are training queries) in
     Hits@10, paired on the same test queries: on all of them and on each group (seen/unseen)."""
-    from ..metrics import paired_difference
-
-    out: dict[str, Any] = {}
-    for base in [b for b in ("BM25", "Dense (MiniLM fine-tuned on train queries)") if b in by_query]:
-        for name in dsi:
-            parts = {"all": list(by_query[base]), **groups}
-            out[f"{name} minus {base}"] = {g: paired_difference({q: by_query[name][q] for q in qids},
-                                                                {q: by_query[base][q] for q in qids}, seed=seed)
-                                           for g, qids in parts.items() if qids}
-    return out
+    return {f"{name} minus {base}": _paired_by_group(by_query[name], by_query[base], groups, seed)
+            for base in ("BM25", "Dense (MiniLM fine-tuned on train queries)") if base in by_query for name in dsi}
 
 
 def benchmark(collection: Collection, split: str = "test", seed: int = 0, variants: list[str] | None = None,
