@@ -183,7 +183,7 @@ class UpdateConfig:
     replay: old examples replayed per new example; replay_queries: draw them from the old documents' indexing *and*
     training-query examples (everything the initial model learned), not from indexing alone; stopping as `train_dsi`: once the new documents are
     memorised (the recipe's memo_threshold) and dev Hits@1 has not gained for `patience` evaluations, or at
-    `max_epochs` epochs of the update's examples; the best dev checkpoint among the memorised ones is kept.
+    `max_epochs` epochs of the update's examples (or `max_steps` steps); the best dev checkpoint among the memorised ones is kept.
     """
 
     replay: float = 1.0
@@ -191,6 +191,7 @@ class UpdateConfig:
     lr: float | None = None               # None: the initial recipe's
     warmup_steps: int = 10
     max_epochs: int = 60
+    max_steps: int | None = None          # a cap in optimizer steps as well (None: max_epochs alone)
     eval_every: int | None = None         # steps between dev evaluations (None: about 5 epochs, at least 20 steps)
     patience: int = 2
     curve_every: int = 10                 # steps between points of the forgetting curve (0: none)
@@ -200,7 +201,7 @@ class UpdateConfig:
         """The initial recipe with this update's training settings (the one DSI run, `recipes.fit`, trains by it)."""
         steps_per_epoch = max(1, math.ceil(n_examples / initial.batch_size))
         return replace(initial, lr=self.lr or initial.lr, warmup_steps=self.warmup_steps, max_epochs=self.max_epochs,
-                       max_steps=None, eval_every=self.eval_every or max(20, 5 * steps_per_epoch), patience=self.patience,
+                       max_steps=self.max_steps, eval_every=self.eval_every or max(20, 5 * steps_per_epoch), patience=self.patience,
                        prune=0.0)
 
     def __post_init__(self) -> None:

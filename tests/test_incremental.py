@@ -92,6 +92,13 @@ def test_bad_new_documents_are_refused(coll):
         UpdateConfig(replay=-1)
 
 
+def test_an_update_can_be_capped_in_steps():
+    initial = Recipe(max_epochs=50, max_steps=3000)
+    capped = UpdateConfig(max_epochs=60, max_steps=400).recipe(initial, n_examples=1000)
+    assert (capped.max_epochs, capped.max_steps) == (60, 400)
+    assert UpdateConfig().recipe(initial, n_examples=1000).max_steps is None  # the initial model's cap is not inherited
+
+
 def test_replay_sample_is_seeded():
     pool = [Example(f"text {i}", f"<a{i}>", "index", f"d{i}") for i in range(50)]
     a, b, c = replay_sample(pool, 20, seed=0), replay_sample(pool, 20, seed=0), replay_sample(pool, 20, seed=1)
