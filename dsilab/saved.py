@@ -138,7 +138,8 @@ def check_folder(folder: str | Path) -> Path:
 
 def load_model(folder: str | Path, collection: Any = None, device: str | None = None) -> SavedModel:
     """Reopen a saved DSI model. With `collection`, first check that it is the corpus the model indexed (its
-    fingerprint), since docids only mean something for the documents they were built on."""
+    fingerprint), since docids only mean something for the documents they were built on. It runs on `device`, by default
+    the GPU when there is one."""
     import torch
     from safetensors.torch import load_model as load_weights
     from transformers import AutoTokenizer
@@ -171,8 +172,7 @@ def load_model(folder: str | Path, collection: Any = None, device: str | None = 
                         docid_init="random", tokenizer=tokenizer, **spec["arch"])
     load_weights(model, str(folder / "model.safetensors"), strict=True)
     model.eval()
-    if device:
-        model.to(torch.device(device))
+    model.to(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))  # the GPU when there is one
     recipe = json.loads((folder / "recipe.json").read_text())
     log = json.loads((folder / "log.json").read_text())
     from .decode import LexicalPlanner

@@ -219,6 +219,20 @@ def test_readme_notebook_map_has_a_row_with_badges(path):
     assert row["CPU time (FAST)"] and row["GPU time (full, SciFact)"], f"{path.name}: time cells must not be empty"
 
 
+def test_readme_gpu_column_is_the_committed_full_size_report():
+    """Every notebook's GPU cell is read from one report, in which every notebook finished within Colab's limits."""
+    report = json.loads((ROOT / "dsilab" / "results" / "course-h100-scifact.json").read_text())
+    rows = {r["notebook"]: r for r in report["notebooks"]}
+    assert sorted(rows) == [p.name for p in NOTEBOOKS], "the report must hold every notebook, once"
+    for path in NOTEBOOKS:
+        r = rows[path.name]
+        assert r["status"] == "ok" and r["seconds"] <= 600, (path.name, r["status"], r["seconds"])
+        assert r["peak_rss_mb"] <= 12 * 1024 and r["peak_gpu_mb"] <= 14 * 1024, path.name  # a free Colab session
+        line = next(x for x in README.splitlines() if x.startswith(f"| [`{path.stem}`]"))
+        shown = f" {r['seconds']:.0f} s, {r['peak_rss_mb'] / 1024:.1f} GB, GPU {r['peak_gpu_mb'] / 1024:.1f} GB "
+        assert line.strip("|").split("|")[-1].startswith(shown), (path.name, shown)
+
+
 # ---------------------------------------------------------------- requirements, constraints, Binder
 
 
