@@ -10,6 +10,10 @@ digit (`DocidTree.tokens`). Three kinds, as in the DSI paper (Tay et al., 2022):
   Documents that share a prefix are close in embedding space, so the decoder's first steps choose
   a topic, the later steps a document.
 
+A recipe (`DocidConfig`) may also ask for ``residual`` docids (residual quantisation, `dsilab.dgi.codes`), and may
+build semantic or residual docids from *relevance*: the embeddings of MiniLM fine-tuned on the training queries
+(RIPOR's relevance-based docids), so that documents answering the same kind of question share a prefix.
+
 `DocidTree` is the bijection doc <-> code plus the tree view the course and the widgets need:
 
 >>> tree = make_docids(collection, "semantic", k=10, c=100)
@@ -18,6 +22,7 @@ digit (`DocidTree.tokens`). Three kinds, as in the DSI paper (Tay et al., 2022):
 """
 from __future__ import annotations
 
+import math
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -179,18 +184,55 @@ def _recursive_kmeans(emb: np.ndarray, idx: np.ndarray, prefix: tuple[int, ...],
 class DocidConfig:
     """Which docids a collection gets (the docid part of `dsilab.recipes.Recipe`)."""
 
-    docids: str = "semantic"             # atomic | naive | semantic
-    k: int = 10                          # semantic docids: clusters per level
+    docids: str = "semantic"             # atomic | naive | semantic | residual (residual quantisation, `dgi.codes`)
+    k: int = 10                          # semantic docids: clusters per level; residual: codes per level
     c: int = 100                         # semantic docids: most documents in a leaf cluster
+    docid_space: str = "minilm"          # what semantic and residual docids quantise: the MiniLM document embeddings,
+    #                                      or "relevance": those of MiniLM fine-tuned on the training queries (RIPOR's
+    #                                      relevance-based docids: documents that answer the same questions share a prefix)
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.docids not in KINDS:
-            raise DsilabError(f"docids={self.docids!r}; choose one of {list(KINDS)}.")
+        if self.docids not in TREE_KINDS:
+            raise DsilabError(f"docids={self.docids!r}; choose one of {list(TREE_KINDS)}.")
+        if self.docid_space not in DOCID_SPACES:
+            raise DsilabError(f"docid_space={self.docid_space!r}; choose one of {list(DOCID_SPACES)}.")
+        if self.docid_space != "minilm" and self.docids not in ("semantic", "residual"):
+            raise DsilabError(f"docid_space={self.docid_space!r} shapes semantic or residual docids, not {self.docids!r}: "
+                              "set docids='semantic' or 'residual', or leave docid_space='minilm'.")
 
     def make_docids(self, collection: Collection) -> "DocidTree":
-        """The docids of `collection` by this config (`make_docids`)."""
-        return make_docids(collection, self.docids, k=self.k, c=self.c, seed=self.seed)
+        """The docids of `collection` by this config (`make_docids`; residual: `dgi.codes.residual_codes` with
+        k codes per level and as many levels as k**levels needs to exceed the documents)."""
+        emb = document_embeddings(collection, self.docid_space, self.seed) if self.docids in ("semantic", "residual") else None
+        if self.docids != "residual":
+            return make_docids(collection, self.docids, k=self.k, c=self.c, seed=self.seed, embeddings=emb)
+        from .dgi.codes import residual_codes
+
+        levels = max(1, math.ceil(math.log(len(collection.docs)) / math.log(self.k)))
+        tree = residual_codes(collection.doc_ids, emb, levels, self.k, self.seed).tree()
+        return DocidTree("residual", tree.codes, {k: v for k, v in tree.params.items() if k != "quantiser"})
+
+
+#: What semantic and residual docids may quantise (`DocidConfig.docid_space`).
+DOCID_SPACES = ("minilm", "relevance")
+
+
+def document_embeddings(collection: Collection, space: str = "minilm", seed: int = 0) -> np.ndarray:
+    """The document embeddings docids are built from: MiniLM's (cached), or, for "relevance", those of MiniLM
+    fine-tuned on the collection's training queries (`baselines.FineTunedDense`, in-batch negatives)."""
+    if space == "minilm":
+        from .embed import load_encoder
+
+        return load_encoder().encode_cached(collection.contents)
+    if space != "relevance":
+        raise DsilabError(f"unknown docid space {space!r}; choose one of {list(DOCID_SPACES)}.")
+    if "train" not in collection.qrels:
+        raise DsilabError(f"relevance-based docids are learned from training queries, and collection {collection.name!r} "
+                          f"has none (splits: {collection.splits}): use docid_space='minilm'.")
+    from .baselines import FineTunedDense
+
+    return FineTunedDense(collection, "train", seed=seed).doc_emb
 
 
 def make_docids(collection: Collection, kind: str = "semantic", k: int = 10, c: int = 100, seed: int = 0,

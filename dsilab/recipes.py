@@ -84,6 +84,7 @@ class Recipe(SearchConfig, PruneConfig, StopConfig, TrainConfig, TaskConfig, Mod
         """A short name for tables: docid kind, plus what differs from the pure DSI row."""
         extra = [f"+{self.pseudo_per_doc} {self.query_generator} queries/doc"
                  + (f", BM25 top-{self.query_filter_k} filter" if self.query_filter_k else "")] if self.pseudo_per_doc else []
+        extra += ["relevance-based docids"] if self.docid_space == "relevance" else []
         extra += ["dense-initialised rows"] if self.docid_init == "encoder" else []
         extra += ["encoder fine-tuned"] if not self.freeze_encoder else []
         if self.adapter in ("lora", "qlora"):

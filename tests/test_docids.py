@@ -110,3 +110,43 @@ def test_a_tree_from_given_codes_residual_kind():
         DocidTree("learned", {"a": (0,)})
     with pytest.raises(DsilabError, match="unknown docid kind"):
         make_docids(synthetic_collection(n_docs=5), "residual")
+
+
+def test_a_recipe_builds_residual_docids_with_enough_levels(coll, monkeypatch):
+    """docids="residual": residual quantisation with k codes per level, as many levels as k**levels >= documents."""
+    import dsilab.docids as docids
+    from dsilab.recipes import Recipe
+
+    monkeypatch.setattr(docids, "document_embeddings", lambda collection, space, seed: _emb(len(collection.docs)))
+    tree = Recipe(docids="residual", k=4).make_docids(coll)  # 36 documents: 3 levels of 4 codes (64 paths)
+    assert tree.kind == "residual" and len(set(tree.codes.values())) == len(coll.docs)
+    assert min(len(c) for c in tree.codes.values()) >= 3 and tree.tokens(coll.doc_ids[0])[0].startswith("<r")
+    assert "quantiser" not in tree.params  # a recipe's tree is plain data (a saved model writes it as JSON)
+    assert Recipe(docids="residual", k=4).make_docids(coll).codes == tree.codes  # deterministic per seed
+
+
+def test_relevance_based_docids_come_from_the_fine_tuned_encoder(coll):
+    """docid_space="relevance": semantic docids over MiniLM fine-tuned on the training queries, not over MiniLM."""
+    from dsilab.docids import document_embeddings
+    from dsilab.recipes import Recipe
+
+    tuned, plain = document_embeddings(coll, "relevance"), document_embeddings(coll, "minilm")
+    assert tuned.shape == plain.shape and not np.allclose(tuned, plain, atol=1e-3)
+    recipe = Recipe(docids="semantic", docid_space="relevance", k=3, c=4)
+    tree = recipe.make_docids(coll)
+    assert len(set(tree.codes.values())) == len(coll.docs) and "relevance-based docids" in recipe.label
+    assert tree.codes == make_docids(coll, "semantic", k=3, c=4, embeddings=tuned).codes
+
+
+def test_relevance_based_docids_refuse_what_they_cannot_build(coll):
+    from dsilab.data import Collection
+    from dsilab.docids import document_embeddings
+    from dsilab.recipes import Recipe
+
+    with pytest.raises(DsilabError, match="docid_space='nearest'"):
+        Recipe(docid_space="nearest")
+    with pytest.raises(DsilabError, match="semantic or residual"):
+        Recipe(docids="atomic", docid_space="relevance")
+    no_train = Collection(coll.name, coll.docs, {q: coll.queries[q] for q in coll.qrels["test"]}, {"test": coll.qrels["test"]})
+    with pytest.raises(DsilabError, match="training queries"):
+        document_embeddings(no_train, "relevance")

@@ -10,7 +10,7 @@ from dsilab.recipes import Recipe, train_dsi
 
 from conftest import TINY_T5
 
-pytestmark = pytest.mark.slow  # trains five small models (QLoRA on a CPU is slow)
+pytestmark = pytest.mark.slow  # trains six small models (QLoRA on a CPU is slow)
 
 VARIANTS = {
     "atomic": dict(docids="atomic"),
@@ -18,6 +18,7 @@ VARIANTS = {
     "semantic": dict(docids="semantic", k=3, c=4),
     "lora": dict(docids="semantic", k=3, c=4, adapter="lora", adapter_kwargs={"r": 4}),
     "qlora": dict(docids="atomic", adapter="qlora", adapter_kwargs={"r": 4, "double_quant": True}),
+    "residual, relevance-based": dict(docids="residual", docid_space="relevance", k=3),
 }
 
 

@@ -20,8 +20,14 @@ DSI_VARIANTS: list[dict[str, Any]] = [{"docids": "atomic"}, {"docids": "naive"},
                                       {"docids": "atomic", "docid_init": "encoder"}]
 
 #: Rows that try to close the gap on documents no training query points to, named with `--variants`: string docids
-#: searched with a BM25 lexical plan (PAG's planner; `dsilab.decode.SearchConfig`), its weight chosen on dev.
-GAP_VARIANTS: list[dict[str, Any]] = [{"docids": "semantic", "plan": "bm25"}, {"docids": "naive", "plan": "bm25"}]
+#: searched with a BM25 lexical plan (PAG's planner; `dsilab.decode.SearchConfig`), its weight chosen on dev; and
+#: relevance-based docids (RIPOR's idea; `dsilab.docids.DocidConfig.docid_space`), semantic or residual, built from
+#: MiniLM fine-tuned on the training queries, with and without the plan.
+GAP_VARIANTS: list[dict[str, Any]] = [
+    {"docids": "semantic", "plan": "bm25"}, {"docids": "naive", "plan": "bm25"},
+    {"docids": "semantic", "docid_space": "relevance"}, {"docids": "residual", "docid_space": "relevance"},
+    {"docids": "residual", "docid_space": "relevance", "plan": "bm25"},
+]
 
 
 DSI_METRICS = ("Hits@1", "Hits@5", "Hits@10", "MRR@10", "nDCG@10")
@@ -210,7 +216,9 @@ def benchmark(collection: Collection, split: str = "test", seed: int = 0, varian
 
     Args:
         variants: the DSI rows, by name (default: the first four): "DSI atomic", "DSI naive", "DSI semantic",
-            "DSI atomic (dense-initialised rows)", "DSI semantic (BM25 lexical plan)", "DSI naive (BM25 lexical plan)"
+            "DSI atomic (dense-initialised rows)", and the rows of GAP_VARIANTS: "DSI semantic (BM25 lexical plan)",
+            "DSI naive (BM25 lexical plan)", "DSI semantic (relevance-based docids)", "DSI residual (relevance-based
+            docids)", "DSI residual (relevance-based docids, BM25 lexical plan)"
         recipe: changes to the default Recipe under every DSI row (a row's own change wins): JSON (e.g.
             '{"lr": 3e-4}') or a JSON file of dsilab.recipes.Recipe fields
         jobs: DSI variants trained side by side, each in a fresh process (e.g. 4 on one GPU); CPU threads and GPUs
