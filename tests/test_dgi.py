@@ -28,7 +28,7 @@ def test_zipf_counts_and_the_annealed_temperature():
 
 
 # -- DGI on the DSI backbone: residual codes, the model hooks, the natural long tail -----------------------------------
-from dsilab.dgi.codes import residual_codes  # noqa: E402
+from dsilab.docids.residual import residual_codes  # noqa: E402
 from dsilab.dgi.natural import (bias_band, bucket_table, buckets, popularity, popularity_bias,  # noqa: E402
                                 zipf_collection)
 
@@ -85,7 +85,7 @@ def test_collision_floor_on_the_lab_collection_and_at_scifact_size():
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     from dsilab.data import load_collection
-    from dsilab.dgi.codes import collection_codes
+    from dsilab.docids.residual import collection_codes
 
     lab = load_collection("lab")
     rq = collection_codes(lab, levels=3, codes=16, seed=0)
@@ -144,7 +144,7 @@ def test_popularity_blind_baselines_score_neutral_on_the_lab_long_tail():
 def tiny_dgi():
     """A 40-document collection, its residual tree and an untrained minilm-seq2seq DSIModel with DGI installed."""
     from dsilab.data import synthetic_collection
-    from dsilab.dgi.codes import collection_codes
+    from dsilab.docids.residual import collection_codes
     from dsilab.models import build_model
     from dsilab.tasks import TaskConfig, build_examples
 

@@ -7,14 +7,14 @@ norms and crowd out relevant tail documents (*geometric conflict*). DGI trains t
 (Gumbel-softmax soft teacher forcing, one set of code vectors as codebook, decoder inputs and classifier rows) and
 scores codes by scaled cosine. Here it is a variant of the one DSI recipe: same `DSIModel`, loop and beam search.
 
-* `codes`: `residual_codes` / `collection_codes` -> `ResidualCodes` (L x K residual k-means, collision-aware,
-  `.report()`, `.tree()` -> a DocidTree);
+* its docids, from `dsilab.docids.residual` (re-exported here): `residual_codes` / `collection_codes` ->
+  `ResidualCodes` (L x K residual k-means, collision-aware, `.report()`, `.tree()` -> a DocidTree);
 * `seq2seq`: `train_dgi(collection, Recipe(), DGIOptions())` -> `DGIResult` (`.search(queries, k) -> Run`); importing
   `build_model(adapter="dgi")` finds it;
 * `natural`: `zipf_collection`, `popularity`, `buckets` (B0 head .. B4 tail), `popularity_bias`, `bias_band`, `bucket_table`;
 * `geometry`: `norm_inflation_toy` (geometric conflict in miniature), `cosine_logits`, `inner_logits`.
 """
-from .codes import ResidualCodes, collection_codes, residual_codes
+from ..docids.residual import ResidualCodes, collection_codes, residual_codes
 from .geometry import cosine_logits, inner_logits, norm_inflation_toy
 from .natural import bias_band, bucket_table, buckets, popularity, popularity_bias, zipf_collection, zipf_counts
 from .seq2seq import DGIOptions, DGIResult, anneal, install_dgi, train_dgi

@@ -5,7 +5,7 @@
 
 What makes it DGI (Differentiable Geometric Indexing, arXiv 2603.10409), each a switch of `DGIOptions`:
 
-* **Learned residual docids** (`dsilab.dgi.codes`): L levels x K codes, k-means initialised, collision-aware.
+* **Learned residual docids** (`dsilab.docids.residual`): L levels x K codes, k-means initialised, collision-aware.
   Each (level, code) is its own docid token, and that token's row in the decoder's embedding matrix is
   initialised to the codebook vector (times the scale of the word rows).
 * **Symmetric weight sharing** (`share_weights`): the codebook rows ARE the decoder's docid-token input
@@ -45,7 +45,7 @@ from ..core import DsilabError
 from ..data import Collection
 from ..models import DSIModel
 from ..recipes import DSIResult, Recipe, train_dsi
-from .codes import ResidualCodes, collection_codes
+from ..docids.residual import ResidualCodes, collection_codes
 
 
 def anneal(step: int, total: int, start: float, end: float) -> float:
@@ -152,7 +152,7 @@ def install_dgi(model: DSIModel, for_search: bool = False, **options: Any) -> DS
         _dgi_heads(model, opts)
         return model
     if model.docids.kind != "residual" or not isinstance(rq, ResidualCodes):
-        raise DsilabError("the 'dgi' adapter needs residual docids: build the tree with dsilab.dgi.codes "
+        raise DsilabError("the 'dgi' adapter needs residual docids: build the tree with dsilab.docids.residual "
                           "(ResidualCodes.tree()) and pass it to train_dsi/train_dgi.")
     net = model.net
     inputs = net.get_decoder().get_input_embeddings().weight

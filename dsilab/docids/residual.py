@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..core import DsilabError
-from ..docids import DocidTree
+from .tree import DocidTree
 
 
 @dataclass
