@@ -406,6 +406,31 @@ def roundtrip_filter(collection: Collection, queries: dict[str, list[str]], k: i
                   "docs left without a query": sum(1 for d in queries if queries[d] and not kept[d])}
 
 
+def teacher_labels(collection: Collection, queries: dict[str, list[str]], k: int = 1, seed: int = 0
+                   ) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """Distillation from a dense teacher (in the spirit of RIPOR): each generated query trains towards the top k
+    documents of MiniLM fine-tuned on the training queries (`baselines.FineTunedDense`), not towards the document it
+    was generated from; returns doc_id -> the queries that point to it now, and how often the teacher agreed."""
+    if k < 1:
+        raise DsilabError(f"teacher_labels needs k >= 1, got {k}.")
+    from .baselines import FineTunedDense
+
+    pairs = [(d, q) for d, qs in queries.items() for q in qs]
+    labelled: dict[str, list[str]] = {d: [] for d in collection.doc_ids}
+    if not pairs:
+        return labelled, {"k": k, "queries": 0, "source is the teacher's top 1": None, "docs with a query": 0}
+    teacher = FineTunedDense(collection, "train", seed=seed)
+    run = teacher.search({f"pq{i}": q for i, (_, q) in enumerate(pairs)}, k)
+    agree = 0
+    for i, (source, q) in enumerate(pairs):
+        ranked = [d for d, _ in run[f"pq{i}"]]
+        agree += bool(ranked) and ranked[0] == source
+        for d in ranked:
+            labelled[d].append(q)
+    return labelled, {"k": k, "queries": len(pairs), "source is the teacher's top 1": round(agree / len(pairs), 4),
+                      "docs with a query": sum(1 for qs in labelled.values() if qs)}
+
+
 def query_quality(collection: Collection, queries: dict[str, list[str]], seed: int = 0,
                   sample: int | None = 5000) -> dict[str, Any]:
     """How good generated queries are, read by BM25: the share whose source document is BM25's top-1 (with a 95%

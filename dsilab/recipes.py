@@ -83,7 +83,8 @@ class Recipe(SearchConfig, PruneConfig, StopConfig, TrainConfig, TaskConfig, Mod
     def label(self) -> str:
         """A short name for tables: docid kind, plus what differs from the pure DSI row."""
         extra = [f"+{self.pseudo_per_doc} {self.query_generator} queries/doc"
-                 + (f", BM25 top-{self.query_filter_k} filter" if self.query_filter_k else "")] if self.pseudo_per_doc else []
+                 + (f", BM25 top-{self.query_filter_k} filter" if self.query_filter_k else "")
+                 + (f", dense-teacher top-{self.query_teacher_k} labels" if self.query_teacher_k else "")] if self.pseudo_per_doc else []
         extra += ["relevance-based docids"] if self.docid_space == "relevance" else []
         extra += ["dense-initialised rows"] if self.docid_init == "encoder" else []
         extra += ["encoder fine-tuned"] if not self.freeze_encoder else []
@@ -209,7 +210,7 @@ class DSIResult:
     sparsity: float = 0.0                # share of prunable weights that are zero (recipe.prune)
     n_examples: int = 0                  # training examples (indexing + queries + extra)
     examples_by_task: dict[str, int] = field(default_factory=dict)
-    query_filter: dict[str, Any] | None = None  # what the round-trip filter dropped (recipe.query_filter_k)
+    query_filter: dict[str, Any] | None = None  # what the round-trip filter dropped and the teacher relabelled
     seconds_to_memorise: float | None = None    # training wall time (evaluations included) until memorised
     plan_weight: float = 0.0                    # the lexical plan's weight, chosen on dev (recipe.plan; 0: no plan)
     plan_dev: dict[str, float] = field(default_factory=dict)  # dev Hits@10 by plan weight (how it was chosen)

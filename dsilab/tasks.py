@@ -55,7 +55,9 @@ class TaskConfig:
     spans of `doc_len` words); query_split: the split whose real queries are retrieval examples
     (None for the zero-shot setting); pseudo_per_doc: generated
     queries per document (0 = none), by `query_generator` ("span", "trained" or a hub name: dsilab.querygen), kept only
-    when BM25 ranks their document in the top `query_filter_k` (the round-trip filter; None: all); generator_steps: the
+    when BM25 ranks their document in the top `query_filter_k` (the round-trip filter; None: all), and with
+    `query_teacher_k` trained towards the top k documents of a dense teacher instead of their source (distillation:
+    `querygen.teacher_labels`; None: their source); generator_steps: the
     most training steps of the "trained" generator (None: `QGConfig`'s cap; it stops earlier on held-out loss);
     ratio: indexing examples per retrieval example (None keeps the natural counts). The task part of
     `dsilab.recipes.Recipe`.
@@ -69,6 +71,7 @@ class TaskConfig:
     pseudo_per_doc: int = 0
     query_generator: str = "span"
     query_filter_k: int | None = None
+    query_teacher_k: int | None = None
     generator_steps: int | None = None
     ratio: float | None = None
     seed: int = 0
@@ -82,6 +85,9 @@ class TaskConfig:
             raise DsilabError("TaskConfig: doc_len and n_spans must be >= 1 and pseudo_per_doc >= 0.")
         if self.generator_steps is not None and self.generator_steps < 1:
             raise DsilabError(f"generator_steps={self.generator_steps}; use a positive number of steps, or None.")
+        if self.query_teacher_k is not None and (self.query_teacher_k < 1 or not self.pseudo_per_doc):
+            raise DsilabError(f"query_teacher_k={self.query_teacher_k} labels generated queries: use k >= 1 with "
+                              "pseudo_per_doc >= 1, or None.")
         if self.ratio is not None and self.ratio <= 0:
             raise DsilabError(f"ratio={self.ratio}; use a positive number of indexing examples per retrieval example, or None.")
 
@@ -95,12 +101,17 @@ class TaskConfig:
     def pseudo_queries(self, collection: Collection, progress: bool = False
                        ) -> tuple[dict[str, list[str]], dict | None]:
         """doc_id -> the generated queries this task trains on (generated from the training split only, so dev and
-        test queries stay unseen), after the round-trip filter; and what the filter dropped (None without one)."""
-        from .querygen import generate_queries, roundtrip_filter
+        test queries stay unseen), after the round-trip filter and the teacher's labels; and what the filter dropped
+        and the teacher changed (None without either)."""
+        from .querygen import generate_queries, roundtrip_filter, teacher_labels
 
         pseudo = generate_queries(collection, self.pseudo_per_doc, self.query_generator, seed=self.seed,
                                   config=self.generator_config, progress=progress)
-        return roundtrip_filter(collection, pseudo, self.query_filter_k) if self.query_filter_k else (pseudo, None)
+        pseudo, report = roundtrip_filter(collection, pseudo, self.query_filter_k) if self.query_filter_k else (pseudo, None)
+        if self.query_teacher_k:
+            pseudo, taught = teacher_labels(collection, pseudo, self.query_teacher_k, self.seed)
+            report = {**(report or {}), "teacher": taught}
+        return pseudo, report
 
 
 # -- document representation -------------------------------------------------------------------------

@@ -86,3 +86,26 @@ def test_bad_requests_fail_clearly(lab1, monkeypatch):
         core.hub_available.cache_clear()
     with pytest.raises(DsilabError, match="k >= 1"):
         roundtrip_filter(lab1, {}, k=0)
+
+
+def test_a_dense_teacher_labels_each_generated_query_with_its_top_documents(lab1):
+    from collections import Counter
+
+    from dsilab.baselines import FineTunedDense
+    from dsilab.querygen import teacher_labels
+    from dsilab.tasks import TaskConfig
+
+    queries = generate_queries(lab1, 2, "span", seed=0)
+    labelled, report = teacher_labels(lab1, queries, k=2, seed=0)
+    n = sum(map(len, queries.values()))
+    assert report["queries"] == n and set(labelled) == set(lab1.doc_ids)
+    assert Counter(q for qs in labelled.values() for q in qs) == Counter(2 * [q for qs in queries.values() for q in qs])
+    teacher = FineTunedDense(lab1, "train", seed=0)  # the same seeded teacher: its top 1 is each query's first label
+    pairs = [(d, q) for d, qs in queries.items() for q in qs]
+    top1 = teacher.search({str(i): q for i, (_, q) in enumerate(pairs)}, 1)
+    assert report["source is the teacher's top 1"] == round(sum(top1[str(i)][0][0] == d for i, (d, _) in enumerate(pairs)) / n, 4)
+    assert all(q in labelled[top1[str(i)][0][0]] for i, (_, q) in enumerate(pairs))
+    with pytest.raises(DsilabError, match="query_teacher_k"):
+        TaskConfig(pseudo_per_doc=0, query_teacher_k=1)
+    with pytest.raises(DsilabError, match="k >= 1"):
+        teacher_labels(lab1, queries, k=0)

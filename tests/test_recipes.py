@@ -74,6 +74,18 @@ def test_generated_queries_join_training_filtered_and_counted():
     assert result.summary()["query filter"] == report
 
 
+def test_a_dense_teacher_labels_the_generated_queries_a_recipe_trains_on():
+    # distillation: the span queries train towards the fine-tuned dense teacher's top document, the pipeline counts them
+    coll = synthetic_collection(n_docs=20, n_topics=2, n_subtopics=1, doc_len=10, queries_per_doc=2, seed=2)
+    recipe = Recipe(docids="atomic", doc_len=10, pseudo_per_doc=2, query_teacher_k=1, max_epochs=2, eval_every=5,
+                    backbone="t5-scratch")
+    assert recipe.label == "DSI atomic (+2 span queries/doc, dense-teacher top-1 labels, t5-scratch)"
+    result = train_dsi(coll, recipe)
+    taught = result.query_filter["teacher"]
+    assert taught["queries"] == 40 and result.examples_by_task["pseudo"] == 40  # k = 1: one label per query
+    assert 0 <= taught["source is the teacher's top 1"] <= 1 and result.summary()["query filter"]["teacher"] == taught
+
+
 def test_a_lexical_plan_weight_is_chosen_on_dev_and_reported():
     # plan="bm25": after training, every weight (and 0) is tried on dev Hits@10; the best (the smaller on a tie) is kept,
     # `search` uses it, and weight 0 searches without a plan

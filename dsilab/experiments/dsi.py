@@ -22,11 +22,13 @@ DSI_VARIANTS: list[dict[str, Any]] = [{"docids": "atomic"}, {"docids": "naive"},
 #: Rows that try to close the gap on documents no training query points to, named with `--variants`: string docids
 #: searched with a BM25 lexical plan (PAG's planner; `dsilab.decode.SearchConfig`), its weight chosen on dev; and
 #: relevance-based docids (RIPOR's idea; `dsilab.docids.DocidConfig.docid_space`), semantic or residual, built from
-#: MiniLM fine-tuned on the training queries, with and without the plan.
+#: MiniLM fine-tuned on the training queries, with and without the plan; and distillation: span queries of every
+#: document labelled by that fine-tuned dense teacher (`querygen.teacher_labels`), beside the same queries unlabelled.
 GAP_VARIANTS: list[dict[str, Any]] = [
     {"docids": "semantic", "plan": "bm25"}, {"docids": "naive", "plan": "bm25"},
     {"docids": "semantic", "docid_space": "relevance"}, {"docids": "residual", "docid_space": "relevance"},
     {"docids": "residual", "docid_space": "relevance", "plan": "bm25"},
+    {"docids": "semantic", "pseudo_per_doc": 5}, {"docids": "semantic", "pseudo_per_doc": 5, "query_teacher_k": 1},
 ]
 
 
@@ -218,7 +220,8 @@ def benchmark(collection: Collection, split: str = "test", seed: int = 0, varian
         variants: the DSI rows, by name (default: the first four): "DSI atomic", "DSI naive", "DSI semantic",
             "DSI atomic (dense-initialised rows)", and the rows of GAP_VARIANTS: "DSI semantic (BM25 lexical plan)",
             "DSI naive (BM25 lexical plan)", "DSI semantic (relevance-based docids)", "DSI residual (relevance-based
-            docids)", "DSI residual (relevance-based docids, BM25 lexical plan)"
+            docids)", "DSI residual (relevance-based docids, BM25 lexical plan)", "DSI semantic (+5 span queries/doc)",
+            "DSI semantic (+5 span queries/doc, dense-teacher top-1 labels)"
         recipe: changes to the default Recipe under every DSI row (a row's own change wins): JSON (e.g.
             '{"lr": 3e-4}') or a JSON file of dsilab.recipes.Recipe fields
         jobs: DSI variants trained side by side, each in a fresh process (e.g. 4 on one GPU); CPU threads and GPUs
