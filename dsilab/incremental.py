@@ -181,9 +181,10 @@ class UpdateConfig:
     """How an update trains (strategies "continue" and "replay"; "retrain" is `train_dsi` with the initial recipe).
 
     replay: old examples replayed per new example; replay_queries: draw them from the old documents' indexing *and*
-    training-query examples (everything the initial model learned), not from indexing alone; stopping as `train_dsi`: once the new documents are
-    memorised (the recipe's memo_threshold) and dev Hits@1 has not gained for `patience` evaluations, or at
-    `max_epochs` epochs of the update's examples (or `max_steps` steps); the best dev checkpoint among the memorised ones is kept.
+    training-query examples (everything the initial model learned), not from indexing alone; stopping as `train_dsi`:
+    once the new documents are memorised (the recipe's memo_threshold) and dev Hits@1 has not gained for `patience`
+    evaluations, or at `max_epochs` epochs of the update's examples (or `max_steps` steps); the best dev checkpoint
+    among the memorised ones is kept.
     """
 
     replay: float = 1.0
@@ -201,8 +202,8 @@ class UpdateConfig:
         """The initial recipe with this update's training settings (the one DSI run, `recipes.fit`, trains by it)."""
         steps_per_epoch = max(1, math.ceil(n_examples / initial.batch_size))
         return replace(initial, lr=self.lr or initial.lr, warmup_steps=self.warmup_steps, max_epochs=self.max_epochs,
-                       max_steps=self.max_steps, eval_every=self.eval_every or max(20, 5 * steps_per_epoch), patience=self.patience,
-                       prune=0.0)
+                       max_steps=self.max_steps, eval_every=self.eval_every or max(20, 5 * steps_per_epoch),
+                       patience=self.patience, prune=0.0)
 
     def __post_init__(self) -> None:
         if self.replay < 0:

@@ -12,8 +12,9 @@ digit (`DocidTree.tokens`). Three kinds, as in the DSI paper (Tay et al., 2022):
 
 A fourth kind, ``residual`` (`dsilab.docids.residual`): residual quantisation of the embeddings, L levels of K codes,
 collisions handled (DGI's docids). The package's parts: `tree` (DocidTree), `residual`, and here the builders and
-`DocidConfig`, the docid part of a recipe, which may build semantic or residual docids from *relevance*: the embeddings of MiniLM fine-tuned on the training queries
-(RIPOR's relevance-based docids), so that documents answering the same kind of question share a prefix.
+`DocidConfig`, the docid part of a recipe, which may build semantic or residual docids from *relevance*: the
+embeddings of MiniLM fine-tuned on the training queries (RIPOR's relevance-based docids), so that documents answering
+the same kind of question share a prefix.
 
 `DocidTree` is the bijection doc <-> code plus the tree view the course and the widgets need:
 
@@ -71,7 +72,7 @@ class DocidConfig:
     c: int = 100                         # semantic docids: most documents in a leaf cluster
     docid_space: str = "minilm"          # what semantic and residual docids quantise: the MiniLM document embeddings,
     #                                      or "relevance": those of MiniLM fine-tuned on the training queries (RIPOR's
-    #                                      relevance-based docids: documents that answer the same questions share a prefix)
+    #                                      relevance-based docids: documents answering the same questions share a prefix)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -80,14 +81,16 @@ class DocidConfig:
         if self.docid_space not in DOCID_SPACES:
             raise DsilabError(f"docid_space={self.docid_space!r}; choose one of {list(DOCID_SPACES)}.")
         if self.docid_space != "minilm" and self.docids not in ("semantic", "residual"):
-            raise DsilabError(f"docid_space={self.docid_space!r} shapes semantic or residual docids, not {self.docids!r}: "
-                              "set docids='semantic' or 'residual', or leave docid_space='minilm'.")
+            raise DsilabError(f"docid_space={self.docid_space!r} shapes semantic or residual docids, not "
+                              f"{self.docids!r}: set docids='semantic' or 'residual', or leave docid_space='minilm'.")
 
     def make_docids(self, collection: Collection) -> "DocidTree":
         """The docids of `collection` by this config (`make_docids`; residual: `residual.residual_codes` with
         k codes per level and as many levels as k**levels needs to exceed the documents)."""
-        emb = document_embeddings(collection, self.docid_space, self.seed) if self.docids in ("semantic", "residual") else None
-        if self.docids != "residual":
+        if self.docids in ("atomic", "naive"):
+            return make_docids(collection, self.docids, seed=self.seed)
+        emb = document_embeddings(collection, self.docid_space, self.seed)
+        if self.docids == "semantic":
             return make_docids(collection, self.docids, k=self.k, c=self.c, seed=self.seed, embeddings=emb)
         from .residual import residual_codes
 
@@ -110,8 +113,8 @@ def document_embeddings(collection: Collection, space: str = "minilm", seed: int
     if space != "relevance":
         raise DsilabError(f"unknown docid space {space!r}; choose one of {list(DOCID_SPACES)}.")
     if "train" not in collection.qrels:
-        raise DsilabError(f"relevance-based docids are learned from training queries, and collection {collection.name!r} "
-                          f"has none (splits: {collection.splits}): use docid_space='minilm'.")
+        raise DsilabError(f"relevance-based docids are learned from training queries, and collection "
+                          f"{collection.name!r} has none (splits: {collection.splits}): use docid_space='minilm'.")
     from ..baselines import FineTunedDense
 
     return FineTunedDense(collection, "train", seed=seed).doc_emb
