@@ -140,9 +140,7 @@ def make_docids(collection: Collection, kind: str = "semantic", k: int = 10, c: 
     if c < 1:
         raise DsilabError(f"semantic docids need c >= 1 documents per leaf cluster, got c={c}.")
     if embeddings is None:
-        from ..embed import load_encoder
-
-        embeddings = load_encoder().encode_cached(collection.contents)
+        embeddings = document_embeddings(collection)
     embeddings = np.asarray(embeddings, dtype=np.float32)
     if embeddings.ndim != 2 or embeddings.shape[0] != len(doc_ids):
         raise DsilabError(f"embeddings must be a (n_docs={len(doc_ids)}, dim) matrix, got shape {embeddings.shape}.")
