@@ -33,6 +33,7 @@ import numpy as np
 
 from .core import DsilabError, Qrels, Retriever, Run, seed_everything
 from .data import Collection
+from .decode import LexicalPlanner
 from .docids import DocidTree
 from .recipes import DSIResult, Recipe, dev_set, fit, memorisation, probe_docs, task_for, train_dsi, with_dev
 from .tasks import Example, build_examples
@@ -85,10 +86,12 @@ def _restrict(collection: Collection, keep: set[str], name: str) -> Collection:
 
 
 def split_collection(collection: Collection, new_share: float = 0.2, seed: int = 0,
-                     holdout: float = 0.1) -> IncrementalSplit:
+                     holdout: float = 0.1, new_queries: bool = True) -> IncrementalSplit:
     """Split the documents into an old (1 - new_share) and a new (new_share) part, seeded.
 
     holdout: share of training queries held out as dev when the collection has no dev split (as `train_dsi` does).
+    new_queries: False drops the training judgements of new documents, so that they arrive as text alone (DSI++'s
+    setting: nobody has asked about them yet); every update, retraining included, then trains without those queries.
     """
     if not 0 < new_share < 1:
         raise DsilabError(f"new_share={new_share}; use a fraction in (0, 1), e.g. 0.2 for 20% new documents.")
@@ -99,8 +102,18 @@ def split_collection(collection: Collection, new_share: float = 0.2, seed: int =
     full, dev_from = with_dev(collection, holdout, seed)
     chosen = set(np.random.default_rng(seed).choice(full.doc_ids, size=n_new, replace=False).tolist())
     new_ids = [d for d in full.doc_ids if d in chosen]
+    if not new_queries:
+        full = _without_train_judgements(full, chosen)
     old = _restrict(full, set(full.doc_ids) - chosen, f"{collection.name}-old{100 - round(100 * new_share)}%")
     return IncrementalSplit(full, old, new_ids, dev_from, seed)
+
+
+def _without_train_judgements(collection: Collection, docs: set[str]) -> Collection:
+    """`collection` whose "train" split no longer judges `docs` (training queries left without any are dropped)."""
+    train = {q: {d: g for d, g in rels.items() if d not in docs} for q, rels in collection.qrels.get("train", {}).items()}
+    qrels = {**collection.qrels, "train": {q: rels for q, rels in train.items() if any(g > 0 for g in rels.values())}}
+    queries = {q: collection.queries[q] for judged in qrels.values() for q in judged}
+    return Collection(collection.name, collection.docs, queries, qrels, collection.meta)
 
 
 # -- docids of new documents -----------------------------------------------------------------------------------
@@ -226,12 +239,17 @@ class Update(Retriever):
     curve: list[dict[str, float]] = field(default_factory=list)
     tree_stats: dict[str, Any] = field(default_factory=dict)
     best_dev: dict[str, Any] = field(default_factory=dict)   # the kept checkpoint's dev scores
+    plan_weight: float = 0.0              # the lexical plan's weight (the recipe's `plan`; 0: none)
+    planner: Any = None                   # a LexicalPlanner over every indexed document, old and new
 
     def search(self, queries: dict[str, str], k: int = 10) -> Run:
-        """Constrained beam search of the updated model: the ranked docids of each query."""
+        """Constrained beam search of the updated model: the ranked docids of each query, steered by the lexical plan
+        when the recipe has one."""
         from .decode import search
 
-        return search(self.model, queries, k=k)
+        if not self.plan_weight:
+            return search(self.model, queries, k=k)
+        return search(self.model, queries, k=k, plan=self.planner(queries, self.plan_weight))
 
 
 class ForgettingCurve(Callback):
@@ -317,7 +335,8 @@ def add_documents(initial: DSIResult, split: IncrementalSplit, strategy: str = "
     if strategy == "retrain":
         res = train_dsi(split.full, recipe, progress=progress)
         return Update(strategy, res.model, res.tree, res.seconds, res.train.steps, res.n_examples, res.stopped,
-                      best_dev=res.train.best)
+                      best_dev=res.train.best, plan_weight=res.plan_weight,
+                      planner=res.lexical_planner() if res.plan_weight else None)
     if initial.model is None:
         raise DsilabError("initial.model is None (parked on disk?): read it back with load_model(folder).model first.")
     t0 = time.perf_counter()
@@ -333,8 +352,10 @@ def add_documents(initial: DSIResult, split: IncrementalSplit, strategy: str = "
     result, _, _ = fit(model, examples, cfg.recipe(recipe, len(examples)), dev_set(split.full, split.dev_from, recipe, probe_new),
                        probe_new, dev_is_memo=split.dev_from == "none", callbacks=[curve], progress=progress)
     seconds = time.perf_counter() - t0 - curve.seconds
+    # the plan reads BM25 over every indexed document, at the weight the initial model chose on dev
+    planner = LexicalPlanner(split.full, recipe.plan_depth) if initial.plan_weight else None
     return Update(strategy, model, tree, seconds, result.steps, len(examples), result.stopped, curve.points, stats,
-                  result.best)
+                  result.best, initial.plan_weight, planner)
 
 
 # -- the benchmark ---------------------------------------------------------------------------------------------

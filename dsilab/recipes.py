@@ -224,9 +224,9 @@ class DSIResult:
         weight = self.plan_weight if plan_weight is None else plan_weight
         if not weight:
             return search(self.model, queries, k=k)
-        return search(self.model, queries, k=k, plan=self._planner()(queries, weight))
+        return search(self.model, queries, k=k, plan=self.lexical_planner()(queries, weight))
 
-    def _planner(self):
+    def lexical_planner(self) -> Any:
         """The lexical planner over this model's collection, made on first use."""
         from .decode import LexicalPlanner
 
@@ -245,7 +245,7 @@ class DSIResult:
         if dev_is_memo:
             self.plan_weight = sorted(weights)[len(weights) // 2]
             return
-        self.plan_weight, self.plan_dev = choose_plan_weight(self.model, self._planner(), dev, weights)
+        self.plan_weight, self.plan_dev = choose_plan_weight(self.model, self.lexical_planner(), dev, weights)
 
     def save(self, folder: str | Path) -> Path:
         """Write the model and everything a later search needs into `folder` (`dsilab.load_model(folder)` reopens it)."""

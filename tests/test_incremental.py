@@ -41,6 +41,16 @@ def test_split_is_seeded_and_keeps_only_old_judgements(coll):
         split_collection(coll, new_share=0.01)
 
 
+def test_new_documents_can_arrive_without_their_training_queries(coll):
+    split = split_collection(coll, 0.2, seed=0, new_queries=False)
+    new = set(split.new_ids)
+    assert split.new_ids == split_collection(coll, 0.2, seed=0).new_ids
+    assert all(set(rels).isdisjoint(new) for rels in split.full.qrels["train"].values())  # no model trains on them
+    assert any(set(rels) & new for rels in coll.qrels["train"].values())
+    assert split.full.qrels["test"] == split_collection(coll, 0.2, seed=0).full.qrels["test"]  # read on the same queries
+    assert split.groups("test")["new"]
+
+
 def test_atomic_and_naive_docids_extend_without_touching_old_ones(coll):
     split = split_collection(coll, 0.2, seed=0)
     for kind in ("atomic", "naive"):
@@ -205,10 +215,29 @@ def test_updates_add_the_new_documents_and_leave_the_initial_model_alone(coll, k
 
 
 def test_floors_are_computed_from_the_rows():
-    rows = {"DSI initial (old docs only)": {"old memo": 1.0}, "DSI + continue": {"old memo": 0.5},
-            "DSI + replay": {"old memo": 0.95, "old Hits@10": 0.80, "seconds": 20.0},
+    rows = {"DSI initial (old docs only)": {"old memo": 1.0, "old Hits@10": 0.81}, "DSI + continue": {"old memo": 0.5},
+            "DSI + replay": {"old memo": 0.95, "old Hits@10": 0.80, "new Hits@10": 0.5, "seconds": 20.0},
             "DSI + retrain": {"old Hits@10": 0.82, "seconds": 100.0}}
-    assert [f["holds"] for f in check_floors(rows)] == [True, True, True, True]
-    rows["DSI + replay"].update({"old memo": 0.5, "old Hits@10": 0.7, "seconds": 50.0})
+    assert [f["holds"] for f in check_floors(rows)] == [True] * 6
+    rows["DSI + replay"].update({"old memo": 0.5, "old Hits@10": 0.7, "new Hits@10": 0.3, "seconds": 50.0})
     rows["DSI + continue"]["old memo"] = 0.99
-    assert [f["holds"] for f in check_floors(rows)] == [False, False, False, False]
+    assert [f["holds"] for f in check_floors(rows)] == [False] * 6
+
+
+@pytest.mark.slow  # trains: `make test` runs it, `make test-quick` does not
+def test_an_update_keeps_the_lexical_plan_over_every_indexed_document(coll):
+    split = split_collection(coll, 0.2, seed=0, new_queries=False)
+    recipe = Recipe(docids="semantic", k=3, c=4, doc_len=12, lr=3e-3, max_epochs=2, eval_every=3, dev_queries=10,
+                    memo_sample=10, plan="bm25", plan_weights=[1.0, 4.0])
+    initial = train_dsi(split.old, recipe)
+    assert initial.plan_weight in (0.0, 1.0, 4.0)
+    initial.plan_weight = 4.0  # whatever dev chose, the update must carry the initial model's weight
+    up = add_documents(initial, split, "continue", UpdateConfig(max_epochs=1, curve_every=0))
+    assert up.plan_weight == 4.0 and set(up.planner.collection.docs) == set(coll.docs)
+    queries = {q: split.full.queries[q] for q in split.groups("test")["new"]}
+    run = up.search(queries, k=10)
+    # the plan lifts a new document the model barely trained on: BM25's top document is within the ranked list
+    from dsilab.baselines import BM25
+
+    top = {q: ranked[0][0] for q, ranked in BM25(split.full).search(queries, k=1).items()}
+    assert sum(top[q] in [d for d, _ in run[q]] for q in queries) >= len(queries) // 2

@@ -146,6 +146,21 @@ def test_bench_dsi_zero_shot_on_a_test_only_beir_folder(tiny_beir, tmp_path):
     assert path.parent == tmp_path and "[" in runner.format_table(result["results"])
 
 
+def test_each_technique_is_paired_against_the_row_without_it():
+    # a row is paired with a row of the same run whose recipe lacks exactly one of its changes, on the same queries
+    from dsilab.experiments.dsi import _against_controls
+
+    rows = {"plain": {"docids": "semantic"}, "span": {"docids": "semantic", "pseudo_per_doc": 5},
+            "teacher": {"docids": "semantic", "pseudo_per_doc": 5, "query_teacher_k": 1},
+            "residual": {"docids": "residual"}}
+    by_query = {"plain": {"a": 0.0, "b": 1.0, "c": 0.0}, "span": {"a": 1.0, "b": 1.0, "c": 0.0},
+                "teacher": {"a": 1.0, "b": 1.0, "c": 1.0}, "residual": {"a": 0.0, "b": 0.0, "c": 0.0}}
+    out = _against_controls(by_query, rows, {"unseen": ["c"]}, seed=0)
+    assert set(out) == {"span minus plain", "teacher minus span"}  # residual changes a value: no control
+    assert out["teacher minus span"]["all"]["difference"] == pytest.approx(1 / 3, abs=1e-4)
+    assert out["teacher minus span"]["unseen"]["difference"] == 1.0 and out["span minus plain"]["unseen"]["difference"] == 0
+
+
 def test_activation_checkpointing_saves_memory_not_numbers(tiny_dsi):
     """`checkpoint_activations` (on by default on a CPU) recomputes activations in the backward pass: the same
     weights after training, dropout included (t5-scratch trains with dropout, so the recompute must replay its masks)."""

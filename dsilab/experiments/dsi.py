@@ -27,6 +27,7 @@ DSI_VARIANTS: list[dict[str, Any]] = [{"docids": "atomic"}, {"docids": "naive"},
 GAP_VARIANTS: list[dict[str, Any]] = [
     {"docids": "semantic", "plan": "bm25"}, {"docids": "naive", "plan": "bm25"},
     {"docids": "semantic", "docid_space": "relevance"}, {"docids": "residual", "docid_space": "relevance"},
+    {"docids": "semantic", "docid_space": "relevance", "plan": "bm25"},
     {"docids": "residual", "docid_space": "relevance", "plan": "bm25"},
     {"docids": "semantic", "pseudo_per_doc": 5}, {"docids": "semantic", "pseudo_per_doc": 5, "query_teacher_k": 1},
 ]
@@ -179,7 +180,8 @@ def bench_dsi(collection: Collection, split: str = "test", seed: int = 0,
     best = max(dsi, key=lambda n: (dsi[n]["best dev Hits@1"] or 0)) if dsi and dev_from != "none" else None
     history = {name: r.pop("history") for name, r in dsi.items()}
     by_query = {name: r.pop("per query Hits@10") for name, r in rows.items() if "per query Hits@10" in r}
-    paired = _against_baselines(by_query, dsi, groups, seed)
+    named = variants if isinstance(variants, dict) else {Recipe(**v).label: v for v in variants or ()}
+    paired = {**_against_baselines(by_query, dsi, groups, seed), **_against_controls(by_query, named, groups, seed)}
     return {
         **header("dsi", collection, split, seed, len(queries)),
         "groups": {g: len(q) for g, q in groups.items()},
@@ -202,6 +204,19 @@ def bench_dsi(collection: Collection, split: str = "test", seed: int = 0,
     }
 
 
+def _against_controls(by_query: dict[str, dict[str, float]], variants: dict[str, dict[str, Any]],
+                       groups: dict[str, list[str]], seed: int) -> dict[str, Any]:
+    """Each DSI row minus its control: a row of the same run whose recipe changes are this row's minus exactly one
+    (e.g. the teacher's labels minus the same span queries without them). What one technique adds, paired."""
+    out = {}
+    for name, v in variants.items():
+        for base, b in variants.items():
+            one_less = len(v) == len(b) + 1 and all(v.get(k) == x for k, x in b.items())
+            if one_less and name in by_query and base in by_query:
+                out[f"{name} minus {base}"] = _paired_by_group(by_query[name], by_query[base], groups, seed)
+    return out
+
+
 def _against_baselines(by_query: dict[str, dict[str, float]], dsi: dict[str, Any], groups: dict[str, list[str]],
                        seed: int) -> dict[str, Any]:
     """Every DSI row minus BM25 and minus the fine-tuned dense retriever (where there are training queries) in
@@ -220,7 +235,8 @@ def benchmark(collection: Collection, split: str = "test", seed: int = 0, varian
         variants: the DSI rows, by name (default: the first four): "DSI atomic", "DSI naive", "DSI semantic",
             "DSI atomic (dense-initialised rows)", and the rows of GAP_VARIANTS: "DSI semantic (BM25 lexical plan)",
             "DSI naive (BM25 lexical plan)", "DSI semantic (relevance-based docids)", "DSI residual (relevance-based
-            docids)", "DSI residual (relevance-based docids, BM25 lexical plan)", "DSI semantic (+5 span queries/doc)",
+            docids)", "DSI semantic (relevance-based docids, BM25 lexical plan)", "DSI residual (relevance-based docids,
+            BM25 lexical plan)", "DSI semantic (+5 span queries/doc)",
             "DSI semantic (+5 span queries/doc, dense-teacher top-1 labels)"
         recipe: changes to the default Recipe under every DSI row (a row's own change wins): JSON (e.g.
             '{"lr": 3e-4}') or a JSON file of dsilab.recipes.Recipe fields

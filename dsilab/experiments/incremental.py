@@ -128,33 +128,54 @@ def check_floors(rows: dict[str, dict[str, Any]], replay: str = "DSI + replay") 
     init, cont, rep, ret = rows[INITIAL], rows[CONTINUE], rows[replay], rows[RETRAIN]
     kept = rep["old memo"] / max(init["old memo"], 1e-9)
     gap = ret["old Hits@10"] - rep["old Hits@10"]
+    before = init["old Hits@10"] - rep["old Hits@10"]
+    new = rep.get("new Hits@10")
     cost = rep["seconds"] / max(ret["seconds"], 1e-9)
     drop = init["old memo"] - cont["old memo"]
     return [
         {"floor": "replay keeps >= 90% of the old documents' memorisation", "measured": round(kept, 3), "holds": kept >= 0.9},
         {"floor": "replay's old-query Hits@10 within 3 points of retraining", "measured": round(gap, 4), "holds": gap <= 0.03},
+        {"floor": "replay's old-query Hits@10 within 3 points of the model before the update", "measured": round(before, 4),
+         "holds": before <= 0.03},
+        {"floor": "replay's new-document Hits@10 >= 0.40", "measured": new, "holds": new is not None and new >= 0.4},
         {"floor": "replay costs <= 30% of retraining's seconds", "measured": round(cost, 3), "holds": cost <= 0.3},
         {"floor": "continued training without replay forgets (old memorisation drops >= 5 points)",
          "measured": round(drop, 4), "holds": drop >= 0.05},
     ]
 
 
+def paired(kept: dict[str, dict[str, Any]], pairs: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    """Paired differences between rows on the same queries: (A, B, group) -> Hits@10 of A minus B on that group's
+    test queries, with its 95% paired bootstrap interval (`dsilab.metrics.paired_difference`)."""
+    from ..metrics import paired_difference
+
+    out = []
+    for a, b, group in pairs:
+        qrels = kept[a].get("qrels", {}).get(group)
+        if qrels:
+            runs = [{q: kept[x]["run"].get(q, []) for q in qrels} for x in (a, b)]
+            out.append({"A": a, "B": b, "group": group, **{k: v for k, v in
+                        paired_difference(*runs, qrels, "Hits@10").items() if k not in ("A", "B")}})
+    return out
+
+
 def bench_incremental(collection: Collection, split: str = "test", seed: int = 0, docids: str = "semantic",
                       new_share: float = 0.2, update: UpdateConfig = UpdateConfig(curve_every=20),
                       topics: int | None = None, recipe: dict[str, Any] | None = None,
-                      progress: bool = False) -> dict[str, Any]:
+                      progress: bool = False, new_queries: bool = True) -> dict[str, Any]:
     """Index 80% of the documents, add the other 20% by continue / replay / retrain, and BM25 and dense beside them.
 
     Every DSI model trains with `train_dsi`'s recipe (`docids`, plus `recipe` changes); rows report memorisation of
     old and new documents, Hits@1/10 (95% intervals, chance) on the test queries about old and about new documents,
     and the cost in seconds and steps. Replay runs twice, from old indexing examples (DSI++'s setting) and from
     indexing + training-query examples; the one with the better dev Hits@1 is the one the checks read.
-    `topics`: only the documents of that many lab topics.
+    `topics`: only the documents of that many lab topics; `new_queries`: False adds the new documents as text alone
+    (their training queries are dropped for every model).
     """
     import gc
 
     coll = collection.topics(topics) if topics else collection
-    parts = split_collection(coll, new_share, seed)
+    parts = split_collection(coll, new_share, seed, new_queries=new_queries)
     rec = Recipe(**{"docids": docids, "seed": seed, **(recipe or {})})
     groups = {g: len(q) for g, q in parts.groups(split).items() if q}
     print(f"{coll.name}: {len(parts.old_ids)} old + {len(parts.new_ids)} new documents; {split} queries {groups}",
@@ -163,9 +184,12 @@ def bench_incremental(collection: Collection, split: str = "test", seed: int = 0
     curves: dict[str, list] = {}
     best_dev: dict[str, Any] = {}
     tree_stats: dict[str, Any] = {}
+    kept: dict[str, dict[str, Any]] = {}
 
     def record(name: str, index: Any, model: Any, seconds: float, steps: int, examples: int, stopped: str) -> None:
-        rows[name] = {**measure(index, parts, split, model, rec.doc_len, seed), "seconds": round(seconds, 1),
+        kept[name] = {}
+        rows[name] = {**measure(index, parts, split, model, rec.doc_len, seed, keep=kept[name]),
+                      "seconds": round(seconds, 1),
                       "steps": steps, "examples": examples, "stopped": stopped}
         print(f"{name}: " + ", ".join(f"{k} {rows[name].get(k)}" for k in
                                       ("old memo", "new memo", "old Hits@10", "new Hits@10", "seconds", "steps")), flush=True)
@@ -180,9 +204,12 @@ def bench_incremental(collection: Collection, split: str = "test", seed: int = 0
         tree_stats = tree_stats or up.tree_stats
         del up
         gc.collect()
-    rows.update(baseline_updates(parts, split, seed))
+    rows.update(baseline_updates(parts, split, seed, keep=kept))
     chosen = max(REPLAYS, key=lambda n: best_dev[n].get("Hits@1", 0.0)) if parts.dev_from != "none" else list(REPLAYS)[0]
     floors = check_floors(rows, chosen)
+    bm25 = "BM25 + new docs (index rebuilt)"
+    differences = paired(kept, [(chosen, INITIAL, "old"), (chosen, RETRAIN, "old"), (chosen, RETRAIN, "new"),
+                                (chosen, bm25, "new"), (RETRAIN, bm25, "new")])
     return {
         **header("incremental", coll, split, seed, sum(groups.values())),
         "old_docs": len(parts.old_ids),
@@ -191,7 +218,9 @@ def bench_incremental(collection: Collection, split: str = "test", seed: int = 0
         "setting": (f"{rec.label}: trained with dsilab.recipes.train_dsi on the old {100 - round(100 * new_share)}% "
                     f"of the documents, then the new {round(100 * new_share)}% added by continued training (new "
                     f"documents' examples only), replay ({update.replay} old examples per new example) or "
-                    "retraining from scratch; new documents bring their training queries when the recipe uses them"),
+                    "retraining from scratch; "
+                    + ("new documents bring their training queries when the recipe uses them" if new_queries else
+                       "new documents arrive as text alone: no model trains on a query about them")),
         "recipe": asdict(rec),
         "update": asdict(update),
         "dev_from": parts.dev_from,
@@ -200,13 +229,17 @@ def bench_incremental(collection: Collection, split: str = "test", seed: int = 0
         "selected_replay": chosen,
         "tree_growth": tree_stats,
         "floors": floors,
+        "paired": differences,
         "notes": ["old/new = test queries whose relevant documents are all old / all new; [a, b] = 95% bootstrap "
                   "interval over queries; chance = a random ranking of the documents that row's index holds.",
                   "seconds: wall time of training (for updates also of giving docids to the new documents and growing "
                   "the model); the forgetting-curve probes are not counted. Baselines: time to add the new documents.",
                   f"Replay variant checked, chosen on dev Hits@1: {chosen}. Checks: "
                   + "; ".join(f"{f['floor']}: {f['measured']} ({'holds' if f['holds'] else 'does not hold'})"
-                              for f in floors) + "."],
+                              for f in floors) + ".",
+                  "Paired Hits@10 differences on the same test queries (95% paired bootstrap): "
+                  + "; ".join(f"{d['A']} minus {d['B']}, {d['group']} queries ({d['queries']}): {d['difference']:+.3f} "
+                              f"[{d['CI'][0]:+.3f}, {d['CI'][1]:+.3f}], {d['verdict']}" for d in differences) + "."],
         "results": rows,
         "curves": curves,
     }
@@ -215,7 +248,8 @@ def bench_incremental(collection: Collection, split: str = "test", seed: int = 0
 def benchmark(collection: Collection, split: str = "test", seed: int = 0,
               docids: Literal["atomic", "naive", "semantic"] = "semantic", new_share: float = 0.2,
               topics: int | None = None, recipe: dict[str, Any] | None = None,
-              time_limit_s: float | None = None) -> dict[str, Any]:
+              time_limit_s: float | None = None, new_queries: bool = True,
+              update_max_steps: int | None = None) -> dict[str, Any]:
     """`dsilab bench incremental`: index 80% of the documents, add the other 20% by continue / replay / retrain, with
     BM25 and dense updates beside them; memorisation and Hits on old and new documents, and the cost of each update.
 
@@ -225,6 +259,10 @@ def benchmark(collection: Collection, split: str = "test", seed: int = 0,
         topics: only the documents of this many lab topics (default: the whole collection)
         recipe: changes to the DSI recipe (Recipe(docids=...)): JSON or a JSON file of dsilab.recipes.Recipe fields
         time_limit_s: a wall-clock cap on each from-scratch training in seconds (Recipe.time_limit_s)
+        new_queries: false: the new documents arrive as text alone (no model trains on a query about them)
+        update_max_steps: a cap in optimizer steps on each continue / replay update (UpdateConfig.max_steps)
     """
     recipe = {**(recipe or {}), **({"time_limit_s": time_limit_s} if time_limit_s else {})}
-    return bench_incremental(collection, split, seed, docids, new_share, topics=topics, recipe=recipe)
+    update = UpdateConfig(curve_every=20, max_steps=update_max_steps)
+    return bench_incremental(collection, split, seed, docids, new_share, update, topics=topics, recipe=recipe,
+                             new_queries=new_queries)
