@@ -50,7 +50,11 @@ fi
 # What a call carries (.gpu) is gone from the tree once that call ends, while detached notebooks still need it
 # (2026-12-07: the stand-in package vanished under a queue 30 s into its notebooks): everything reads a copy in /tmp,
 # so pass the collection as /tmp/gpu/data/scifact.
-if [ -d .gpu ]; then rm -rf /tmp/gpu && cp -r .gpu /tmp/gpu; fi
+# Copied once per machine (2026-12-07: a `queue`'s background `course` re-copied .gpu while a later command removed it,
+# and every detached run then found no collection): later calls, and several in one command, reuse the copy.
+if [ -d .gpu ] && [ ! -f /tmp/gpu/.copied ]; then
+  rm -rf /tmp/gpu && cp -r .gpu /tmp/gpu && chmod -R u+w /tmp/gpu && touch /tmp/gpu/.copied
+fi
 export PYTHONPATH=/tmp/site:/tmp/gpu/site:$PWD MINILM_DIR=/tmp/minilm DSILAB_CACHE=/tmp/dc HF_HUB_OFFLINE=1 \
        PYTHONUNBUFFERED=1 PATH=/tmp/site/bin:$PATH
 if [ ! -f /tmp/minilm/model.safetensors ]; then
