@@ -72,16 +72,19 @@ class IncrementalSplit:
         return out
 
 
-def _restrict(collection: Collection, keep: set[str], name: str) -> Collection:
-    """The documents in `keep` and the judgements of those documents (queries left without any are dropped)."""
+def _restrict(collection: Collection, keep: set[str], name: str, splits: tuple[str, ...] | None = None,
+              keep_docs: bool = False) -> Collection:
+    """The judgements of the documents in `keep` (in `splits`, default every split; queries left without any are
+    dropped), and the documents in `keep` (or, with `keep_docs`, every document)."""
     qrels: dict[str, Qrels] = {}
     for split, judged in collection.qrels.items():
-        part = {q: {d: g for d, g in rels.items() if d in keep} for q, rels in judged.items()}
+        part = {q: {d: g for d, g in rels.items() if d in keep or (splits and split not in splits)}
+                for q, rels in judged.items()}
         part = {q: rels for q, rels in part.items() if any(g > 0 for g in rels.values())}
         if part:
             qrels[split] = part
     queries = {q: collection.queries[q] for judged in qrels.values() for q in judged}
-    docs = {d: doc for d, doc in collection.docs.items() if d in keep}
+    docs = {d: doc for d, doc in collection.docs.items() if keep_docs or d in keep}
     return Collection(name, docs, queries, qrels, collection.meta)
 
 
@@ -103,17 +106,9 @@ def split_collection(collection: Collection, new_share: float = 0.2, seed: int =
     chosen = set(np.random.default_rng(seed).choice(full.doc_ids, size=n_new, replace=False).tolist())
     new_ids = [d for d in full.doc_ids if d in chosen]
     if not new_queries:
-        full = _without_train_judgements(full, chosen)
+        full = _restrict(full, set(full.doc_ids) - chosen, full.name, splits=("train",), keep_docs=True)
     old = _restrict(full, set(full.doc_ids) - chosen, f"{collection.name}-old{100 - round(100 * new_share)}%")
     return IncrementalSplit(full, old, new_ids, dev_from, seed)
-
-
-def _without_train_judgements(collection: Collection, docs: set[str]) -> Collection:
-    """`collection` whose "train" split no longer judges `docs` (training queries left without any are dropped)."""
-    train = {q: {d: g for d, g in rels.items() if d not in docs} for q, rels in collection.qrels.get("train", {}).items()}
-    qrels = {**collection.qrels, "train": {q: rels for q, rels in train.items() if any(g > 0 for g in rels.values())}}
-    queries = {q: collection.queries[q] for judged in qrels.values() for q in judged}
-    return Collection(collection.name, collection.docs, queries, qrels, collection.meta)
 
 
 # -- docids of new documents -----------------------------------------------------------------------------------
@@ -247,9 +242,8 @@ class Update(Retriever):
         when the recipe has one."""
         from .decode import search
 
-        if not self.plan_weight:
-            return search(self.model, queries, k=k)
-        return search(self.model, queries, k=k, plan=self.planner(queries, self.plan_weight))
+        plan = self.planner(queries, self.plan_weight) if self.plan_weight else None
+        return search(self.model, queries, k=k, plan=plan)
 
 
 class ForgettingCurve(Callback):

@@ -222,9 +222,7 @@ class DSIResult:
         from .decode import search
 
         weight = self.plan_weight if plan_weight is None else plan_weight
-        if not weight:
-            return search(self.model, queries, k=k)
-        return search(self.model, queries, k=k, plan=self.lexical_planner()(queries, weight))
+        return search(self.model, queries, k=k, plan=self.lexical_planner()(queries, weight) if weight else None)
 
     def lexical_planner(self) -> Any:
         """The lexical planner over this model's collection, made on first use."""
