@@ -343,13 +343,13 @@ def add_documents(initial: DSIResult, split: IncrementalSplit, strategy: str = "
     probe_new = probe_docs(split.full, recipe, split.new_ids)
     curve = ForgettingCurve(probe_docs(split.full, recipe, split.old_ids, n=cfg.curve_docs),
                             probe_docs(split.full, recipe, split.new_ids, n=cfg.curve_docs), cfg.curve_every)
-    result, _, _ = fit(model, examples, cfg.recipe(recipe, len(examples)), dev_set(split.full, split.dev_from, recipe, probe_new),
+    result, stop, _ = fit(model, examples, cfg.recipe(recipe, len(examples)), dev_set(split.full, split.dev_from, recipe, probe_new),
                        probe_new, dev_is_memo=split.dev_from == "none", callbacks=[curve], progress=progress)
     seconds = time.perf_counter() - t0 - curve.seconds
     # the plan reads BM25 over every indexed document, at the weight the initial model chose on dev
     planner = LexicalPlanner(split.full, recipe.plan_depth) if initial.plan_weight else None
-    return Update(strategy, model, tree, seconds, result.steps, len(examples), result.stopped, curve.points, stats,
-                  result.best, initial.plan_weight, planner)
+    return Update(strategy, model, tree, seconds, result.steps, len(examples), "diverged" if stop.diverged else result.stopped,
+                  curve.points, stats, result.best, initial.plan_weight, planner)
 
 
 # -- the benchmark ---------------------------------------------------------------------------------------------

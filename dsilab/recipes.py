@@ -154,7 +154,9 @@ def dev_set(collection: Collection, dev_from: str, recipe: Recipe, probe: dict[s
 class Convergence(Callback):
     """Stops training once memorised (`threshold`) and dev Hits@1 has not gained `min_delta` for `patience` evaluations.
 
-    Memorisation is the trainer's "memo Hits@1" (its probe), or dev Hits@1 itself when dev is the probe (zero-shot)."""
+    Memorisation is the trainer's "memo Hits@1" (its probe), or dev Hits@1 itself when dev is the probe (zero-shot).
+    It also stops a run that has *diverged*: memorisation fell below half its best after reaching 0.2 (a lr too high
+    for a long run; the weights kept are those of the best checkpoint, before the fall)."""
 
     def __init__(self, threshold: float, patience: int, dev_is_memo: bool, min_delta: float = 0.005, not_before: int = 0):
         self.threshold, self.patience, self.dev_is_memo = threshold, patience, dev_is_memo
@@ -164,17 +166,19 @@ class Convergence(Callback):
         self.seconds_to_memorise: float | None = None  # wall time from the first step, evaluations included
         self.t0 = time.perf_counter()
         self.best, self.stalled = -1.0, 0
+        self.best_memo, self.diverged = 0.0, False
 
     def on_train_begin(self, trainer) -> None:
         self.t0 = time.perf_counter()
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "stalled": self.stalled, "steps_to_memorise": self.steps_to_memorise,
-                "seconds_to_memorise": self.seconds_to_memorise}
+                "seconds_to_memorise": self.seconds_to_memorise, "best_memo": self.best_memo}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.stalled = state["best"], state["stalled"]
         self.steps_to_memorise, self.seconds_to_memorise = state["steps_to_memorise"], state["seconds_to_memorise"]
+        self.best_memo = state.get("best_memo", 0.0)  # checkpoints written before divergence was watched
 
     def on_evaluate(self, trainer, metrics: dict[str, float]) -> None:
         memo = metrics["Hits@1"] if self.dev_is_memo else metrics["memo Hits@1"]
@@ -190,6 +194,9 @@ class Convergence(Callback):
             self.stalled += 1
         if done and self.stalled >= self.patience:
             trainer.stopped_early = True
+        self.best_memo = max(self.best_memo, memo)
+        if self.best_memo >= 0.2 and memo < self.best_memo / 2 and trainer.step >= self.not_before:
+            self.diverged = trainer.stopped_early = True
 
 
 @dataclass
@@ -206,7 +213,7 @@ class DSIResult:
     memorisation: float
     seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
-    stopped: str = "step cap"            # converged | step cap | time limit
+    stopped: str = "step cap"            # converged | step cap | time limit | diverged
     sparsity: float = 0.0                # share of prunable weights that are zero (recipe.prune)
     n_examples: int = 0                  # training examples (indexing + queries + extra)
     examples_by_task: dict[str, int] = field(default_factory=dict)
@@ -340,7 +347,8 @@ def train_dsi(collection: Collection, recipe: Recipe = Recipe(), tree: DocidTree
     # the whole corpus, not the probe (beyond 10k documents a seeded 10k sample: +-0.6 points at 0.9)
     memo = memorisation(model, probe_docs(coll, recipe, n=10_000, seed=recipe.seed + 1))
     out = DSIResult(recipe, model, tree, coll, dev_from, result, stop.steps_to_memorise, memo,
-                    time.perf_counter() - t0, [h for h in result.history if "Hits@1" in h], result.stopped,
+                    time.perf_counter() - t0, [h for h in result.history if "Hits@1" in h],
+                    "diverged" if stop.diverged else result.stopped,
                     pruner.report()["total"]["sparsity"] if pruner else 0.0, len(examples),
                     describe_examples(examples), filtered, stop.seconds_to_memorise)
     out.choose_plan(dev, dev_is_memo=dev_from == "none")

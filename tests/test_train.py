@@ -73,6 +73,24 @@ def test_early_stopping_log_and_callbacks(tiny_dsi, tmp_path):
     assert all(x["grad norm max"] > 0 for x in evals)
 
 
+def test_convergence_stops_a_run_whose_memorisation_collapses():
+    """A run that memorised and then lost more than half of it has diverged: stop, and say so (not "time limit")."""
+    from types import SimpleNamespace
+
+    stop = Convergence(threshold=0.95, patience=3, dev_is_memo=False)
+    trainer = SimpleNamespace(history=[], step=0, stopped_early=False)
+    for step, memo in ((100, 0.1), (200, 0.62), (300, 0.4), (400, 0.25)):
+        trainer.step = step
+        trainer.history.append({})
+        stop.on_evaluate(trainer, {"Hits@1": 0.1, "memo Hits@1": memo})
+        assert stop.diverged == trainer.stopped_early == (step == 400)  # 0.4 is not below half of 0.62; 0.25 is
+    # a run that never reached 0.2 is slow, not diverged
+    slow = Convergence(threshold=0.95, patience=3, dev_is_memo=False)
+    for memo in (0.15, 0.02):
+        slow.on_evaluate(SimpleNamespace(history=[{}], step=1, stopped_early=False), {"Hits@1": 0.0, "memo Hits@1": memo})
+    assert not slow.diverged
+
+
 def test_adam_betas_reach_the_optimizer(tiny_dsi):
     coll, tree, ex = tiny_dsi
     seen = []

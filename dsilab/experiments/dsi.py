@@ -30,6 +30,7 @@ GAP_VARIANTS: list[dict[str, Any]] = [
     {"docids": "semantic", "docid_space": "relevance", "plan": "bm25"},
     {"docids": "residual", "docid_space": "relevance", "plan": "bm25"},
     {"docids": "semantic", "pseudo_per_doc": 5}, {"docids": "semantic", "pseudo_per_doc": 5, "query_teacher_k": 1},
+    {"docids": "semantic", "pseudo_per_doc": 5, "query_teacher_k": 1, "plan": "bm25"},
 ]
 
 
@@ -237,7 +238,8 @@ def benchmark(collection: Collection, split: str = "test", seed: int = 0, varian
             "DSI naive (BM25 lexical plan)", "DSI semantic (relevance-based docids)", "DSI residual (relevance-based
             docids)", "DSI semantic (relevance-based docids, BM25 lexical plan)", "DSI residual (relevance-based docids,
             BM25 lexical plan)", "DSI semantic (+5 span queries/doc)",
-            "DSI semantic (+5 span queries/doc, dense-teacher top-1 labels)"
+            "DSI semantic (+5 span queries/doc, dense-teacher top-1 labels)",
+            "DSI semantic (+5 span queries/doc, dense-teacher top-1 labels, BM25 lexical plan)"
         recipe: changes to the default Recipe under every DSI row (a row's own change wins): JSON (e.g.
             '{"lr": 3e-4}') or a JSON file of dsilab.recipes.Recipe fields
         jobs: DSI variants trained side by side, each in a fresh process (e.g. 4 on one GPU); CPU threads and GPUs
