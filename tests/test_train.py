@@ -160,12 +160,17 @@ def test_bench_dsi_zero_shot_on_a_test_only_beir_folder(tiny_beir, tmp_path):
     assert lo <= row["Hits@1"] <= hi and 0 <= row["memo Hits@1"] <= 1 and row["stopped"] in ("converged", "step cap")
     assert result["results"]["chance (random ranking)"]["Hits@1"] == pytest.approx(1 / 3, abs=1e-4)
     assert "Dense (MiniLM fine-tuned on train queries)" not in result["results"]  # nothing to fine-tune on
+    # each row's Hits@10 per test query stays in the JSON, so that any two rows can be paired later
+    per_query = result["per query Hits@10"]
+    assert set(per_query["DSI atomic (1-layer decoder)"]) == set(coll.split("test")[1])
+    assert sum(per_query["BM25"].values()) / len(per_query["BM25"]) == pytest.approx(result["results"]["BM25"]["Hits@10"], abs=1e-4)
     path = runner.write_result(result, tmp_path)
     assert path.parent == tmp_path and "[" in runner.format_table(result["results"])
 
 
 def test_each_technique_is_paired_against_the_row_without_it():
-    # a row is paired with a row of the same run whose recipe lacks exactly one of its changes, on the same queries
+    # a row is paired with each row of the same run whose recipe has some of its changes and no others, on the same
+    # queries: what the changes it lacks add
     from dsilab.experiments.dsi import _against_controls
 
     rows = {"plain": {"docids": "semantic"}, "span": {"docids": "semantic", "pseudo_per_doc": 5},
@@ -174,9 +179,10 @@ def test_each_technique_is_paired_against_the_row_without_it():
     by_query = {"plain": {"a": 0.0, "b": 1.0, "c": 0.0}, "span": {"a": 1.0, "b": 1.0, "c": 0.0},
                 "teacher": {"a": 1.0, "b": 1.0, "c": 1.0}, "residual": {"a": 0.0, "b": 0.0, "c": 0.0}}
     out = _against_controls(by_query, rows, {"unseen": ["c"]}, seed=0)
-    assert set(out) == {"span minus plain", "teacher minus span"}  # residual changes a value: no control
+    assert set(out) == {"span minus plain", "teacher minus span", "teacher minus plain"}  # residual changes a value: none
     assert out["teacher minus span"]["all"]["difference"] == pytest.approx(1 / 3, abs=1e-4)
     assert out["teacher minus span"]["unseen"]["difference"] == 1.0 and out["span minus plain"]["unseen"]["difference"] == 0
+    assert out["teacher minus plain"]["all"]["difference"] == pytest.approx(2 / 3, abs=1e-4)
 
 
 def test_activation_checkpointing_saves_memory_not_numbers(tiny_dsi):

@@ -201,19 +201,21 @@ def bench_dsi(collection: Collection, split: str = "test", seed: int = 0,
         "results": rows,
         "history": history,
         **({"paired": paired} if paired else {}),
+        "per query Hits@10": by_query,  # any two rows can be paired later on the same queries (metrics.paired_difference)
         **({"failed": failed} if failed else {}),
     }
 
 
 def _against_controls(by_query: dict[str, dict[str, float]], variants: dict[str, dict[str, Any]],
                        groups: dict[str, list[str]], seed: int) -> dict[str, Any]:
-    """Each DSI row minus its control: a row of the same run whose recipe changes are this row's minus exactly one
-    (e.g. the teacher's labels minus the same span queries without them). What one technique adds, paired."""
+    """Each DSI row minus each of its controls: a row of the same run whose recipe changes are some of this row's
+    (e.g. the teacher's labels minus the same span queries without them; span queries with the teacher's labels minus
+    neither). What the changes it lacks add, paired."""
     out = {}
     for name, v in variants.items():
         for base, b in variants.items():
-            one_less = len(v) == len(b) + 1 and all(v.get(k) == x for k, x in b.items())
-            if one_less and name in by_query and base in by_query:
+            fewer = len(b) < len(v) and all(v.get(k) == x for k, x in b.items())
+            if fewer and name in by_query and base in by_query:
                 out[f"{name} minus {base}"] = _paired_by_group(by_query[name], by_query[base], groups, seed)
     return out
 
