@@ -19,12 +19,18 @@ from dsilab.experiments.runner import BENCH_DOC, format_table, update_doc_sectio
 
 RESULTS = ROOT / "dsilab" / "results"
 FT = "Dense (MiniLM fine-tuned on train queries)"
-MACHINE = ("one H100 (16 CPU cores) lent through the device tool, 2026-12-07 16:27-16:42 UTC; the three runs of "
-           "`benchmarks/gpu_course/gap_runs.sh` side by side on the one GPU, so train_s is an upper bound")
+MACHINE = ("one H100 GPU (16 CPU cores), 2026-12-07 16:27-16:42 UTC; the three runs of "
+           "`benchmarks/gpu_course/gap_runs.sh` side by side on the one GPU, so every time is an upper bound")
 
 
-def _pair(d: dict) -> str:
-    return f"{d['difference']:+.3f} [{d['CI'][0]:+.3f}, {d['CI'][1]:+.3f}] {d['verdict']}"
+def _pair(d: dict, converged: bool = True) -> str:
+    """A paired difference, its interval and verdict; "not converged" in place of the verdict where a row had not."""
+    return f"{d['difference']:+.3f} [{d['CI'][0]:+.3f}, {d['CI'][1]:+.3f}] {d['verdict'] if converged else 'not converged'}"
+
+
+def _converged(res: dict, name: str) -> bool:
+    """A row compared by the course: converged, or a baseline (which trains nothing)."""
+    return res["results"][name].get("stopped") in (None, "converged")
 
 
 def merge(src: Path) -> None:
@@ -38,11 +44,12 @@ def merge(src: Path) -> None:
     gap["notes"] = [
         "Runs \"seed 0\" and \"seed 1\" train at the default lr 1e-3. There the two span-query rows diverged: "
         "memorisation rose to 0.10 and 0.62, then fell to 0.00 while the largest gradient norm rose to about 10^6 "
-        "and 3,000 (their `history`); the run stopped them at its 400-s limit and kept their best checkpoints, so their numbers "
-        "are not a verdict on the technique.",
+        "and 3,000 (their `history`); the run's time limit then stopped them (their `stopped` says \"time limit\") and "
+        "kept their best checkpoints, which had not memorised, so their numbers are not a verdict on the technique.",
         "Run \"seed 0, lr 3e-4\" trains the span-query rows again at lr 3e-4 (evaluations every 1,000 steps) beside "
         "their control, the plain semantic row at the same lr: every row memorised (0.97 to 1.00 of its documents "
-        "read back) and the largest gradient norm stayed below 6 after the first 1,000 steps (18 during warm-up).",
+        "read back; the span-only row then stopped at the time limit while its dev Hits@1 still moved, so it had not "
+        "converged by the recipe's rule) and the largest gradient norm stayed below 6 after the first 1,000 steps (18 during warm-up).",
     ]
     gap_path.write_text(json.dumps(gap, indent=2) + "\n")
     for name, out in (("qg1-qg-scifact.json", "qg-scifact-filter1.json"),
@@ -70,20 +77,23 @@ def _gap_section(gap: dict) -> str:
         parts.append(format_table(rows) + "\n")
         controls = [(k, d) for k, d in res.get("paired", {}).items() if not k.endswith((" minus BM25", f" minus {FT}"))]
         if controls:
+            both = {k: all(_converged(res, n) for n in k.split(" minus ")) for k, _ in controls}
             parts.append("| row minus its control (Hits@10, paired) | all | unseen | seen |\n|---|---|---|---|\n"
-                         + "\n".join(f"| {k} | {_pair(d['all'])} | {_pair(d['unseen'])} | {_pair(d['seen'])} |"
+                         + "\n".join(f"| {k} | " + " | ".join(_pair(d[g], both[k]) for g in ("all", "unseen", "seen")) + " |"
                                      for k, d in controls) + "\n")
     parts.append(
         "Each DSI row is one model trained by the default Recipe with the row's changes (`dsilab.recipes.Recipe`; the "
         "row's label names them, the run's heading its lr); a planned row's weight was chosen on dev Hits@10 among 0 (no "
         "plan), 1, 2, 4, 8, 16, 32 and 64. A row's control is a row of the same run whose recipe has some of its changes "
-        "and no others (in the first two runs exactly one fewer); `minus` = paired difference on the same test queries, "
-        "95% paired bootstrap interval. `stopped`: converged (memorised, then dev Hits@1 without gain for 3 evaluations), "
-        "or the time limit; only converged rows are compared in the course.\n")
+        "and no others; `minus` = paired difference on the same test queries, 95% paired bootstrap interval, and "
+        "\"not converged\" in place of the verdict where either row had not converged. `stopped`: converged (memorised, "
+        "then dev Hits@1 without gain for 3 evaluations), or the time limit. The columns \"minus fine-tuned dense\" give "
+        "differences only; read them as verdicts only for converged rows.\n")
     parts.append("Seen / unseen: test queries with a relevant abstract that a trained-on query points to (dev queries "
                  "are held out of train per seed, so the split moves with the seed).\n")
     parts += [n + "\n" for n in gap["notes"]]
-    parts.append(f"Command: `{gap['command']}` · {gap['machine']}; run \"seed 0, lr 3e-4\": {MACHINE}\n")
+    parts.append(f"Command: `{gap['command']}` · {gap['machine'].replace(' lent through the device tool', '')}; "
+                 f"run \"seed 0, lr 3e-4\": {MACHINE}\n")
     return "\n".join(parts)
 
 
@@ -99,12 +109,10 @@ def _qg_section(res: dict) -> str:
                          for k, d in res["paired"].items()) + "\n",
              f"Setting: {res['setting']}. `query_filter_k=1`: a generated query is kept only when BM25 ranks its "
              f"source document first. The generated queries kept: {q['trained']['distinct per doc (mean)']} distinct "
-             f"per document on average ({q['trained']['queries']} scored), where the unfiltered run "
-             "(qg-scifact.json) trains on about 5 per document, of which 11% pass this test; span queries pass it "
-             "all (a sample of at most 5,000 queries is scored). In this run's JSON each row is paired against "
-             "the baselines only; `dsilab bench qg` also pairs each generated-query row against the plain row (its "
-             "control), so a rerun has those pairs.\n",
-             *[n + "\n" for n in res["notes"]],
+             f"per document on average ({q['trained']['queries']} in all), where the unfiltered run "
+             "(qg-scifact.json) trains on about 5 per document, of which 11% pass this test. This run pairs each row "
+             "against the baselines only: DSI-QG and the plain DSI row are not compared here.\n",
+             *[n + "\n" for n in res["notes"] if not n.startswith("Quality:")],
              f"Command: `{res['environment']['command']}` · {res['machine']}\n"]
     return "\n".join(lines)
 
@@ -122,8 +130,9 @@ def _incremental_section(res: dict) -> str:
              "| check | measured | holds |\n|---|---|---|\n"
              + "\n".join(f"| {f['floor']} | {f['measured']} | {'yes' if f['holds'] else 'no'} |" for f in res["floors"]) + "\n",
              f"Setting: {res['setting']}; every updated model searches with the plan over all {res['n_docs']} documents "
-             "at the weight the initial model chose on dev. Updates capped at 300 steps, from-scratch trainings at "
-             "200 s of training.\n",
+             "at the weight the initial model chose on dev. Updates capped at 300 steps (a fixed budget: \"step cap\" is "
+             "their intended stop); from-scratch trainings capped by `--time-limit-s 200` (both "
+             "converged before it). Seconds are one timing each, taken while other runs shared the GPU.\n",
              *[n + "\n" for n in res["notes"]],
              f"Command: `{res['environment']['command']}` · {res['machine']}\n"]
     return "\n".join(lines)
