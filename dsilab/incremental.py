@@ -348,8 +348,8 @@ def add_documents(initial: DSIResult, split: IncrementalSplit, strategy: str = "
     seconds = time.perf_counter() - t0 - curve.seconds
     # the plan reads BM25 over every indexed document, at the weight the initial model chose on dev
     planner = LexicalPlanner(split.full, recipe.plan_depth) if initial.plan_weight else None
-    return Update(strategy, model, tree, seconds, result.steps, len(examples), "diverged" if stop.diverged else result.stopped,
-                  curve.points, stats, result.best, initial.plan_weight, planner)
+    return Update(strategy, model, tree, seconds, result.steps, len(examples), stop.stopped(result), curve.points,
+                  stats, result.best, initial.plan_weight, planner)
 
 
 # -- the benchmark ---------------------------------------------------------------------------------------------

@@ -198,6 +198,10 @@ class Convergence(Callback):
         if self.best_memo >= 0.2 and memo < self.best_memo / 2 and trainer.step >= self.not_before:
             self.diverged = trainer.stopped_early = True
 
+    def stopped(self, result: TrainResult) -> str:
+        """How the run ended: the loop's reason ("converged", "step cap", "time limit"), or "diverged"."""
+        return "diverged" if self.diverged else result.stopped
+
 
 @dataclass
 class DSIResult:
@@ -347,8 +351,7 @@ def train_dsi(collection: Collection, recipe: Recipe = Recipe(), tree: DocidTree
     # the whole corpus, not the probe (beyond 10k documents a seeded 10k sample: +-0.6 points at 0.9)
     memo = memorisation(model, probe_docs(coll, recipe, n=10_000, seed=recipe.seed + 1))
     out = DSIResult(recipe, model, tree, coll, dev_from, result, stop.steps_to_memorise, memo,
-                    time.perf_counter() - t0, [h for h in result.history if "Hits@1" in h],
-                    "diverged" if stop.diverged else result.stopped,
+                    time.perf_counter() - t0, [h for h in result.history if "Hits@1" in h], stop.stopped(result),
                     pruner.report()["total"]["sparsity"] if pruner else 0.0, len(examples),
                     describe_examples(examples), filtered, stop.seconds_to_memorise)
     out.choose_plan(dev, dev_is_memo=dev_from == "none")

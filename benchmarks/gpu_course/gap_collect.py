@@ -23,9 +23,14 @@ MACHINE = ("one H100 GPU (16 CPU cores), 2026-12-07 16:27-16:42 UTC; the three r
            "`benchmarks/gpu_course/gap_runs.sh` side by side on the one GPU, so every time is an upper bound")
 
 
+def _diff(d: dict) -> str:
+    """A paired difference and its interval."""
+    return f"{d['difference']:+.3f} [{d['CI'][0]:+.3f}, {d['CI'][1]:+.3f}]"
+
+
 def _pair(d: dict, converged: bool = True) -> str:
     """A paired difference, its interval and verdict; "not converged" in place of the verdict where a row had not."""
-    return f"{d['difference']:+.3f} [{d['CI'][0]:+.3f}, {d['CI'][1]:+.3f}] {d['verdict'] if converged else 'not converged'}"
+    return f"{_diff(d)} {d['verdict'] if converged else 'not converged'}"
 
 
 def _converged(res: dict, name: str) -> bool:
@@ -72,8 +77,8 @@ def _gap_section(gap: dict) -> str:
             ft = res.get("paired", {}).get(f"{row} minus {FT}")
             rows[row] = {**{c: r.get(c) for c in cols},
                          "plan weight": r["plan"]["weight"] if isinstance(r.get("plan"), dict) else None,
-                         "all: minus fine-tuned dense": _pair(ft["all"])[:-len(ft["all"]["verdict"]) - 1] if ft else None,
-                         "unseen: minus fine-tuned dense": _pair(ft["unseen"])[:-len(ft["unseen"]["verdict"]) - 1] if ft else None}
+                         "all: minus fine-tuned dense": _diff(ft["all"]) if ft else None,
+                         "unseen: minus fine-tuned dense": _diff(ft["unseen"]) if ft else None}
         parts.append(format_table(rows) + "\n")
         controls = [(k, d) for k, d in res.get("paired", {}).items() if not k.endswith((" minus BM25", f" minus {FT}"))]
         if controls:
@@ -130,8 +135,8 @@ def _incremental_section(res: dict) -> str:
              "| check | measured | holds |\n|---|---|---|\n"
              + "\n".join(f"| {f['floor']} | {f['measured']} | {'yes' if f['holds'] else 'no'} |" for f in res["floors"]) + "\n",
              f"Setting: {res['setting']}; every updated model searches with the plan over all {res['n_docs']} documents "
-             "at the weight the initial model chose on dev. Updates capped at 300 steps (a fixed budget: \"step cap\" is "
-             "their intended stop); from-scratch trainings capped by `--time-limit-s 200` (both "
+             f"at the weight the initial model chose on dev. Updates capped at {res['update']['max_steps']} steps "
+             "(a fixed budget: \"step cap\" is their intended stop); from-scratch trainings capped by `--time-limit-s 200` (both "
              "converged before it). Seconds are one timing each, taken while other runs shared the GPU.\n",
              *[n + "\n" for n in res["notes"]],
              f"Command: `{res['environment']['command']}` · {res['machine']}\n"]

@@ -4,7 +4,7 @@
 # brings back their logs and JSON (dsi0-dsi-scifact.json, qg1-qg-scifact.json, inc0-incremental-scifact.json):
 #   bash benchmarks/gpu_course/gap_runs.sh        # carry .gpu
 # dsi0: the span-query (distillation) rows at lr 3e-4 beside their control (at lr 1e-3 both diverged: memorisation
-#   fell from 0.62 to 0.00 while the gradient norm rose to 10^6); evaluations every 1,000 steps.
+#   rose to 0.10 and 0.62, then fell to 0.00); evaluations every 1,000 steps.
 # qg1: DSI-QG with the round-trip filter (a generated query is kept only when BM25 ranks its source first).
 # inc0: new documents without queries added to a planned semantic-docid index; replay capped at 300 steps.
 set -euo pipefail
