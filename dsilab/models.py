@@ -432,7 +432,7 @@ def _train_tokenizer(texts: list[str], vocab_size: int):
     from transformers import PreTrainedTokenizerFast
 
     key = hashlib.sha256(json.dumps([vocab_size, texts]).encode()).hexdigest()[:20]
-    path = cache_dir("tokenizers") / f"unigram-{key}.json"
+    path = cache_dir("tokenizers") / f"unigram2-{key}.json"
     if path.is_file():
         tok = Tokenizer.from_file(str(path))
     else:
@@ -443,6 +443,11 @@ def _train_tokenizer(texts: list[str], vocab_size: int):
         trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"],
                                           unk_token="<unk>", show_progress=False)
         tok.train_from_iterator(texts, trainer)
+        # The trainer's scores vary in their last digits from run to run, and with them its order (the token ids) of
+        # near-equal pieces: pieces sorted by text, scores rounded, every run gives the same ids.
+        vocab = json.loads(tok.to_str())["model"]["vocab"]
+        special, pieces = vocab[:3], sorted((p, round(s, 2)) for p, s in vocab[3:])
+        tok.model = models.Unigram([tuple(x) for x in special] + pieces, unk_id=2)
         with atomic_path(path) as tmp:
             tok.save(str(tmp))
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")

@@ -119,6 +119,14 @@ def test_train_mlm_is_a_bert_and_cached(tiny_mlm):
     assert again.name == tiny_mlm.name and again.info == tiny_mlm.info
 
 
+def test_the_scratch_wordpiece_vocabulary_is_the_same_on_every_run():
+    """`tokenizers` numbers its "##" pieces in hash order and so could learn another vocabulary on each run."""
+    from dsilab.augment.mlm import train_tokenizer
+
+    vocabs = [train_tokenizer(TEXTS * 3, 200).get_vocab() for _ in range(4)]
+    assert all(v == vocabs[0] for v in vocabs) and len(vocabs[0]) > len(TEXTS)
+
+
 def test_candidates_read_the_vocabulary_at_the_masks_only(tiny_mlm):
     """The head runs on the [MASK] positions alone (not a batch x length x vocabulary tensor): the same fillers and
     probabilities as from every position's logits, two masks in one text, a text without one."""

@@ -165,3 +165,16 @@ def test_an_unknown_adapter_is_named_with_the_known_ones():
 
     with pytest.raises(DsilabError, match="unknown adapter 'lorra'.*'lora'"):
         resolve_adapter("lorra")
+
+
+def test_a_trained_tokenizer_is_the_same_on_every_run(lab, tmp_path, monkeypatch):
+    """The Unigram trainer's scores differ in their last digits between runs; the saved tokenizer must not (same
+    pieces, ids and scores), or one seed would give different models on two machines."""
+    from dsilab.models import _train_tokenizer
+
+    texts = list(lab.contents)
+    runs = []
+    for i in range(3):
+        monkeypatch.setenv("DSILAB_CACHE", str(tmp_path / str(i)))  # a fresh cache: each run trains
+        runs.append(_train_tokenizer(texts, 2000).backend_tokenizer.to_str())
+    assert runs[0] == runs[1] == runs[2]

@@ -139,19 +139,25 @@ def _init_path(init: str) -> str:
 
 
 def _key(texts: Sequence[str], config: MLMConfig, seed: int) -> str:
-    h = hashlib.sha256(json.dumps({"config": asdict(config), "seed": seed}, sort_keys=True).encode())
+    h = hashlib.sha256(json.dumps({"config": asdict(config), "seed": seed, "tokenizer": 2}, sort_keys=True).encode())
     for t in texts:
         h.update(b"\x1e" + t.encode("utf-8"))
     return h.hexdigest()[:20]
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int = 3000):
-    """A lower-casing BERT WordPiece tokenizer trained on `texts` with the `tokenizers` library."""
+    """A lower-casing BERT WordPiece tokenizer trained on `texts` with the `tokenizers` library, the same vocabulary
+    on every run."""
     from tokenizers import BertWordPieceTokenizer
     from transformers import BertTokenizer
 
     wp = BertWordPieceTokenizer(lowercase=True, strip_accents=True)
-    wp.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL, show_progress=False)
+    # The trainer numbers each "##c" piece in hash-map order and breaks ties between merges by those numbers, so two
+    # runs can learn different vocabularies (huggingface/tokenizers#1794). Registering every "##c" up front, in sorted
+    # order, fixes their numbers and so the merges.
+    chars = sorted({c for t in texts for c in wp.normalizer.normalize_str(t) if not c.isspace()})
+    wp.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=2,
+                           special_tokens=SPECIAL + [f"##{c}" for c in chars], show_progress=False)
     return BertTokenizer(vocab=wp.get_vocab(), do_lower_case=True, strip_accents=True, model_max_length=512)
 
 
