@@ -376,6 +376,15 @@ class DSIModel(nn.Module):
                                                             ignore_index=-100, reduction="sum")
         return total / (labels != -100).sum().clamp(min=1) + extra
 
+    def docid_token_logprobs(self, hidden: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
+                             ) -> torch.Tensor:
+        """log p of each token of the docids `labels` (teacher-forced; 0 at padding -100) from the docid head: summed
+        over a prefix, the score constrained beam search ranks that prefix by."""
+        logits = self.docid_logits(hidden, attention_mask, self.shift_right(labels))
+        target = self._docid_index[labels.clamp(min=0)].clamp(min=0)
+        logp = torch.log_softmax(logits.float(), -1).gather(-1, target[..., None])[..., 0]
+        return logp.masked_fill(labels == -100, 0.0)
+
     @torch.no_grad()
     def next_token_logprobs(self, hidden: torch.Tensor, attention_mask: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
         """log p(next token | prefix) from the docid head, as a full-vocabulary row (-inf for text tokens)."""

@@ -406,6 +406,17 @@ def roundtrip_filter(collection: Collection, queries: dict[str, list[str]], k: i
                   "docs left without a query": sum(1 for d in queries if queries[d] and not kept[d])}
 
 
+def teacher_rankings(collection: Collection, queries: list[str], k: int, seed: int = 0
+                     ) -> list[list[tuple[str, float]]]:
+    """The top `k` documents, with cosine scores, of each query by MiniLM fine-tuned on the training queries."""
+    from .baselines import FineTunedDense
+
+    if not queries:
+        return []
+    run = FineTunedDense(collection, "train", seed=seed).search({f"q{i}": q for i, q in enumerate(queries)}, k)
+    return [run[f"q{i}"] for i in range(len(queries))]
+
+
 def teacher_labels(collection: Collection, queries: dict[str, list[str]], k: int = 1, seed: int = 0
                    ) -> tuple[dict[str, list[str]], dict[str, Any]]:
     """Distillation from a dense teacher (in the spirit of RIPOR): each generated query trains towards the top k
@@ -413,17 +424,13 @@ def teacher_labels(collection: Collection, queries: dict[str, list[str]], k: int
     was generated from; returns doc_id -> the queries that point to it now, and how often the teacher agreed."""
     if k < 1:
         raise DsilabError(f"teacher_labels needs k >= 1, got {k}.")
-    from .baselines import FineTunedDense
-
     pairs = [(d, q) for d, qs in queries.items() for q in qs]
     labelled: dict[str, list[str]] = {d: [] for d in collection.doc_ids}
     if not pairs:
         return labelled, {"k": k, "queries": 0, "source is the teacher's top 1": None, "docs with a query": 0}
-    teacher = FineTunedDense(collection, "train", seed=seed)
-    run = teacher.search({f"pq{i}": q for i, (_, q) in enumerate(pairs)}, k)
     agree = 0
-    for i, (source, q) in enumerate(pairs):
-        ranked = [d for d, _ in run[f"pq{i}"]]
+    for (source, q), ranking in zip(pairs, teacher_rankings(collection, [q for _, q in pairs], k, seed)):
+        ranked = [d for d, _ in ranking]
         agree += bool(ranked) and ranked[0] == source
         for d in ranked:
             labelled[d].append(q)

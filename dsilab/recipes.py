@@ -4,8 +4,8 @@
     result.model, result.memorisation, result.steps_to_memorise, result.search(queries)
 
 `dsilab bench dsi` trains every DSI row with it. A `Recipe` is the config of every stage at once (`PARTS`: docids,
-model, examples, training, stopping, pruning, search); sizes are its fields, and defaults scale with the collection
-(steps per epoch) and hold on a CPU and on a GPU alike. `fit` is the one training run: `train_dsi` calls it for a new
+model, examples, distillation, training, stopping, pruning, search); sizes are its fields, and defaults scale with the
+collection (steps per epoch) and hold on a CPU and on a GPU alike. `fit` is the one training run: `train_dsi` calls it for a new
 index, `dsilab.incremental.add_documents` for an update and the throughput study for a timed loop.
 
 **Training to convergence.** Every `eval_every` steps the model is asked two things: does it *memorise* (a fixed,
@@ -35,6 +35,7 @@ import numpy as np
 from .core import DsilabError, Qrels, Run, seed_everything
 from .data import Collection
 from .decode import SearchConfig
+from .distill import DistillConfig
 from .docids import DocidConfig, DocidTree
 from .models import ModelConfig
 from .pruning import PruneConfig
@@ -62,17 +63,17 @@ class StopConfig:
             raise DsilabError(f"dev_holdout={self.dev_holdout}; use a fraction in (0, 1).")
 
 
-#: The parts of a recipe, each the config of one stage of the pipeline (docids, model, examples, training, stopping,
-#: pruning, search). Every field name belongs to exactly one part (`seed` to all), so a name means one thing everywhere.
-PARTS = (DocidConfig, ModelConfig, TaskConfig, TrainConfig, StopConfig, PruneConfig, SearchConfig)
+#: The parts of a recipe, each the config of one stage of the pipeline (docids, model, examples, distillation,
+#: training, stopping, pruning, search). Every field name belongs to exactly one part (`seed` to all), so a name means one thing everywhere.
+PARTS = (DocidConfig, ModelConfig, TaskConfig, DistillConfig, TrainConfig, StopConfig, PruneConfig, SearchConfig)
 
 
 @dataclass(frozen=True)
-class Recipe(SearchConfig, PruneConfig, StopConfig, TrainConfig, TaskConfig, ModelConfig, DocidConfig):
+class Recipe(SearchConfig, PruneConfig, StopConfig, TrainConfig, DistillConfig, TaskConfig, ModelConfig, DocidConfig):
     """What to train: every part of `PARTS` at once. A Recipe *is* its DocidConfig, ModelConfig, TaskConfig,
-    TrainConfig, StopConfig, PruneConfig and SearchConfig (dataclass inheritance), so each stage takes the recipe
-    itself as its config and nothing is copied from one to another; flags and JSON keys are the fields' names. Every field has a
-    default that scales with the collection."""
+    DistillConfig, TrainConfig, StopConfig, PruneConfig and SearchConfig (dataclass inheritance), so each stage takes
+    the recipe itself as its config and nothing is copied from one to another; flags and JSON keys are the fields'
+    names. Every field has a default that scales with the collection."""
 
     def __post_init__(self) -> None:
         for part in PARTS:
@@ -84,7 +85,8 @@ class Recipe(SearchConfig, PruneConfig, StopConfig, TrainConfig, TaskConfig, Mod
         """A short name for tables: docid kind, plus what differs from the pure DSI row."""
         extra = [f"+{self.pseudo_per_doc} {self.query_generator} queries/doc"
                  + (f", BM25 top-{self.query_filter_k} filter" if self.query_filter_k else "")
-                 + (f", dense-teacher top-{self.query_teacher_k} labels" if self.query_teacher_k else "")] if self.pseudo_per_doc else []
+                 + (f", dense-teacher top-{self.query_teacher_k} labels" if self.query_teacher_k else "")
+                 + (f", dense-teacher top-{self.distill_list} prefix loss" if self.distill_list else "")] if self.pseudo_per_doc else []
         extra += ["relevance-based docids"] if self.docid_space == "relevance" else []
         extra += ["dense-initialised rows"] if self.docid_init == "encoder" else []
         extra += ["encoder fine-tuned"] if not self.freeze_encoder else []
@@ -346,6 +348,10 @@ def train_dsi(collection: Collection, recipe: Recipe = Recipe(), tree: DocidTree
     LOG.info("docids, %d examples and the model ready after %.0f s", len(examples), time.perf_counter() - t0)
     probe = probe_docs(coll, recipe)
     dev = dev_set(coll, dev_from, recipe, probe)
+    if recipe.distill_list:  # the teacher's ranking of each generated query, learned at every docid prefix
+        from .distill import PrefixDistillation
+
+        callbacks = [*callbacks, PrefixDistillation.from_examples(coll, examples, recipe)]
     result, stop, pruner = fit(model, examples, recipe, dev, probe, dev_is_memo=dev_from == "none",
                                callbacks=callbacks, progress=progress, checkpoint_dir=checkpoint_dir)
     # the whole corpus, not the probe (beyond 10k documents a seeded 10k sample: +-0.6 points at 0.9)

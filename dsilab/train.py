@@ -22,8 +22,8 @@ Accelerate: the model and optimizer go through `accelerate.Accelerator`, so `acc
 several GPUs works unchanged; every process reads its own slice of each global batch.
 
 Callbacks (`Callback`): `on_train_begin`, `on_step_end` (after each optimizer step, e.g. to apply a
-pruning mask), `on_evaluate(metrics)`, `on_train_end`; each receives the `Trainer` (model, optimizer,
-config, step, ...). Metrics go to a JSONL log (`log_path`) and to `TrainResult.history`.
+pruning mask), `on_evaluate(metrics)`, `on_train_end`, `extra_loss` (a term added to each micro-batch's loss, e.g.
+distillation); each receives the `Trainer` (model, optimizer, config, step, ...). Metrics go to a JSONL log (`log_path`) and to `TrainResult.history`.
 """
 from __future__ import annotations
 
@@ -96,6 +96,9 @@ class Callback:
     def on_step_end(self, trainer: "Trainer") -> None: ...
     def on_evaluate(self, trainer: "Trainer", metrics: dict[str, float]) -> None: ...
     def on_train_end(self, trainer: "Trainer") -> None: ...
+    def extra_loss(self, trainer: "Trainer") -> torch.Tensor | None:
+        """A term added to each micro-batch's loss (e.g. `dsilab.distill.PrefixDistillation`); None: nothing."""
+        return None
     def state_dict(self) -> dict[str, Any]:
         """What the callback must remember across a resume (saved in each checkpoint)."""
         return {}
@@ -500,7 +503,11 @@ class Trainer:
                 sync = a == cfg.grad_accum - 1
                 ctx = self.acc.no_sync(self.model) if not sync and self.world > 1 else _nullcontext()
                 with ctx, torch.autocast(self.acc.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-                    loss = self.model(**batch) / cfg.grad_accum
+                    loss = self.model(**batch)
+                    for cb in self.callbacks:
+                        extra = cb.extra_loss(self)
+                        loss = loss if extra is None else loss + extra
+                    loss = loss / cfg.grad_accum
                     self.acc.backward(self.scaler.scale(loss) if self.scaler else loss)
                 step_loss += loss.detach().float()
                 self.micro += 1

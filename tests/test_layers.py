@@ -14,7 +14,7 @@ LAYERS = [
     {"docids", "decode", "baselines", "querygen"},
     {"tasks"},
     {"models"},
-    {"train", "adapters", "pruning", "saved"},
+    {"train", "adapters", "pruning", "saved", "distill"},
     {"recipes"},
     {"ann", "augment", "dgi", "incremental", "widgets"},   # the library ends here
     {"experiments"},                                        # every benchmark and study

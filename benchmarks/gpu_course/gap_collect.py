@@ -1,8 +1,9 @@
 """Merge what `gap_runs.sh` brought back into dsilab/results and write their sections of docs/benchmarks.md.
 
-    python benchmarks/gpu_course/gap_collect.py DIR     # DIR: an untarred collected.tgz (dsi0-*, qg1-*, inc0-* files)
+    python benchmarks/gpu_course/gap_collect.py DIR "MACHINE"   # DIR: an untarred collected.tgz; MACHINE: where it ran
 
-- dsi0-dsi-scifact.json joins dsilab/results/dsi-gap-scifact.json as the run "seed 0, lr 3e-4";
+- dsi0-dsi-scifact.json joins dsilab/results/dsi-gap-scifact.json as the run "seed 0, lr 3e-4", dsi1-dsi-scifact.json
+  (`gap_runs.sh prefix`) as "seed 0, lr 3e-4, prefix loss";
 - qg1-qg-scifact.json becomes dsilab/results/qg-scifact-filter1.json (the committed qg-scifact.json is the unfiltered run);
 - inc0-incremental-scifact.json becomes dsilab/results/incremental-scifact.json.
 Each docs section is rendered from the JSON alone (`--docs-only` re-renders without merging).
@@ -19,8 +20,24 @@ from dsilab.experiments.runner import BENCH_DOC, format_table, update_doc_sectio
 
 RESULTS = ROOT / "dsilab" / "results"
 FT = "Dense (MiniLM fine-tuned on train queries)"
-MACHINE = ("one H100 GPU (16 CPU cores), 2026-12-07 16:27-16:42 UTC; the three runs of "
-           "`benchmarks/gpu_course/gap_runs.sh` side by side on the one GPU, so every time is an upper bound")
+#: Each merged run, from the file `gap_runs.sh` brought back.
+RUNS = {"dsi0-dsi-scifact.json": "seed 0, lr 3e-4", "dsi1-dsi-scifact.json": "seed 0, lr 3e-4, prefix loss"}
+
+
+GAP_NOTES = [
+    "Runs \"seed 0\" and \"seed 1\" train at the default lr 1e-3. There the two span-query rows diverged: "
+    "memorisation rose to 0.10 and 0.62, then fell to 0.00 while the largest gradient norm rose to about 10^6 "
+    "and 3,000 (their `history`); the run's time limit then stopped them (their `stopped` says \"time limit\") and "
+    "kept their best checkpoints, which had not memorised, so their numbers are not a verdict on the technique.",
+    "Run \"seed 0, lr 3e-4\" trains the span-query rows again at lr 3e-4 (evaluations every 1,000 steps) beside "
+    "their control, the plain semantic row at the same lr: every row memorised (0.97 to 1.00 of its documents "
+    "read back; the span-only row then stopped at the time limit while its dev Hits@1 still moved, so it had not "
+    "converged by the recipe's rule) and the largest gradient norm stayed below 6 after the first 1,000 steps (18 "
+    "during warm-up).",
+    "Run \"seed 0, lr 3e-4, prefix loss\" trains the same rows with a longer time limit, beside the rows that also "
+    "learn the teacher's top 10 of each span query at every docid prefix (`dsilab.distill`; list 10, weight 1, "
+    "temperature 0.05: defaults, not tuned on dev).",
+]
 
 
 def _diff(d: dict) -> str:
@@ -38,30 +55,23 @@ def _converged(res: dict, name: str) -> bool:
     return res["results"][name].get("stopped") in (None, "converged")
 
 
-def merge(src: Path) -> None:
+def merge(src: Path, machine: str) -> None:
+    """What `src` holds joins dsilab/results, each run and result labelled with the `machine` it ran on."""
     gap_path = RESULTS / "dsi-gap-scifact.json"
     gap = json.loads(gap_path.read_text())
-    run = json.loads((src / "dsi0-dsi-scifact.json").read_text())
-    run["machine"] = MACHINE
-    gap["runs"]["seed 0, lr 3e-4"] = run
-    gap["command"] = (gap["command"].split(" · ")[0] + " · run \"seed 0, lr 3e-4\": dsi0 of "
-                      "benchmarks/gpu_course/gap_runs.sh (its command in the run's environment)")
-    gap["notes"] = [
-        "Runs \"seed 0\" and \"seed 1\" train at the default lr 1e-3. There the two span-query rows diverged: "
-        "memorisation rose to 0.10 and 0.62, then fell to 0.00 while the largest gradient norm rose to about 10^6 "
-        "and 3,000 (their `history`); the run's time limit then stopped them (their `stopped` says \"time limit\") and "
-        "kept their best checkpoints, which had not memorised, so their numbers are not a verdict on the technique.",
-        "Run \"seed 0, lr 3e-4\" trains the span-query rows again at lr 3e-4 (evaluations every 1,000 steps) beside "
-        "their control, the plain semantic row at the same lr: every row memorised (0.97 to 1.00 of its documents "
-        "read back; the span-only row then stopped at the time limit while its dev Hits@1 still moved, so it had not "
-        "converged by the recipe's rule) and the largest gradient norm stayed below 6 after the first 1,000 steps (18 during warm-up).",
-    ]
+    for name, run_name in RUNS.items():
+        if (src / name).is_file():
+            gap["runs"][run_name] = {**json.loads((src / name).read_text()), "machine": machine}
+            gap["command"] = (gap["command"].split(" · ")[0] + " · runs \"seed 0, lr 3e-4\" and \"seed 0, lr 3e-4, prefix "
+                              "loss\": benchmarks/gpu_course/gap_runs.sh first and prefix (each command in its run's "
+                              "environment)")
+    gap["notes"] = GAP_NOTES
     gap_path.write_text(json.dumps(gap, indent=2) + "\n")
     for name, out in (("qg1-qg-scifact.json", "qg-scifact-filter1.json"),
                       ("inc0-incremental-scifact.json", "incremental-scifact.json")):
-        res = json.loads((src / name).read_text())
-        res["machine"] = MACHINE
-        (RESULTS / out).write_text(json.dumps(res, indent=2) + "\n")
+        if (src / name).is_file():
+            res = {**json.loads((src / name).read_text()), "machine": machine}
+            (RESULTS / out).write_text(json.dumps(res, indent=2) + "\n")
 
 
 def _gap_section(gap: dict) -> str:
@@ -98,7 +108,7 @@ def _gap_section(gap: dict) -> str:
                  "are held out of train per seed, so the split moves with the seed).\n")
     parts += [n + "\n" for n in gap["notes"]]
     parts.append(f"Command: `{gap['command']}` · {gap['machine'].replace(' lent through the device tool', '')}; "
-                 f"run \"seed 0, lr 3e-4\": {MACHINE}\n")
+                 + "; ".join(f"run \"{n}\": {r['machine']}" for n, r in gap["runs"].items() if "machine" in r) + "\n")
     return "\n".join(parts)
 
 
@@ -115,8 +125,9 @@ def _qg_section(res: dict) -> str:
              f"Setting: {res['setting']}. `query_filter_k=1`: a generated query is kept only when BM25 ranks its "
              f"source document first. The generated queries kept: {q['trained']['distinct per doc (mean)']} distinct "
              f"per document on average ({q['trained']['queries']} in all), where the unfiltered run "
-             "(qg-scifact.json) trains on about 5 per document, of which 11% pass this test. This run pairs each row "
-             "against the baselines only: DSI-QG and the plain DSI row are not compared here.\n",
+             "(qg-scifact.json) trains on about 5 per document, of which 11% pass this test."
+             + ("" if any(" minus DSI " in k for k in res["paired"]) else " This run pairs each row against the "
+                "baselines only: DSI-QG and the plain DSI row are not compared here.") + "\n",
              *[n + "\n" for n in res["notes"] if not n.startswith("Quality:")],
              f"Command: `{res['environment']['command']}` · {res['machine']}\n"]
     return "\n".join(lines)
@@ -153,5 +164,5 @@ def render() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--docs-only"]:
-        merge(Path(sys.argv[1]))
+        merge(Path(sys.argv[1]), sys.argv[2])
     render()

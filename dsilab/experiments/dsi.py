@@ -23,7 +23,8 @@ DSI_VARIANTS: list[dict[str, Any]] = [{"docids": "atomic"}, {"docids": "naive"},
 #: searched with a BM25 lexical plan (PAG's planner; `dsilab.decode.SearchConfig`), its weight chosen on dev; and
 #: relevance-based docids (RIPOR's idea; `dsilab.docids.DocidConfig.docid_space`), semantic or residual, built from
 #: MiniLM fine-tuned on the training queries, with and without the plan; and distillation: span queries of every
-#: document labelled by that fine-tuned dense teacher (`querygen.teacher_labels`), beside the same queries unlabelled.
+#: document labelled by that fine-tuned dense teacher (`querygen.teacher_labels`), beside the same queries unlabelled,
+#: and its whole top-10 taught at every docid prefix (`dsilab.distill`, RIPOR's idea).
 GAP_VARIANTS: list[dict[str, Any]] = [
     {"docids": "semantic", "plan": "bm25"}, {"docids": "naive", "plan": "bm25"},
     {"docids": "semantic", "docid_space": "relevance"}, {"docids": "residual", "docid_space": "relevance"},
@@ -31,6 +32,8 @@ GAP_VARIANTS: list[dict[str, Any]] = [
     {"docids": "residual", "docid_space": "relevance", "plan": "bm25"},
     {"docids": "semantic", "pseudo_per_doc": 5}, {"docids": "semantic", "pseudo_per_doc": 5, "query_teacher_k": 1},
     {"docids": "semantic", "pseudo_per_doc": 5, "query_teacher_k": 1, "plan": "bm25"},
+    {"docids": "semantic", "pseudo_per_doc": 5, "query_teacher_k": 1, "distill_list": 10},
+    {"docids": "semantic", "pseudo_per_doc": 5, "query_teacher_k": 1, "distill_list": 10, "plan": "bm25"},
 ]
 
 
@@ -241,7 +244,10 @@ def benchmark(collection: Collection, split: str = "test", seed: int = 0, varian
             docids)", "DSI semantic (relevance-based docids, BM25 lexical plan)", "DSI residual (relevance-based docids,
             BM25 lexical plan)", "DSI semantic (+5 span queries/doc)",
             "DSI semantic (+5 span queries/doc, dense-teacher top-1 labels)",
-            "DSI semantic (+5 span queries/doc, dense-teacher top-1 labels, BM25 lexical plan)"
+            "DSI semantic (+5 span queries/doc, dense-teacher top-1 labels, BM25 lexical plan)",
+            "DSI semantic (+5 span queries/doc, dense-teacher top-1 labels, dense-teacher top-10 prefix loss)",
+            "DSI semantic (+5 span queries/doc, dense-teacher top-1 labels, dense-teacher top-10 prefix loss, BM25
+            lexical plan)"
         recipe: changes to the default Recipe under every DSI row (a row's own change wins): JSON (e.g.
             '{"lr": 3e-4}') or a JSON file of dsilab.recipes.Recipe fields
         jobs: DSI variants trained side by side, each in a fresh process (e.g. 4 on one GPU); CPU threads and GPUs
