@@ -38,7 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from .core import DsilabError, atomic_path, cache_dir, quiet_hf_loading, require_hub, seed_everything
+from .core import (DsilabError, atomic_path, cache_dir, map_large_blocks, quiet_hf_loading, release_memory, require_hub,
+                   seed_everything)
 from .data import Collection
 
 DOCT5QUERY = "doc2query/msmarco-t5-base-v1"
@@ -217,6 +218,8 @@ class QueryGenerator:
         dev = dev[:256]  # a fixed held-out sample: one forward pass per evaluation
         dev_rows = torch.tensor([row[d] for d, _ in dev], device=self.device)
 
+        map_large_blocks()  # a step's vocabulary-wide logits go back to the system when freed (see dsilab.core)
+        release_memory()  # the encoder's activations, freed above
         groups = [{"params": [p for p in self.net.decoder.parameters() if p.requires_grad]}]
         if cfg.copy_bias:  # one scalar: at the decoder's rate it would barely move from its start
             groups.append({"params": [self.copy_weight], "lr": 0.05, "weight_decay": 0.0})
@@ -250,6 +253,8 @@ class QueryGenerator:
             self.load_state(best_state)
         self.net.decoder.eval()
         self.train_seconds = time.perf_counter() - t0
+        del opt, states, masks, bags, best_state, loss
+        release_memory()  # the optimizer's moments, the gradients and the encoded documents
         return self
 
     def generate(self, texts: list[str], n: int, top_k: int | None = 10, top_p: float | None = None, seed: int = 0,
@@ -369,6 +374,8 @@ def generate_queries(collection: Collection, n_per_doc: int = 5, generator: str 
     elif generator == "trained":
         gen = train_generator(collection, config, cache=cache, progress=progress)
         out = dict(zip(collection.doc_ids, gen.generate(collection.contents, n_per_doc, top_k, top_p, seed)))
+        del gen
+        release_memory()  # the generator is read back from its cache when needed again
     else:
         out = _hub_queries(collection, n_per_doc, seed, generator, top_k, top_p)
     if cache:

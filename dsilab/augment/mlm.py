@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..core import DsilabError, atomic_path, cache_dir, require_hub, seed_everything
+from ..core import DsilabError, atomic_path, cache_dir, map_large_blocks, release_memory, require_hub, seed_everything
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 HUB_MLM = "bert-base-uncased"
@@ -169,8 +170,7 @@ def train_mlm(texts: Sequence[str], config: MLMConfig = MLMConfig(), seed: int =
     training to report masked-token accuracy, so the model's quality is a number, not a hope.
     """
     import torch
-    from transformers import (BertConfig, BertForMaskedLM, BertTokenizer, DataCollatorForLanguageModeling,
-                              get_cosine_schedule_with_warmup)
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizer, DataCollatorForLanguageModeling
 
     texts = [t for t in texts if t and t.strip()]
     if len(texts) < 2:
@@ -183,6 +183,7 @@ def train_mlm(texts: Sequence[str], config: MLMConfig = MLMConfig(), seed: int =
 
     t0 = time.perf_counter()
     seed_everything(seed)
+    map_large_blocks()  # a training step's large tensors go back to the system when freed (see dsilab.core)
     if config.init == "scratch":
         tokenizer = train_tokenizer(texts, config.vocab_size)
         model = BertForMaskedLM(BertConfig(
@@ -215,7 +216,7 @@ def train_mlm(texts: Sequence[str], config: MLMConfig = MLMConfig(), seed: int =
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=config.mask_prob, seed=seed)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.01)
     warm = max(1, int(config.warmup * config.steps))
-    sched = get_cosine_schedule_with_warmup(opt, warm, config.steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: _cosine_with_warmup(step, warm, config.steps))
     from tqdm.auto import tqdm
 
     model.train()
@@ -232,7 +233,9 @@ def train_mlm(texts: Sequence[str], config: MLMConfig = MLMConfig(), seed: int =
         sched.step()
         opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
+    del opt, sched, batch, loss
     model.eval().cpu()
+    release_memory()  # the optimizer's moments and the gradients: about 0.3 GB the heap would otherwise keep
     info = {
         "config": asdict(config), "seed": seed, "n_texts": len(texts), "n_windows": len(windows),
         "vocab": len(tokenizer), "params": sum(p.numel() for p in model.parameters()),
@@ -247,6 +250,15 @@ def train_mlm(texts: Sequence[str], config: MLMConfig = MLMConfig(), seed: int =
             tokenizer.save_pretrained(tmp)
             (tmp / "info.json").write_text(json.dumps(info, indent=2))
     return MaskedLM(model, tokenizer, name, info)
+
+
+def _cosine_with_warmup(step: int, warmup: int, total: int) -> float:
+    """The learning-rate factor at `step`: linear warm-up, then a half cosine to 0 (transformers' cosine schedule,
+    written out: importing `transformers.optimization` loads peft and bitsandbytes, about 50 MB)."""
+    if step < warmup:
+        return step / max(1, warmup)
+    progress = (step - warmup) / max(1, total - warmup)
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 def _masked_loss(model, batch) -> "torch.Tensor":
