@@ -99,6 +99,8 @@ class PrefixDistillation(Callback):
         for row, i in enumerate(keep):
             for j, (doc, _) in enumerate(self.lists[i]):
                 labels[row, j, : len(seqs[doc])] = torch.tensor(seqs[doc])
+        # lengths stay on the host: cutting a batch to them then never waits for a GPU
+        self.width, self.depth = enc["attention_mask"].sum(1), (labels != -100).sum(-1).amax(1)
         dev = net.device
         self.input_ids, self.mask = enc["input_ids"].to(dev), enc["attention_mask"].to(dev)
         self.labels = labels.to(dev)
@@ -107,11 +109,9 @@ class PrefixDistillation(Callback):
     def extra_loss(self, trainer) -> torch.Tensor:
         net, cfg = trainer.net, self.cfg
         rng = np.random.default_rng([cfg.seed, trainer.step, trainer.epoch, trainer.micro])  # the same after a resume
-        at = torch.as_tensor(rng.choice(len(self.labels), size=min(cfg.distill_batch, len(self.labels)), replace=False),
-                             device=self.labels.device)
-        mask, labels = self.mask[at], self.labels[at]
-        width, depth = int(mask.sum(1).max()), int((labels != -100).sum(-1).max())
-        ids, mask, labels = self.input_ids[at, :width], mask[:, :width], labels[..., :depth]
+        rows = torch.as_tensor(rng.choice(len(self.labels), size=min(cfg.distill_batch, len(self.labels)), replace=False))
+        width, depth, at = int(self.width[rows].max()), int(self.depth[rows].max()), rows.to(self.labels.device)
+        ids, mask, labels = self.input_ids[at, :width], self.mask[at, :width], self.labels[at, :, :depth]
         with torch.no_grad() if net.encoder_frozen else torch.enable_grad():
             hidden = net.encode(ids, mask)
         n, m = labels.shape[:2]
@@ -124,7 +124,3 @@ class PrefixDistillation(Callback):
         if self._n:
             trainer.history[-1]["distill loss"] = round(float(self._sum) / self._n, 5)
         self._sum, self._n = 0.0, 0
-
-    def report(self) -> dict[str, Any]:
-        return {"queries": len(self.queries), "list": self.cfg.distill_list, "weight": self.cfg.distill_weight,
-                "temperature": self.cfg.distill_temperature}
