@@ -5,8 +5,8 @@
 
 `dsilab bench dsi` trains every DSI row with it. A `Recipe` is the config of every stage at once (`PARTS`: docids,
 model, examples, distillation, training, stopping, pruning, search); sizes are its fields, and defaults scale with the
-collection (steps per epoch) and hold on a CPU and on a GPU alike. `fit` is the one training run: `train_dsi` calls it for a new
-index, `dsilab.incremental.add_documents` for an update and the throughput study for a timed loop.
+collection (steps per epoch) and hold on a CPU and on a GPU alike. `fit` is the one training run: `train_dsi` calls it
+for a new index, `dsilab.incremental.add_documents` for an update and the throughput study for a timed loop.
 
 **Training to convergence.** Every `eval_every` steps the model is asked two things: does it *memorise* (a fixed,
 seeded sample of documents, read back to their own docid: indexing Hits@1) and does it *retrieve* (Hits@1 on a
@@ -35,7 +35,7 @@ import numpy as np
 from .core import DsilabError, Qrels, Run, seed_everything
 from .data import Collection
 from .decode import SearchConfig
-from .distill import DistillConfig
+from .distill import DistillConfig, PrefixDistillation
 from .docids import DocidConfig, DocidTree
 from .models import ModelConfig
 from .pruning import PruneConfig
@@ -64,7 +64,8 @@ class StopConfig:
 
 
 #: The parts of a recipe, each the config of one stage of the pipeline (docids, model, examples, distillation,
-#: training, stopping, pruning, search). Every field name belongs to exactly one part (`seed` to all), so a name means one thing everywhere.
+#: training, stopping, pruning, search). Every field name belongs to exactly one part (`seed` to all), so a name means
+#: one thing everywhere.
 PARTS = (DocidConfig, ModelConfig, TaskConfig, DistillConfig, TrainConfig, StopConfig, PruneConfig, SearchConfig)
 
 
@@ -86,7 +87,8 @@ class Recipe(SearchConfig, PruneConfig, StopConfig, TrainConfig, DistillConfig, 
         extra = [f"+{self.pseudo_per_doc} {self.query_generator} queries/doc"
                  + (f", BM25 top-{self.query_filter_k} filter" if self.query_filter_k else "")
                  + (f", dense-teacher top-{self.query_teacher_k} labels" if self.query_teacher_k else "")
-                 + (f", dense-teacher top-{self.distill_list} prefix loss" if self.distill_list else "")] if self.pseudo_per_doc else []
+                 + (f", dense-teacher top-{self.distill_list} prefix loss" if self.distill_list else "")
+                 ] if self.pseudo_per_doc else []
         extra += ["relevance-based docids"] if self.docid_space == "relevance" else []
         extra += ["dense-initialised rows"] if self.docid_init == "encoder" else []
         extra += ["encoder fine-tuned"] if not self.freeze_encoder else []
@@ -349,8 +351,6 @@ def train_dsi(collection: Collection, recipe: Recipe = Recipe(), tree: DocidTree
     probe = probe_docs(coll, recipe)
     dev = dev_set(coll, dev_from, recipe, probe)
     if recipe.distill_list:  # the teacher's ranking of each generated query, learned at every docid prefix
-        from .distill import PrefixDistillation
-
         callbacks = [*callbacks, PrefixDistillation.from_examples(coll, examples, recipe)]
     result, stop, pruner = fit(model, examples, recipe, dev, probe, dev_is_memo=dev_from == "none",
                                callbacks=callbacks, progress=progress, checkpoint_dir=checkpoint_dir)

@@ -23,7 +23,8 @@ several GPUs works unchanged; every process reads its own slice of each global b
 
 Callbacks (`Callback`): `on_train_begin`, `on_step_end` (after each optimizer step, e.g. to apply a
 pruning mask), `on_evaluate(metrics)`, `on_train_end`, `extra_loss` (a term added to each micro-batch's loss, e.g.
-distillation); each receives the `Trainer` (model, optimizer, config, step, ...). Metrics go to a JSONL log (`log_path`) and to `TrainResult.history`.
+distillation); each receives the `Trainer` (model, optimizer, config, step, ...). Metrics go to a JSONL log
+(`log_path`) and to `TrainResult.history`.
 """
 from __future__ import annotations
 
