@@ -43,6 +43,7 @@ class DistillConfig:
             raise DsilabError(f"distill_list={self.distill_list}: a ranking needs at least 2 documents (0: off).")
         if self.distill_weight <= 0 or self.distill_temperature <= 0 or self.distill_batch < 1:
             raise DsilabError("distill_weight and distill_temperature must be > 0 and distill_batch >= 1.")
+        # as a part of Recipe, which has pseudo_per_doc; a DistillConfig alone has no generated queries to check
         if self.distill_list and not getattr(self, "pseudo_per_doc", 1):
             raise DsilabError(f"distill_list={self.distill_list} ranks generated queries: set pseudo_per_doc >= 1.")
 
@@ -89,22 +90,21 @@ class PrefixDistillation(Callback):
     def on_train_begin(self, trainer) -> None:
         """Each query's input ids, and its list's docid labels (lists, m, length) and teacher scores, on the device."""
         net, m = trainer.net, self.cfg.distill_list
+        if any(len(ranked) < m for ranked in self.lists):
+            raise DsilabError(f"distill_list={m} is more documents than the teacher ranked: use a smaller list.")
         seqs = net.docid_sequences()
-        keep = [i for i, ranked in enumerate(self.lists) if len(ranked) == m]
-        if not keep:
-            raise DsilabError(f"no query has {m} ranked documents: distill_list is larger than the collection.")
-        enc = net.tokenize_sources([self.queries[i] for i in keep])
+        enc = net.tokenize_sources(self.queries)
         depth = max(len(s) for s in seqs.values())
-        labels = torch.full((len(keep), m, depth), -100, dtype=torch.long)
-        for row, i in enumerate(keep):
-            for j, (doc, _) in enumerate(self.lists[i]):
+        labels = torch.full((len(self.lists), m, depth), -100, dtype=torch.long)
+        for row, ranked in enumerate(self.lists):
+            for j, (doc, _) in enumerate(ranked[:m]):
                 labels[row, j, : len(seqs[doc])] = torch.tensor(seqs[doc])
         # lengths stay on the host: cutting a batch to them then never waits for a GPU
         self.width, self.depth = enc["attention_mask"].sum(1), (labels != -100).sum(-1).amax(1)
         dev = net.device
         self.input_ids, self.mask = enc["input_ids"].to(dev), enc["attention_mask"].to(dev)
         self.labels = labels.to(dev)
-        self.teacher = torch.tensor([[s for _, s in self.lists[i]] for i in keep], dtype=torch.float32, device=dev)
+        self.teacher = torch.tensor([[s for _, s in ranked[:m]] for ranked in self.lists], dtype=torch.float32, device=dev)
 
     def extra_loss(self, trainer) -> torch.Tensor:
         net, cfg = trainer.net, self.cfg

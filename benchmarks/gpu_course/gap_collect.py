@@ -62,9 +62,8 @@ def merge(src: Path, machine: str) -> None:
     for name, run_name in RUNS.items():
         if (src / name).is_file():
             gap["runs"][run_name] = {**json.loads((src / name).read_text()), "machine": machine}
-            gap["command"] = (gap["command"].split(" · ")[0] + " · runs \"seed 0, lr 3e-4\" and \"seed 0, lr 3e-4, prefix "
-                              "loss\": benchmarks/gpu_course/gap_runs.sh first and prefix (each command in its run's "
-                              "environment)")
+    gap["command"] = (gap["command"].split(" · ")[0] + " · runs \"seed 0, lr 3e-4\" and \"seed 0, lr 3e-4, prefix "
+                      "loss\": benchmarks/gpu_course/gap_runs.sh first and prefix (each command in its run's environment)")
     gap["notes"] = GAP_NOTES
     gap_path.write_text(json.dumps(gap, indent=2) + "\n")
     for name, out in (("qg1-qg-scifact.json", "qg-scifact-filter1.json"),
