@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .core import DsilabError
+from .core import DsilabError, check_choice
 from .models import DSIModel
 
 # Attention projections per model family (the modules LoRA wraps by default). A string is a regex that
@@ -266,8 +266,7 @@ def qlora(model: DSIModel, r: int = 8, alpha: int = 16, dropout: float = 0.05, t
         raise DsilabError(f"qlora: quant_type={quant_type!r}; choose 'nf4' (QLoRA's NormalFloat) or 'fp4'.")
     dtype_name = compute_dtype or ("bfloat16" if torch.device(device).type == "cuda" else "float32")
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype_name not in dtypes:
-        raise DsilabError(f"qlora: compute_dtype={compute_dtype!r}; choose one of {list(dtypes)}.")
+    check_choice("qlora compute_dtype", dtype_name, dtypes)
     train = NEW_MODULES.get(model.backbone, ()) if train_modules is None else tuple(train_modules)
     model.to(device)
     quantize_4bit(model.net, skip=train, quant_type=quant_type, double_quant=double_quant,

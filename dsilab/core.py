@@ -33,6 +33,12 @@ class DsilabError(Exception):
     """Bad input or an impossible request; the message says what was wrong and what to do."""
 
 
+def check_choice(name: str, value: object, choices: object) -> None:
+    """Refuse a `value` of option `name` that is not among `choices`, naming every allowed one (one message for all)."""
+    if value not in choices:
+        raise DsilabError(f"{name}={value!r}; choose one of {list(choices)}.")
+
+
 def seed_everything(seed: int = 0) -> None:
     """Seed Python, NumPy and (if imported) torch so that a run repeats exactly."""
     random.seed(seed)

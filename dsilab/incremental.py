@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .core import DsilabError, Qrels, Retriever, Run, seed_everything
+from .core import DsilabError, check_choice, Qrels, Retriever, Run, seed_everything
 from .data import Collection
 from .decode import LexicalPlanner
 from .docids import DocidTree
@@ -321,8 +321,7 @@ def add_documents(initial: DSIResult, split: IncrementalSplit, strategy: str = "
     in_place: "continue" and "replay" train `initial.model` itself instead of a copy, which then holds the update (one
     network in memory, not two); read the initial model back from disk (`initial.save`, `load_model`) to use it again.
     """
-    if strategy not in STRATEGIES:
-        raise DsilabError(f"strategy={strategy!r}; choose one of {list(STRATEGIES)}.")
+    check_choice("strategy", strategy, STRATEGIES)
     if set(initial.tree.codes) != set(split.old_ids):
         raise DsilabError("the initial model was not trained on split.old: train it with train_dsi(split.old, recipe).")
     recipe = initial.recipe

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .core import DsilabError
+from .core import DsilabError, check_choice
 from .train import Callback
 
 SCOPES = ("layer", "global")
@@ -71,8 +71,7 @@ def magnitude_masks(weights: dict[str, torch.Tensor], sparsity: float, scope: st
     """
     if not 0.0 <= sparsity < 1.0:
         raise DsilabError(f"sparsity={sparsity}; use a fraction in [0, 1).")
-    if scope not in SCOPES:
-        raise DsilabError(f"scope={scope!r}; choose one of {list(SCOPES)}.")
+    check_choice("scope", scope, SCOPES)
     groups = [[n] for n in weights] if scope == "layer" else [list(weights)]
     masks = {}
     for names in groups:
@@ -138,8 +137,7 @@ class MagnitudePruning(Callback):
             raise DsilabError(f"MagnitudePruning: need 0 <= initial <= target < 1 and target > 0 (got {initial}, {target}).")
         if every < 1 or start < 0 or (end is not None and end < start):
             raise DsilabError(f"MagnitudePruning: need every >= 1 and 0 <= start <= end (got every={every}, start={start}, end={end}).")
-        if scope not in SCOPES:
-            raise DsilabError(f"MagnitudePruning: scope={scope!r}; choose one of {list(SCOPES)}.")
+        check_choice("MagnitudePruning scope", scope, SCOPES)
         self.target, self.start, self.end, self.every = target, start, end, every
         self.scope, self.include, self.initial = scope, include, initial
         self.masks: dict[str, torch.Tensor] = {}

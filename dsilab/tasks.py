@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from .core import DsilabError
+from .core import DsilabError, check_choice
 from .data import Collection
 from .docids import DocidTree
 
@@ -77,10 +77,8 @@ class TaskConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.indexing not in INDEXING:
-            raise DsilabError(f"TaskConfig.indexing={self.indexing!r}; choose one of {list(INDEXING)}.")
-        if self.doc_repr not in DOC_REPR:
-            raise DsilabError(f"TaskConfig.doc_repr={self.doc_repr!r}; choose one of {list(DOC_REPR)}.")
+        check_choice("TaskConfig.indexing", self.indexing, INDEXING)
+        check_choice("TaskConfig.doc_repr", self.doc_repr, DOC_REPR)
         if self.doc_len < 1 or self.n_spans < 1 or self.pseudo_per_doc < 0:
             raise DsilabError("TaskConfig: doc_len and n_spans must be >= 1 and pseudo_per_doc >= 0.")
         if self.generator_steps is not None and self.generator_steps < 1:
@@ -118,8 +116,7 @@ class TaskConfig:
 def doc_views(collection: Collection, doc_repr: str = "first", length: int = 64, n_spans: int = 2,
               seed: int = 0) -> dict[str, list[str]]:
     """doc_id -> the text(s) that stand for the document in indexing: first L words or random spans."""
-    if doc_repr not in DOC_REPR:
-        raise DsilabError(f"doc_repr={doc_repr!r}; choose one of {list(DOC_REPR)}.")
+    check_choice("doc_repr", doc_repr, DOC_REPR)
     rng = np.random.default_rng(seed)
     out: dict[str, list[str]] = {}
     for doc_id, text in zip(collection.doc_ids, collection.contents):

@@ -43,7 +43,7 @@ import numpy as np
 import psutil
 import torch
 
-from .core import DsilabError, Qrels, atomic_path, map_large_blocks, release_memory, seed_everything, trim_heap
+from .core import DsilabError, check_choice, Qrels, atomic_path, map_large_blocks, release_memory, seed_everything, trim_heap
 from .tasks import Example
 
 AMP = ("auto", "bf16", "fp16", "off")
@@ -75,8 +75,7 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.amp not in AMP:
-            raise DsilabError(f"amp={self.amp!r}; choose one of {list(AMP)}.")
+        check_choice("amp", self.amp, AMP)
         if self.batch_size < 1 or self.grad_accum < 1 or self.max_epochs < 1:
             raise DsilabError("batch_size, grad_accum and max_epochs must be >= 1.")
         if not all(0 <= b < 1 for b in self.betas):

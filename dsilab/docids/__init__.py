@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core import DsilabError
+from ..core import DsilabError, check_choice
 from ..data import Collection
 
 from .tree import KINDS, TREE_KINDS, DocidTree
@@ -76,10 +76,8 @@ class DocidConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.docids not in TREE_KINDS:
-            raise DsilabError(f"docids={self.docids!r}; choose one of {list(TREE_KINDS)}.")
-        if self.docid_space not in DOCID_SPACES:
-            raise DsilabError(f"docid_space={self.docid_space!r}; choose one of {list(DOCID_SPACES)}.")
+        check_choice("docids", self.docids, TREE_KINDS)
+        check_choice("docid_space", self.docid_space, DOCID_SPACES)
         if self.docid_space != "minilm" and self.docids not in ("semantic", "residual"):
             raise DsilabError(f"docid_space={self.docid_space!r} shapes semantic or residual docids, not "
                               f"{self.docids!r}: set docids='semantic' or 'residual', or leave docid_space='minilm'.")
@@ -106,12 +104,11 @@ DOCID_SPACES = ("minilm", "relevance")
 def document_embeddings(collection: Collection, space: str = "minilm", seed: int = 0) -> np.ndarray:
     """The document embeddings docids are built from: MiniLM's (cached), or, for "relevance", those of MiniLM
     fine-tuned on the collection's training queries (`baselines.FineTunedDense`, in-batch negatives)."""
+    check_choice("docid space", space, DOCID_SPACES)
     if space == "minilm":
         from ..embed import load_encoder
 
         return load_encoder().encode_cached(collection.contents)
-    if space != "relevance":
-        raise DsilabError(f"unknown docid space {space!r}; choose one of {list(DOCID_SPACES)}.")
     if "train" not in collection.qrels:
         raise DsilabError(f"relevance-based docids are learned from training queries, and collection "
                           f"{collection.name!r} has none (splits: {collection.splits}): use docid_space='minilm'.")
@@ -126,8 +123,7 @@ def make_docids(collection: Collection, kind: str = "semantic", k: int = 10, c: 
 
     k: clusters per level (>= 2); c: most documents in a leaf cluster (>= 1). Deterministic per seed.
     """
-    if kind not in KINDS:
-        raise DsilabError(f"unknown docid kind {kind!r}; choose one of {list(KINDS)}.")
+    check_choice("docid kind", kind, KINDS)
     doc_ids = collection.doc_ids
     if not doc_ids:
         raise DsilabError("cannot make docids for an empty collection: add documents first.")

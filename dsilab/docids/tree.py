@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core import DsilabError
+from ..core import DsilabError, check_choice
 
 KINDS = ("atomic", "naive", "semantic")
 #: Kinds a DocidTree may have: the three `make_docids` builds, and "residual" for codes built elsewhere (learned
@@ -27,8 +27,7 @@ class DocidTree:
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.kind not in TREE_KINDS:
-            raise DsilabError(f"unknown docid kind {self.kind!r}; choose one of {list(TREE_KINDS)}.")
+        check_choice("docid kind", self.kind, TREE_KINDS)
         if not self.codes:
             raise DsilabError("a DocidTree needs at least one document; the collection is empty.")
         seen: dict[tuple[int, ...], str] = {}

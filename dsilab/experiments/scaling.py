@@ -18,7 +18,7 @@ import os
 import time
 from typing import Any, Literal, get_args
 
-from ..core import DsilabError
+from ..core import DsilabError, check_choice
 from ..data import Collection, load_collection
 from ..recipes import Recipe, _sample
 from ..train import Callback
@@ -31,11 +31,10 @@ def shape_recipe(shape: str, **changes: Any) -> Recipe:
     """The recipe of one network shape: the MiniLM seq2seq, or t5-small / t5-base built from config (random weights)."""
     from ..models import T5_SHAPES
 
+    check_choice("shape", shape, SHAPES)
     if shape == "minilm-seq2seq":
         return Recipe(**changes)
-    if shape in T5_SHAPES:
-        return Recipe(backbone="t5-scratch", docid_init="random", arch={**T5_SHAPES[shape], "vocab_size": 8000}, **changes)
-    raise DsilabError(f"unknown shape {shape!r}; choose one of {list(SHAPES)}.")
+    return Recipe(backbone="t5-scratch", docid_init="random", arch={**T5_SHAPES[shape], "vocab_size": 8000}, **changes)
 
 
 class _Clock(Callback):
