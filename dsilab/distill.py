@@ -69,6 +69,49 @@ def prefix_listwise_loss(token_logp: torch.Tensor, labels: torch.Tensor, teacher
     return kl.sum(1).mean()
 
 
+def _docid_labels(model, lists: list[list[tuple[str, float]]], m: int) -> torch.Tensor:
+    """The docid tokens (EOS-terminated, padded with -100) of the first `m` documents of each list: (lists, m, depth)."""
+    seqs = model.docid_sequences()
+    labels = torch.full((len(lists), m, max(len(s) for s in seqs.values())), -100, dtype=torch.long)
+    for row, ranked in enumerate(lists):
+        for j, (doc, _) in enumerate(ranked[:m]):
+            labels[row, j, : len(seqs[doc])] = torch.tensor(seqs[doc])
+    return labels
+
+
+@torch.no_grad()
+def prefix_distributions(model, query: str, ranked: list[tuple[str, float]], temperature: float = 0.05
+                         ) -> tuple[list[dict[str, Any]], float]:
+    """What `prefix_listwise_loss` compares for one query and a teacher's ranked (doc_id, score) list: at each prefix
+    length, every distinct prefix with the teacher's probability (pooled over its documents) and the model's; and the
+    loss itself. Prefixes are written as docid digits; the last length is the whole docid with its end token."""
+    m, training = len(ranked), model.training
+    model.eval()  # no dropout: the scores beam search would see
+    labels = _docid_labels(model, [ranked], m)
+    labels = labels[..., : int((labels != -100).sum(-1).max())].to(model.device)  # as training cuts a batch
+    enc = {k: v.to(model.device) for k, v in model.tokenize_sources([query]).items()}
+    hidden = model.encode(enc["input_ids"], enc["attention_mask"])
+    logp = model.docid_token_logprobs(hidden.repeat_interleave(m, 0), enc["attention_mask"].repeat_interleave(m, 0),
+                                      labels[0]).view(1, m, -1)
+    teacher = torch.tensor([[s for _, s in ranked]], dtype=torch.float32, device=model.device)
+    loss = float(prefix_listwise_loss(logp, labels, teacher, temperature))
+    p, prefix = torch.softmax(teacher[0] / temperature, -1).tolist(), logp[0].float().cumsum(-1)
+    codes = [model.docids.codes[d] for d, _ in ranked]
+    rows = []
+    for level in range(labels.shape[-1]):
+        groups: dict[tuple, list[int]] = {}
+        for j in range(m):
+            groups.setdefault(tuple(labels[0, j, : level + 1].tolist()), []).append(j)
+        q = torch.softmax(torch.stack([prefix[g[0], level] for g in groups.values()]), 0).tolist()
+        for (key, members), q_g in zip(groups.items(), q):
+            code = codes[members[0]][: level + 1]
+            rows.append({"length": level + 1, "prefix": "-".join(map(str, code)) + ("" if len(code) > level else " end"),
+                         "documents": [ranked[j][0] for j in members], "teacher p": sum(p[j] for j in members),
+                         "model q": q_g})
+    model.train(training)
+    return rows, loss
+
+
 class PrefixDistillation(Callback):
     """Adds `weight` x `prefix_listwise_loss` on `batch` generated queries (with their teacher lists) to every
     micro-batch's loss; logs its mean at each evaluation as "distill loss"."""
@@ -92,13 +135,7 @@ class PrefixDistillation(Callback):
         net, m = trainer.net, self.cfg.distill_list
         if any(len(ranked) < m for ranked in self.lists):
             raise DsilabError(f"distill_list={m} is more documents than the teacher ranked: use a smaller list.")
-        seqs = net.docid_sequences()
-        enc = net.tokenize_sources(self.queries)
-        depth = max(len(s) for s in seqs.values())
-        labels = torch.full((len(self.lists), m, depth), -100, dtype=torch.long)
-        for row, ranked in enumerate(self.lists):
-            for j, (doc, _) in enumerate(ranked[:m]):
-                labels[row, j, : len(seqs[doc])] = torch.tensor(seqs[doc])
+        enc, labels = net.tokenize_sources(self.queries), _docid_labels(net, self.lists, m)
         # lengths stay on the host: cutting a batch to them then never waits for a GPU
         self.width, self.depth = enc["attention_mask"].sum(1), (labels != -100).sum(-1).amax(1)
         dev = net.device

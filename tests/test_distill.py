@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dsilab.core import DsilabError
-from dsilab.distill import DistillConfig, PrefixDistillation, prefix_listwise_loss
+from dsilab.distill import DistillConfig, PrefixDistillation, prefix_distributions, prefix_listwise_loss
 
 
 def _case():
@@ -66,6 +66,27 @@ def test_a_model_trained_with_the_prefix_loss_ranks_as_its_teacher(tiny_dsi):
             scores = model.docid_token_logprobs(hidden[i : i + 1].expand(3, -1, -1),
                                                 enc["attention_mask"][i : i + 1].expand(3, -1), labels).sum(-1)
             assert scores.argmax().item() == 0, (i, scores)
+
+
+def test_prefix_distributions_are_what_the_loss_compares(tiny_dsi):
+    """For one query and a teacher list: at each length both distributions sum to 1, the whole docids stand alone at
+    the last length, and the mean over lengths of KL(teacher || model) is the loss returned."""
+    from dsilab.models import build_model
+
+    coll, tree, examples = tiny_dsi
+    model = build_model("t5-scratch", tree, examples, seed=0, vocab_size=120, d_model=32, layers=1, decoder_layers=1,
+                        heads=2, d_ff=64).eval()
+    ranked = [(d, 1.0 - 0.2 * j) for j, d in enumerate(coll.doc_ids[:4])]
+    rows, loss = prefix_distributions(model, "a question nobody asked", ranked, temperature=0.5)
+    lengths = sorted({r["length"] for r in rows})
+    kl = []
+    for n in lengths:
+        level = [r for r in rows if r["length"] == n]
+        assert sum(r["teacher p"] for r in level) == pytest.approx(1.0) and sum(r["model q"] for r in level) == pytest.approx(1.0)
+        kl.append(sum(r["teacher p"] * math.log(r["teacher p"] / r["model q"]) for r in level))
+    last = [r for r in rows if r["length"] == lengths[-1]]
+    assert sorted(d for r in last for d in r["documents"]) == sorted(d for d, _ in ranked) and all(len(r["documents"]) == 1 for r in last)
+    assert loss == pytest.approx(sum(kl) / len(kl), rel=1e-4)
 
 
 def test_distillation_settings_are_checked():
