@@ -57,3 +57,19 @@ def test_whose_ranking_counts_queries_whose_first_document_is_bm25s():
     assert check("05.5", (1.0, 0.5), strict=True, **ctx)
     assert not check("05.5", (0.5, 1.0), **ctx)
     assert not check("05.5", 0.75, **ctx)
+
+
+def test_05_6_teacher_temperature(tiny_dsi, capsys):
+    from dsilab.distill import prefix_distributions
+    from dsilab.models import build_model
+
+    coll, tree, examples = tiny_dsi
+    model = build_model("t5-scratch", tree, examples, seed=0, vocab_size=120, d_model=32, layers=1, decoder_layers=1,
+                        heads=2, d_ff=64)
+    teacher_list = [(d, 0.8 - 0.05 * j) for j, d in enumerate(coll.doc_ids[:5])]
+    losses = tuple(prefix_distributions(model, "some question", teacher_list, t)[1] for t in (0.01, 1.0))
+    ctx = dict(model=model, query="some question", teacher_list=teacher_list)
+    assert check("05.6", losses, strict=True, **ctx)
+    assert "top-1 label" in capsys.readouterr().out
+    assert not check("05.6", losses[::-1], **ctx)
+    assert not check("05.6", losses[0], **ctx)

@@ -99,3 +99,24 @@ def _whose_ranking(answer: Any, plan_run: Run, dsi_run: Run, bm25_run: Run) -> t
                       "BM25 alone, paired, before it is credited to the model.")
     return False, (f"you have {answer!r}. For each test query, compare the run's first document with BM25's first; the "
                    "share of queries where they are the same, once for plan_run, once for dsi_run.")
+
+
+@checker("05.6")
+def _teacher_temperature(answer: Any, model: Any, query: str, teacher_list: list[tuple[str, float]]) -> tuple[bool, str]:
+    """(prefix loss at teacher temperature 0.01, at 1.0) for one question and its teacher list."""
+    from ..distill import prefix_distributions
+
+    first = lambda rows: next(r["teacher p"] for r in rows if teacher_list[0][0] in r["documents"])
+    (cold, loss_cold), (warm, loss_warm) = (prefix_distributions(model, query, teacher_list, t) for t in (0.01, 1.0))
+    try:
+        got = tuple(float(x) for x in answer)
+    except (TypeError, ValueError):
+        return False, f"answer with a pair of losses (T = 0.01, T = 1); you have {answer!r}."
+    if len(got) == 2 and all(_close(g, e, 1e-3) for g, e in zip(got, (loss_cold, loss_warm))):
+        return True, (f"right: {loss_cold:.3f} at T = 0.01 and {loss_warm:.3f} at T = 1. The teacher gives its first "
+                      f"document {first(cold):.3f} of its probability at T = 0.01 and {first(warm):.3f} at T = 1 (of "
+                      f"{len(teacher_list)} documents). A small T turns the list into (almost) a top-1 label: the loss is "
+                      "then close to the model's cross-entropy on that one document. A large T flattens the teacher "
+                      "towards no preference, and the loss mostly asks the model to spread its probability evenly.")
+    return False, (f"you have {answer!r}. Call prefix_distributions(model, queries[qid], teacher_list, T) at T = 0.01 "
+                   "and T = 1.0; its second value is the loss.")
