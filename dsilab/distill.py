@@ -13,7 +13,7 @@ prefixes: a listwise loss, so that beam search does not prune the prefix of a do
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from .core import DsilabError
 from .data import Collection
 from .querygen import teacher_rankings
 from .train import Callback
+
+if TYPE_CHECKING:
+    from .models import DSIModel
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ def prefix_listwise_loss(token_logp: torch.Tensor, labels: torch.Tensor, teacher
     return kl.sum(1).mean()
 
 
-def _docid_labels(model, lists: list[list[tuple[str, float]]], m: int) -> torch.Tensor:
+def _docid_labels(model: DSIModel, lists: list[list[tuple[str, float]]], m: int) -> torch.Tensor:
     """The docid tokens (EOS-terminated, padded with -100) of the first `m` documents of each list: (lists, m, depth)."""
     seqs = model.docid_sequences()
     labels = torch.full((len(lists), m, max(len(s) for s in seqs.values())), -100, dtype=torch.long)
@@ -80,7 +83,7 @@ def _docid_labels(model, lists: list[list[tuple[str, float]]], m: int) -> torch.
 
 
 @torch.no_grad()
-def prefix_distributions(model, query: str, ranked: list[tuple[str, float]], temperature: float = 0.05
+def prefix_distributions(model: DSIModel, query: str, ranked: list[tuple[str, float]], temperature: float = 0.05
                          ) -> tuple[list[dict[str, Any]], float]:
     """What `prefix_listwise_loss` compares for one query and a teacher's ranked (doc_id, score) list: at each prefix
     length, every distinct prefix with the teacher's probability (pooled over its documents) and the model's; and the
@@ -103,7 +106,7 @@ def prefix_distributions(model, query: str, ranked: list[tuple[str, float]], tem
         for j in range(m):
             groups.setdefault(tuple(labels[0, j, : level + 1].tolist()), []).append(j)
         q = torch.softmax(torch.stack([prefix[g[0], level] for g in groups.values()]), 0).tolist()
-        for (key, members), q_g in zip(groups.items(), q):
+        for members, q_g in zip(groups.values(), q):
             code = codes[members[0]][: level + 1]
             rows.append({"length": level + 1, "prefix": "-".join(map(str, code)) + ("" if len(code) > level else " end"),
                          "documents": [ranked[j][0] for j in members], "teacher p": sum(p[j] for j in members),

@@ -106,7 +106,7 @@ def _teacher_temperature(answer: Any, model: Any, query: str, teacher_list: list
     """(prefix loss at teacher temperature 0.01, at 1.0) for one question and its teacher list."""
     from ..distill import prefix_distributions
 
-    first = lambda rows: next(r["teacher p"] for r in rows if teacher_list[0][0] in r["documents"])
+    first = lambda rows: next(r["teacher p"] for r in reversed(rows) if r["documents"] == [teacher_list[0][0]])
     (cold, loss_cold), (warm, loss_warm) = (prefix_distributions(model, query, teacher_list, t) for t in (0.01, 1.0))
     try:
         got = tuple(float(x) for x in answer)
