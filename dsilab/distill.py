@@ -82,6 +82,15 @@ def _docid_labels(model: DSIModel, lists: list[list[tuple[str, float]]], m: int)
     return labels
 
 
+def _list_logprobs(model: DSIModel, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log p of each docid token of each list (lists, m, depth): each query encoded once, repeated per document."""
+    with torch.no_grad() if model.encoder_frozen else torch.enable_grad():
+        hidden = model.encode(ids, mask)
+    n, m = labels.shape[:2]
+    return model.docid_token_logprobs(hidden.repeat_interleave(m, 0), mask.repeat_interleave(m, 0),
+                                      labels.flatten(0, 1)).view(n, m, -1)
+
+
 @torch.no_grad()
 def prefix_distributions(model: DSIModel, query: str, ranked: list[tuple[str, float]], temperature: float = 0.05
                          ) -> tuple[list[dict[str, Any]], float]:
@@ -93,9 +102,7 @@ def prefix_distributions(model: DSIModel, query: str, ranked: list[tuple[str, fl
     labels = _docid_labels(model, [ranked], m)
     labels = labels[..., : int((labels != -100).sum(-1).max())].to(model.device)  # as training cuts a batch
     enc = {k: v.to(model.device) for k, v in model.tokenize_sources([query]).items()}
-    hidden = model.encode(enc["input_ids"], enc["attention_mask"])
-    logp = model.docid_token_logprobs(hidden.repeat_interleave(m, 0), enc["attention_mask"].repeat_interleave(m, 0),
-                                      labels[0]).view(1, m, -1)
+    logp = _list_logprobs(model, enc["input_ids"], enc["attention_mask"], labels)
     teacher = torch.tensor([[s for _, s in ranked]], dtype=torch.float32, device=model.device)
     loss = float(prefix_listwise_loss(logp, labels, teacher, temperature))
     p, prefix = torch.softmax(teacher[0] / temperature, -1).tolist(), logp[0].float().cumsum(-1)
@@ -152,11 +159,7 @@ class PrefixDistillation(Callback):
         rows = torch.as_tensor(rng.choice(len(self.labels), size=min(cfg.distill_batch, len(self.labels)), replace=False))
         width, depth, at = int(self.width[rows].max()), int(self.depth[rows].max()), rows.to(self.labels.device)
         ids, mask, labels = self.input_ids[at, :width], self.mask[at, :width], self.labels[at, :, :depth]
-        with torch.no_grad() if net.encoder_frozen else torch.enable_grad():
-            hidden = net.encode(ids, mask)
-        n, m = labels.shape[:2]
-        logp = net.docid_token_logprobs(hidden.repeat_interleave(m, 0), mask.repeat_interleave(m, 0), labels.flatten(0, 1))
-        loss = prefix_listwise_loss(logp.view(n, m, depth), labels, self.teacher[at], cfg.distill_temperature)
+        loss = prefix_listwise_loss(_list_logprobs(net, ids, mask, labels), labels, self.teacher[at], cfg.distill_temperature)
         self._sum, self._n = self._sum + loss.detach(), self._n + 1  # summed on the device: no wait for the GPU
         return cfg.distill_weight * loss
 

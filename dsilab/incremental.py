@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .core import DsilabError, check_choice, Qrels, Retriever, Run, seed_everything
+from .core import DsilabError, Qrels, Retriever, Run, check_choice, seed_everything
 from .data import Collection
 from .decode import LexicalPlanner
 from .docids import DocidTree

@@ -43,7 +43,7 @@ import numpy as np
 import psutil
 import torch
 
-from .core import DsilabError, check_choice, Qrels, atomic_path, map_large_blocks, release_memory, seed_everything, trim_heap
+from .core import DsilabError, Qrels, atomic_path, check_choice, map_large_blocks, release_memory, seed_everything, trim_heap
 from .tasks import Example
 
 AMP = ("auto", "bf16", "fp16", "off")
